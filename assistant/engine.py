@@ -1,0 +1,177 @@
+"""ChatEngine: one base model shared by every user, replies streamed through the
+model's own chat template."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+from assistant.models import LoadedModel
+
+BASE = "base"
+# End-of-turn markers of common chat templates; whichever the vocabulary has also stops
+# generation, so a model whose config names only </s> still stops at the end of its turn.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
+# A reply needs room: refuse a prompt that leaves less than this for the answer.
+MIN_REPLY_TOKENS = 32
+
+
+class ContextTooLong(Exception):
+    """The conversation does not fit in the model's context window."""
+
+
+class UnknownAdapter(Exception):
+    """A request named an adapter the engine does not have."""
+
+
+class EmptyMessage(Exception):
+    """The user sent nothing to answer."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 512
+    """Upper bound on the reply's length in tokens (also bounded by the context)."""
+    temperature: float = 0.0
+    """0 decodes greedily (same prompt, same answer); above 0 samples."""
+    top_p: float = 0.95
+    """Nucleus sampling cut-off, used only when temperature > 0."""
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1.")
+        if not 0 <= self.temperature <= 2:
+            raise ValueError("temperature must be between 0 and 2.")
+
+
+class ChatEngine:
+    """Serves one base model to many concurrent requests.
+
+    Each request gets its own streamer and cancel flag; nothing per-request is stored on
+    the engine, so two tabs never see each other's tokens.
+    """
+
+    def __init__(self, loaded: LoadedModel, max_concurrent: int = 4):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.context_window = _context_window(loaded)
+        self.stop_token_ids = _stop_token_ids(loaded)
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    def adapters(self) -> list[str]:
+        """The names a request may pick, "base" first."""
+        return [BASE]
+
+    def encode(self, messages: list[dict]) -> dict:
+        """Apply the chat template; raise ContextTooLong if no room is left to answer."""
+        if not messages or not str(messages[-1].get("content", "")).strip():
+            raise EmptyMessage("The message is empty: type something to send.")
+        inputs = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        used = inputs["input_ids"].shape[1]
+        if used + MIN_REPLY_TOKENS > self.context_window:
+            raise ContextTooLong(
+                f"This conversation is {used:,} tokens long, but {self.name} reads at most "
+                f"{self.context_window:,} tokens, its reply included. Shorten the message or "
+                "start a new conversation."
+            )
+        return inputs
+
+    def stream(self, messages: list[dict], adapter: str = BASE,
+               settings: GenerationSettings = GenerationSettings()) -> Iterator[str]:
+        """Yield the reply in pieces as they are generated (only new text, no prompt).
+
+        Closing the iterator early (a closed tab) stops generation at the next token.
+        """
+        self._check_adapter(adapter)
+        inputs = self.encode(messages)
+        budget = min(settings.max_new_tokens, self.context_window - inputs["input_ids"].shape[1])
+        with self._slots:
+            yield from _Generation(self, inputs, budget, settings).run()
+
+    def reply(self, messages: list[dict], adapter: str = BASE,
+              settings: GenerationSettings = GenerationSettings()) -> str:
+        return "".join(self.stream(messages, adapter, settings)).strip()
+
+    def _check_adapter(self, adapter: str) -> None:
+        if adapter not in self.adapters():
+            raise UnknownAdapter(
+                f"No adapter named {adapter!r}. Choose one of: {', '.join(self.adapters())}."
+            )
+
+
+class _Generation:
+    """One request: model.generate in a worker thread feeding a private streamer."""
+
+    def __init__(self, engine: ChatEngine, inputs: dict, budget: int,
+                 settings: GenerationSettings):
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        self.engine = engine
+        self.cancelled = threading.Event()
+        self.error: BaseException | None = None
+        self.streamer = TextIteratorStreamer(
+            engine.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        cancelled = self.cancelled
+
+        class StopWhenCancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return cancelled.is_set()
+
+        sampling = (
+            {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+            if settings.temperature > 0 else {"do_sample": False}
+        )
+        self.kwargs = dict(
+            **inputs, **sampling, max_new_tokens=budget, streamer=self.streamer,
+            eos_token_id=engine.stop_token_ids, pad_token_id=engine.stop_token_ids[0],
+            stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]),
+        )
+
+    def run(self) -> Iterator[str]:
+        worker = threading.Thread(target=self._generate, daemon=True)
+        worker.start()
+        try:
+            for piece in self.streamer:
+                if piece:
+                    yield piece
+        finally:
+            self.cancelled.set()
+            worker.join()
+        if self.error is not None:
+            raise self.error
+
+    def _generate(self) -> None:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                self.engine.model.generate(**self.kwargs)
+        except BaseException as error:  # handed to the consumer, never lost in the thread
+            self.error = error
+            self.streamer.end()
+
+
+def _context_window(loaded: LoadedModel) -> int:
+    config_limit = getattr(loaded.model.config, "max_position_embeddings", None)
+    tokenizer_limit = getattr(loaded.tokenizer, "model_max_length", None)
+    # Tokenizers without a limit report a huge sentinel (about 1e30).
+    limits = [n for n in (config_limit, tokenizer_limit) if n and n < 10_000_000]
+    return min(limits) if limits else 2048
+
+
+def _stop_token_ids(loaded: LoadedModel) -> list[int]:
+    configured = loaded.model.generation_config.eos_token_id
+    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    ids.append(loaded.tokenizer.eos_token_id)
+    vocab = loaded.tokenizer.get_vocab()
+    ids.extend(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
+    return list(dict.fromkeys(i for i in ids if i is not None))

@@ -1,0 +1,186 @@
+"""build_app(services) -> gr.Blocks: the Chat, Examples, Train and Compare tabs, plus the
+API routes listed in the README. Domain errors become gr.Error here and nowhere else."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+
+import gradio as gr
+
+from assistant.engine import BASE, ChatEngine, ContextTooLong, EmptyMessage, UnknownAdapter
+from storage import conversations
+from storage.conversations import ConversationNotFound
+from storage.db import StorageError, Store
+
+USER_ERRORS = (EmptyMessage, ContextTooLong, UnknownAdapter, ConversationNotFound,
+               StorageError)
+RECENT_CONVERSATIONS = 50
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the web app talks to; built once by `tunechat serve`."""
+
+    engine: ChatEngine
+    store: Store
+
+
+def shown_to_user(fn):
+    """Turn the domain errors a user can fix into gr.Error (a toast, not a traceback)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except USER_ERRORS as error:
+                raise gr.Error(str(error)) from error
+        return generator
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as error:
+            raise gr.Error(str(error)) from error
+    return plain
+
+
+def with_system(system: str, messages: list[dict]) -> list[dict]:
+    system = (system or "").strip()
+    return ([{"role": "system", "content": system}] if system else []) + messages
+
+
+class ChatActions:
+    """The handlers behind the Chat tab and the chat API, bound to one set of services."""
+
+    def __init__(self, services: Services):
+        self.engine = services.engine
+        self.store = services.store
+
+    def earlier_conversations(self, selected: int | None = None):
+        choices = [
+            (f"{c.title} · {c.updated_at[:16].replace('T', ' ')}", c.id)
+            for c in conversations.list_conversations(self.store, RECENT_CONVERSATIONS)
+        ]
+        return gr.Radio(choices=choices, value=selected)
+
+    def send(self, message: str, conversation_id: int | None, adapter: str, system: str):
+        """Stream a reply into the chat; yields (chat, message box, conversation id)."""
+        if not (message or "").strip():
+            yield gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
+            return
+        earlier = self._earlier_messages(conversation_id)
+        turns = earlier + [{"role": "user", "content": message}]
+        # Check first, store after: a message that cannot be answered is not kept.
+        prompt = with_system(system, turns)
+        self.engine.encode(prompt)
+        if conversation_id is None:
+            conversation_id = conversations.start_conversation(self.store, message, system,
+                                                               adapter)
+        conversations.add_turn(self.store, conversation_id, "user", message, adapter, system)
+        reply = ""
+        try:
+            yield turns + [{"role": "assistant", "content": ""}], "", conversation_id
+            for piece in self.engine.stream(prompt, adapter):
+                reply += piece
+                yield turns + [{"role": "assistant", "content": reply}], "", conversation_id
+        finally:
+            # Also on Stop or a closed tab: keep what the user saw.
+            if reply.strip():
+                conversations.add_turn(self.store, conversation_id, "assistant",
+                                       reply.strip(), adapter)
+
+    def open_conversation(self, conversation_id: int | None):
+        """Reopen a stored conversation: (chat, conversation id, system prompt, model)."""
+        if conversation_id is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        stored = conversations.get_conversation(self.store, conversation_id)
+        adapter = stored.adapter if stored.adapter in self.engine.adapters() else BASE
+        return stored.messages, stored.id, stored.system, adapter
+
+    def chat_api(self, message: str, adapter: str = BASE, system: str = "") -> str:
+        """Answer one message (greedy) and store it as a new conversation."""
+        prompt = with_system(system, [{"role": "user", "content": message}])
+        reply = self.engine.reply(prompt, adapter)  # raises before anything is stored
+        conversation_id = conversations.start_conversation(self.store, message, system, adapter)
+        conversations.add_turn(self.store, conversation_id, "user", message, adapter, system)
+        conversations.add_turn(self.store, conversation_id, "assistant", reply, adapter)
+        return reply
+
+    def _earlier_messages(self, conversation_id: int | None) -> list[dict]:
+        if conversation_id is None:
+            return []
+        return conversations.get_conversation(self.store, conversation_id).messages
+
+
+def build_app(services: Services) -> gr.Blocks:
+    actions = ChatActions(services)
+    with gr.Blocks(title="tunechat", analytics_enabled=False) as app:
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                earlier, adapter = _chat_tab(actions)
+            with gr.Tab("Examples", id="examples"):
+                gr.Markdown("### Examples\nKeep or correct the model's answers in the Chat tab "
+                            "to build a dataset. The list of examples arrives here next.")
+            with gr.Tab("Train", id="train"):
+                gr.Markdown("### Train\nLoRA / QLoRA fine-tuning on your examples is coming "
+                            "to this tab.")
+            with gr.Tab("Compare", id="compare"):
+                gr.Markdown("### Compare\nBase model and your adapters side by side, and "
+                            "blind votes, are coming to this tab.")
+        gr.api(shown_to_user(actions.chat_api), api_name="chat")
+        _adapters_api(services.engine)
+        # Each page load sees conversations and models added since the server started.
+        app.load(actions.earlier_conversations, None, earlier, api_visibility="private")
+        app.load(lambda: gr.Dropdown(choices=services.engine.adapters()), None, adapter,
+                 api_visibility="private")
+    return app
+
+
+def _adapters_api(engine: ChatEngine) -> None:
+    def adapters() -> list[str]:
+        """The model names a request may use, "base" first."""
+        return engine.adapters()
+
+    gr.api(adapters, api_name="adapters")
+
+
+def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
+    conversation_id = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=240):
+            new_button = gr.Button("+ New conversation")
+            earlier = gr.Radio(label="Earlier conversations", choices=[], value=None,
+                               elem_id="earlier-conversations")
+        with gr.Column(scale=4):
+            with gr.Row():
+                adapter = gr.Dropdown(label="Model", choices=actions.engine.adapters(),
+                                      value=BASE, info=f"base = {actions.engine.name}")
+                system = gr.Textbox(label="System prompt", lines=1, scale=3,
+                                    placeholder="Optional: how the assistant should behave")
+            chatbot = gr.Chatbot(label="Chat", height=460, feedback_options=None,
+                                 buttons=["copy", "copy_all"],
+                                 placeholder="Say something to start a conversation.")
+            with gr.Row():
+                message = gr.Textbox(show_label=False, scale=6, autofocus=True,
+                                     placeholder="Type a message and press Enter")
+                send_button = gr.Button("Send", variant="primary", scale=1)
+                stop_button = gr.Button("Stop", scale=1)
+
+    send_inputs = [message, conversation_id, adapter, system]
+    send_outputs = [chatbot, message, conversation_id]
+    send = shown_to_user(actions.send)
+    refresh = actions.earlier_conversations
+    events = [
+        trigger(send, send_inputs, send_outputs, api_visibility="private")
+        .then(refresh, conversation_id, earlier, api_visibility="private")
+        for trigger in (message.submit, send_button.click)
+    ]
+    stop_button.click(None, None, None, cancels=events, api_visibility="private")
+    new_button.click(lambda: ([], None, None), None, [chatbot, conversation_id, earlier],
+                     api_visibility="private")
+    earlier.input(shown_to_user(actions.open_conversation), earlier,
+                  [chatbot, conversation_id, system, adapter], api_visibility="private")
+    return earlier, adapter

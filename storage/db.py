@@ -1,0 +1,146 @@
+"""Open the tunechat database: a SQLite file in the data home, WAL, busy timeout,
+numbered migrations applied on open. The only module that knows where the file is."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sqlite_utils import Database, Migrations
+
+DB_FILENAME = "tunechat.db"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StorageError(Exception):
+    """The data home or its database cannot be used; the message names the path and the fix."""
+
+
+def data_home(explicit: str | os.PathLike | None = None) -> Path:
+    """--home DIR, else $TUNECHAT_HOME, else ~/.tunechat."""
+    chosen = explicit or os.environ.get("TUNECHAT_HOME") or Path.home() / ".tunechat"
+    return Path(chosen).expanduser().resolve()
+
+
+migrations = Migrations("tunechat")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["conversations"].create(
+        {"id": int, "title": str, "system": str, "adapter": str, "created_at": str,
+         "updated_at": str},
+        pk="id",
+    )
+    db["turns"].create(
+        {"id": int, "conversation_id": int, "position": int, "role": str, "content": str,
+         "adapter": str, "created_at": str},
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+    )
+    db["turns"].create_index(["conversation_id", "position"], unique=True)
+    # Filled by the next issues; created now so every database has the same shape.
+    db["examples"].create(
+        {"id": int, "conversation_id": int, "messages": str, "source": str,
+         "created_at": str},
+        pk="id",
+    )
+    db["runs"].create(
+        {"id": int, "status": str, "config": str, "adapter": str, "error": str,
+         "created_at": str, "updated_at": str},
+        pk="id",
+    )
+    db["votes"].create(
+        {"id": int, "prompt": str, "left": str, "right": str, "winner": str,
+         "created_at": str},
+        pk="id",
+    )
+
+
+@dataclass(frozen=True)
+class Store:
+    """The data home; hands out short-lived connections (one per unit of work), which
+    keeps Gradio's worker threads and the trainer process from sharing a connection."""
+
+    home: Path
+
+    @property
+    def path(self) -> Path:
+        return self.home / DB_FILENAME
+
+    @contextmanager
+    def connect(self) -> Iterator[Database]:
+        """A connection holding one write transaction, committed when the block ends.
+
+        BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads
+        and then writes can fail at once with "database is locked" under WAL, busy
+        timeout or not, when another process wrote in between.
+        """
+        conn = self._open()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield Database(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Database]:
+        """A connection for reads only; WAL lets them run beside a writer."""
+        conn = self._open()
+        try:
+            yield Database(conn)
+        finally:
+            conn.close()
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see connect).
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+
+def open_store(home: str | os.PathLike | None = None) -> Store:
+    """Create the data home if needed, check the database, apply pending migrations."""
+    store = Store(data_home(home))
+    _ensure_home(store.home)
+    try:
+        conn = sqlite3.connect(store.path, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            db = Database(conn)
+            db.enable_wal()
+            if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("integrity check failed")
+            migrations.apply(db)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as error:
+        raise StorageError(
+            f"The database {store.path} cannot be read ({error}). It may be corrupt or not a "
+            "tunechat database. Fix: move it aside (keep a copy) and restart to begin a new "
+            "one, or pick another data home with --home."
+        ) from error
+    return store
+
+
+def _ensure_home(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise StorageError(
+            f"The data home {home} cannot be written ({error.strerror or error}). Fix: choose "
+            "a writable folder with --home DIR or TUNECHAT_HOME, or fix its permissions."
+        ) from error

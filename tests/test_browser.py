@@ -1,0 +1,69 @@
+"""A new user's first visit, in headless Chromium: chat, restart the server, find the
+conversation again. Screenshots land in the test's folder when something fails."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from serving import Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="needs Debian's chromium (make test installs it)"),
+]
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def screenshot_on_failure(request, page, tmp_path):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        print(f"screenshot: {tmp_path / 'failure.png'}")
+
+
+def send(page, text):
+    box = page.get_by_placeholder("Type a message and press Enter")
+    box.fill(text)
+    box.press("Enter")
+
+
+@pytest.mark.integration
+def test_chat_restart_and_find_it_again(page, tmp_path, screenshot_on_failure):
+    home = tmp_path / "home"
+    with Server(home) as server:
+        page.goto(server.url)
+        page.get_by_label("System prompt").fill("Answer in one short sentence.")
+        send(page, "What is the capital of France?")
+        page.locator(".bot").filter(has_text="Paris").first.wait_for()
+        page.locator("#earlier-conversations").get_by_text(
+            "What is the capital of France?").wait_for()
+        send(page, "")  # an empty message sends nothing
+        assert page.locator(".user").count() == 1
+    with Server(home) as server:  # a restart: new process, same data home
+        page.goto(server.url)
+        page.locator("#earlier-conversations").get_by_text(
+            "What is the capital of France?").click()
+        page.locator(".bot").filter(has_text="Paris").first.wait_for()
+        assert page.locator(".user").filter(
+            has_text="What is the capital of France?").count() == 1
+        assert page.get_by_label("System prompt").input_value() == \
+            "Answer in one short sentence."

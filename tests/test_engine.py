@@ -1,0 +1,103 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from assistant.engine import (ContextTooLong, EmptyMessage, GenerationSettings,
+                              UnknownAdapter)
+from tiny import DIALOGUES
+
+
+def ask(question, system=None):
+    return ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}]
+
+
+def test_greedy_reply_stops_at_end_of_turn(tiny_engine):
+    for question, answer in DIALOGUES:
+        assert tiny_engine.reply(ask(question)) == answer
+
+
+def test_stream_yields_only_new_text_in_pieces(tiny_engine):
+    pieces = list(tiny_engine.stream(ask("Say hello.")))
+    assert len(pieces) > 3
+    assert "".join(pieces).strip() == "Hello! How can I help you today?"
+    assert not any("user" in piece or "<|im" in piece for piece in pieces)
+
+
+def test_stream_matches_plain_generate(tiny_engine):
+    inputs = tiny_engine.encode(ask("What colour is the sky?"))
+    output = tiny_engine.model.generate(**inputs, do_sample=False, max_new_tokens=40,
+                                        eos_token_id=tiny_engine.stop_token_ids)
+    new_tokens = output[0, inputs["input_ids"].shape[1]:]
+    expected = tiny_engine.tokenizer.decode(new_tokens, skip_special_tokens=True)
+    assert tiny_engine.reply(ask("What colour is the sky?")) == expected.strip()
+
+
+def test_system_prompt_goes_through_the_chat_template(tiny_engine):
+    inputs = tiny_engine.encode(ask("Say hello.", system="Answer like a pirate."))
+    text = tiny_engine.tokenizer.decode(inputs["input_ids"][0])
+    assert text.startswith("<|im_start|>system\nAnswer like a pirate.<|im_end|>")
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_concurrent_requests_never_mix(tiny_engine):
+    questions = [q for q, _ in DIALOGUES] * 3
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        replies = list(pool.map(lambda q: tiny_engine.reply(ask(q)), questions))
+    assert replies == [a for _, a in DIALOGUES] * 3
+
+
+def test_closing_the_stream_stops_generation(tiny_engine):
+    before = threading.active_count()
+    stream = tiny_engine.stream(ask("Something it never learned, so it rambles"),
+                                settings=GenerationSettings(max_new_tokens=200))
+    next(stream)
+    stream.close()
+    assert threading.active_count() == before  # the generate thread has ended
+
+
+def test_an_error_inside_generation_reaches_the_caller(tiny_engine, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(tiny_engine.model, "generate", broken)
+    with pytest.raises(RuntimeError, match="kernel exploded"):
+        tiny_engine.reply(ask("Say hello."))
+
+
+def test_empty_message_is_refused(tiny_engine):
+    with pytest.raises(EmptyMessage):
+        tiny_engine.encode(ask("   \n"))
+
+
+def test_message_longer_than_the_context_is_a_clear_error(tiny_engine):
+    with pytest.raises(ContextTooLong, match="at most 256 tokens") as error:
+        tiny_engine.reply(ask("x" * 100_000))
+    assert "new conversation" in str(error.value)
+
+
+def test_unknown_adapter_lists_the_choices(tiny_engine):
+    assert tiny_engine.adapters() == ["base"]
+    with pytest.raises(UnknownAdapter, match="base"):
+        tiny_engine.reply(ask("Say hello."), adapter="nope")
+
+
+def test_generation_settings_are_validated():
+    with pytest.raises(ValueError, match="temperature"):
+        GenerationSettings(temperature=5)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        GenerationSettings(max_new_tokens=0)
+
+
+@pytest.mark.integration
+def test_real_model_answers_and_stops(real_engine):
+    reply = real_engine.reply(ask("What is the capital of France?"))
+    assert "Paris" in reply
+    assert "<|im_end|>" not in reply and "\nuser" not in reply
+
+
+@pytest.mark.integration
+def test_real_model_refuses_a_100k_character_message(real_engine):
+    with pytest.raises(ContextTooLong, match="8,192"):
+        real_engine.reply(ask("word " * 20_000))

@@ -1,0 +1,69 @@
+"""The real Gradio server in its own process, called with gradio_client as a user's
+script would."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from serving import Server
+
+
+@pytest.fixture(scope="module")
+def served_tiny(tiny_model_dir, tmp_path_factory):
+    home = tmp_path_factory.mktemp("served") / "home"
+    with Server(home, model=str(tiny_model_dir)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(served_tiny):
+    return Client(served_tiny.url, verbose=False)
+
+
+def stored_turns(server):
+    with sqlite3.connect(server.home / "tunechat.db") as db:
+        return db.execute("SELECT role, content FROM turns ORDER BY id").fetchall()
+
+
+def test_adapters_lists_base_first(client):
+    assert client.predict(api_name="/adapters") == ["base"]
+
+
+def test_chat_answers_and_stores_the_turns(client, served_tiny):
+    reply = client.predict("Name a fruit.", "base", "", api_name="/chat")
+    assert reply == "An apple is a fruit."
+    assert stored_turns(served_tiny)[-2:] == [("user", "Name a fruit."),
+                                              ("assistant", "An apple is a fruit.")]
+
+
+def test_bad_messages_are_clear_errors_and_store_nothing(client, served_tiny):
+    before = stored_turns(served_tiny)
+    with pytest.raises(Exception, match="empty"):
+        client.predict("  ", "base", "", api_name="/chat")
+    with pytest.raises(Exception, match="at most 256 tokens"):
+        client.predict("y" * 100_000, "base", "", api_name="/chat")
+    with pytest.raises(Exception, match="No adapter named"):
+        client.predict("Say hello.", "someone-else", "", api_name="/chat")
+    assert stored_turns(served_tiny) == before
+
+
+def test_server_listens_on_loopback_only(served_tiny):
+    """The listening socket's own address, read from the kernel's table."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        pytest.skip("needs Linux's /proc/net/tcp")
+    listening = [
+        line.split()[1] for line in table.read_text().splitlines()[1:]
+        if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == served_tiny.port
+    ]
+    assert listening == ["0100007F:%04X" % served_tiny.port]  # 127.0.0.1, nothing else
+
+
+@pytest.mark.integration
+def test_served_embedded_model_answers(tmp_path):
+    with Server(tmp_path / "home") as server:
+        reply = Client(server.url, verbose=False).predict(
+            "What is the capital of France?", "base", "", api_name="/chat")
+    assert "Paris" in reply
