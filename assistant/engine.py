@@ -90,7 +90,7 @@ class ChatEngine:
 
         Closing the iterator early (a closed tab) stops generation at the next token.
         """
-        self._check_adapter(adapter)
+        self.check_adapter(adapter)
         inputs = self.encode(messages)
         budget = min(settings.max_new_tokens, self.context_window - inputs["input_ids"].shape[1])
         with self._slots:
@@ -100,7 +100,7 @@ class ChatEngine:
               settings: GenerationSettings = GenerationSettings()) -> str:
         return "".join(self.stream(messages, adapter, settings)).strip()
 
-    def _check_adapter(self, adapter: str) -> None:
+    def check_adapter(self, adapter: str) -> None:
         if adapter not in self.adapters():
             raise UnknownAdapter(
                 f"No adapter named {adapter!r}. Choose one of: {', '.join(self.adapters())}."

@@ -85,12 +85,27 @@ class ChatActions:
             yield turns + [{"role": "assistant", "content": ""}], "", conversation_id
             for piece in self.engine.stream(prompt, adapter):
                 reply += piece
-                yield turns + [{"role": "assistant", "content": reply}], "", conversation_id
+                # gr.skip(): leave alone what the user types while the reply streams.
+                yield turns + [{"role": "assistant", "content": reply}], gr.skip(), gr.skip()
         finally:
             # Also on Stop or a closed tab: keep what the user saw.
             if reply.strip():
                 conversations.add_turn(self.store, conversation_id, "assistant",
                                        reply.strip(), adapter)
+
+    def validate(self, message: str, conversation_id: int | None, adapter: str, system: str):
+        """Runs before send: a message that cannot be answered is flagged on the message
+        box, and the chat stays as it was."""
+        problem = ""
+        if (message or "").strip():
+            turns = self._earlier_messages(conversation_id) + [
+                {"role": "user", "content": message}]
+            try:
+                self.engine.check_adapter(adapter)
+                self.engine.encode(with_system(system, turns))
+            except USER_ERRORS as error:
+                problem = str(error)
+        return [gr.validate(not problem, problem)] + [gr.validate(True, "")] * 3
 
     def open_conversation(self, conversation_id: int | None):
         """Reopen a stored conversation: (chat, conversation id, system prompt, model)."""
@@ -164,7 +179,7 @@ def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
                                  buttons=["copy", "copy_all"],
                                  placeholder="Say something to start a conversation.")
             with gr.Row():
-                message = gr.Textbox(show_label=False, scale=6, autofocus=True,
+                message = gr.Textbox(label="Message", show_label=False, scale=6, autofocus=True,
                                      placeholder="Type a message and press Enter")
                 send_button = gr.Button("Send", variant="primary", scale=1)
                 stop_button = gr.Button("Stop", scale=1)
@@ -174,13 +189,16 @@ def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
     send = shown_to_user(actions.send)
     refresh = actions.earlier_conversations
     events = [
-        trigger(send, send_inputs, send_outputs, api_visibility="private")
+        trigger(send, send_inputs, send_outputs, api_visibility="private",
+                validator=actions.validate, show_progress="hidden")
         .then(refresh, conversation_id, earlier, api_visibility="private")
         for trigger in (message.submit, send_button.click)
     ]
     stop_button.click(None, None, None, cancels=events, api_visibility="private")
-    new_button.click(lambda: ([], None, None), None, [chatbot, conversation_id, earlier],
-                     api_visibility="private")
+    start_over = dict(fn=lambda: ([], None, None), inputs=None,
+                      outputs=[chatbot, conversation_id, earlier], api_visibility="private")
+    new_button.click(**start_over)
+    chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
     earlier.input(shown_to_user(actions.open_conversation), earlier,
                   [chatbot, conversation_id, system, adapter], api_visibility="private")
     return earlier, adapter

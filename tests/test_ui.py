@@ -11,10 +11,19 @@ def actions(tiny_engine, store):
     return ChatActions(Services(engine=tiny_engine, store=store))
 
 
+def chat_turn(actions, message, conversation_id=None, system=""):
+    """Run one send to the end: (updates, final chat, conversation id)."""
+    updates = list(actions.send(message, conversation_id, "base", system))
+    _, box, conversation_id = updates[0]  # later updates leave both alone (gr.skip)
+    assert box == ""
+    return updates, updates[-1][0], conversation_id
+
+
 def test_send_streams_and_stores_both_turns(actions, store):
-    updates = list(actions.send("What is the capital of France?", None, "base", "Be brief."))
-    chat, box, conversation_id = updates[-1]
-    assert len(updates) > 3 and box == ""
+    updates, chat, conversation_id = chat_turn(actions, "What is the capital of France?",
+                                               system="Be brief.")
+    assert len(updates) > 3
+    assert all(update[1:] == (gr.skip(), gr.skip()) for update in updates[1:])
     assert chat[-1] == {"role": "assistant", "content": "The capital of France is Paris."}
     stored = conversations.get_conversation(store, conversation_id)
     assert stored.system == "Be brief."
@@ -22,8 +31,8 @@ def test_send_streams_and_stores_both_turns(actions, store):
 
 
 def test_second_message_continues_the_same_conversation(actions, store):
-    *_, (_, _, conversation_id) = actions.send("Say hello.", None, "base", "")
-    *_, (chat, _, same_id) = actions.send("Name a fruit.", conversation_id, "base", "")
+    _, _, conversation_id = chat_turn(actions, "Say hello.")
+    _, chat, same_id = chat_turn(actions, "Name a fruit.", conversation_id)
     assert same_id == conversation_id and len(chat) == 4
     assert len(conversations.get_conversation(store, conversation_id).messages) == 4
 
@@ -43,8 +52,8 @@ def test_too_long_message_is_refused_before_anything_is_stored(actions, store):
 
 def test_stopping_mid_reply_keeps_what_was_shown(actions, store):
     stream = actions.send("Say hello.", None, "base", "")
-    next(stream)
     _, _, conversation_id = next(stream)
+    next(stream)
     stream.close()
     stored = conversations.get_conversation(store, conversation_id).messages
     assert stored[0]["content"] == "Say hello."
@@ -53,7 +62,7 @@ def test_stopping_mid_reply_keeps_what_was_shown(actions, store):
 
 
 def test_earlier_conversation_reopens_with_its_system_prompt(actions):
-    *_, (chat, _, conversation_id) = actions.send("Say hello.", None, "base", "Be kind.")
+    _, chat, conversation_id = chat_turn(actions, "Say hello.", system="Be kind.")
     assert actions.open_conversation(conversation_id) == (chat, conversation_id,
                                                           "Be kind.", "base")
     picker = actions.earlier_conversations(conversation_id)
@@ -71,3 +80,11 @@ def test_app_builds_with_its_api_names(actions, tiny_engine, store):
     app = build_app(Services(engine=tiny_engine, store=store))
     names = {d.api_name for d in app.fns.values() if d.api_visibility == "public"}
     assert {"chat", "adapters"} <= names
+
+
+def test_validator_flags_an_unanswerable_message_on_the_message_box(actions):
+    message_check, *others = actions.validate("x" * 100_000, None, "base", "")
+    assert message_check["is_valid"] is False and "tokens" in message_check["message"]
+    assert all(check["is_valid"] for check in others)
+    assert actions.validate("Say hello.", None, "base", "")[0]["is_valid"] is True
+    assert actions.validate("Say hello.", None, "gone", "")[0]["is_valid"] is False
