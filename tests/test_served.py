@@ -38,6 +38,21 @@ def test_chat_answers_and_stores_the_turns(client, served_tiny):
                                               ("assistant", "An apple is a fruit.")]
 
 
+def test_concurrent_clients_each_get_their_own_answer(served_tiny):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tiny import DIALOGUES
+
+    def ask(question):
+        return Client(served_tiny.url, verbose=False).predict(question, "base", "",
+                                                              api_name="/chat")
+
+    questions = [q for q, _ in DIALOGUES] * 2
+    with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+        replies = list(pool.map(ask, questions))
+    assert replies == [a for _, a in DIALOGUES] * 2
+
+
 def test_bad_messages_are_clear_errors_and_store_nothing(client, served_tiny):
     before = stored_turns(served_tiny)
     with pytest.raises(Exception, match="empty"):
