@@ -9,13 +9,16 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from assistant.ui_examples import examples_tab, message_text
 from assistant.engine import BASE, ChatEngine, ContextTooLong, EmptyMessage, UnknownAdapter
-from storage import conversations
+from storage import conversations, examples
 from storage.conversations import ConversationNotFound
 from storage.db import StorageError, Store
+from storage.examples import DuplicateExample, ExampleNotFound, InvalidExample
+from storage.formats import FormatError
 
 USER_ERRORS = (EmptyMessage, ContextTooLong, UnknownAdapter, ConversationNotFound,
-               StorageError)
+               StorageError, InvalidExample, DuplicateExample, ExampleNotFound, FormatError)
 RECENT_CONVERSATIONS = 50
 
 
@@ -47,6 +50,14 @@ def shown_to_user(fn):
     return plain
 
 
+def saved_note(store: Store, verdict: str, example_id: int) -> str:
+    what = {"kept": "✓ Kept as example", "corrected": "✓ Correction saved as example",
+            "disliked": "✓ Marked as a bad answer (not trained on), record"}[verdict]
+    ready = examples.counts(store)["trainable"]
+    return (f"{what} #{example_id}. {ready} training example{'s' * (ready != 1)} so far; "
+            "see the Examples tab.")
+
+
 def with_system(system: str, messages: list[dict]) -> list[dict]:
     system = (system or "").strip()
     return ([{"role": "system", "content": system}] if system else []) + messages
@@ -71,7 +82,7 @@ class ChatActions:
         if not (message or "").strip():
             yield gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
             return
-        earlier = self._earlier_messages(conversation_id)
+        earlier = self.stored_chat(conversation_id)
         turns = earlier + [{"role": "user", "content": message}]
         # Check first, store after: a message that cannot be answered is not kept.
         prompt = with_system(system, turns)
@@ -98,7 +109,7 @@ class ChatActions:
         box, and the chat stays as it was."""
         problem = ""
         if (message or "").strip():
-            turns = self._earlier_messages(conversation_id) + [
+            turns = self.stored_chat(conversation_id) + [
                 {"role": "user", "content": message}]
             try:
                 self.engine.check_adapter(adapter)
@@ -106,6 +117,29 @@ class ChatActions:
             except USER_ERRORS as error:
                 problem = str(error)
         return [gr.validate(not problem, problem)] + [gr.validate(True, "")] * 3
+
+    def judge(self, conversation_id: int | None, like: gr.LikeData):
+        """Thumbs up keeps the reply as an example; thumbs down records it as bad."""
+        verdict = {True: "kept", False: "disliked"}.get(like.liked)
+        if verdict is None or conversation_id is None:
+            return gr.skip()
+        try:
+            example_id = examples.judge_reply(self.store, conversation_id, like.index, verdict)
+        except (InvalidExample, DuplicateExample) as error:
+            return f"⚠ {error}"
+        return saved_note(self.store, verdict, example_id)
+
+    def correct(self, conversation_id: int | None, edit: gr.EditData):
+        """An edited reply becomes a corrected example; the chat shows what is stored."""
+        if conversation_id is None:
+            return gr.skip(), gr.skip()
+        try:
+            example_id = examples.judge_reply(self.store, conversation_id, edit.index,
+                                              "corrected", message_text(edit.value))
+            note = saved_note(self.store, "corrected", example_id)
+        except (InvalidExample, DuplicateExample) as error:
+            note = f"⚠ Not saved: {error}"
+        return conversations.get_conversation(self.store, conversation_id).messages, note
 
     def open_conversation(self, conversation_id: int | None):
         """Reopen a stored conversation: (chat, conversation id, system prompt, model)."""
@@ -124,7 +158,8 @@ class ChatActions:
         conversations.add_turn(self.store, conversation_id, "assistant", reply, adapter)
         return reply
 
-    def _earlier_messages(self, conversation_id: int | None) -> list[dict]:
+    def stored_chat(self, conversation_id: int | None) -> list[dict]:
+        """The conversation's messages as stored (none for a new conversation)."""
         if conversation_id is None:
             return []
         return conversations.get_conversation(self.store, conversation_id).messages
@@ -136,9 +171,8 @@ def build_app(services: Services) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 earlier, adapter = _chat_tab(actions)
-            with gr.Tab("Examples", id="examples"):
-                gr.Markdown("### Examples\nKeep or correct the model's answers in the Chat tab "
-                            "to build a dataset. The list of examples arrives here next.")
+            with gr.Tab("Examples", id="examples") as examples_tab_:
+                show_examples = examples_tab(services.store, shown_to_user)
             with gr.Tab("Train", id="train"):
                 gr.Markdown("### Train\nLoRA / QLoRA fine-tuning on your examples is coming "
                             "to this tab.")
@@ -147,11 +181,46 @@ def build_app(services: Services) -> gr.Blocks:
                             "blind votes, are coming to this tab.")
         gr.api(shown_to_user(actions.chat_api), api_name="chat")
         _adapters_api(services.engine)
+        _examples_api(services.store)
+        # Kept and corrected replies appear in the table when the tab is opened.
+        examples_tab_.select(**show_examples)
         # Each page load sees conversations and models added since the server started.
         app.load(actions.earlier_conversations, None, earlier, api_visibility="private")
         app.load(lambda: gr.Dropdown(choices=services.engine.adapters()), None, adapter,
                  api_visibility="private")
     return app
+
+
+def _examples_api(store: Store) -> None:
+    def list_examples(search: str = "", source: str = "all") -> list[dict]:
+        """Stored examples, newest first: id, source, messages, rejected, near_duplicate_of."""
+        return [{"id": e.id, "source": e.source, "messages": e.messages,
+                 "rejected": e.rejected, "near_duplicate_of": e.near_duplicate_of}
+                for e in examples.list_examples(store, search, source)]
+
+    def add_example(messages: list[dict], source: str = "added") -> int:
+        """Store one example (chat messages, the last one the assistant's); returns its id."""
+        return examples.add_example(store, messages, source)
+
+    def correct(messages: list[dict], corrected: str) -> int:
+        """Store a correction: `messages` end with the answer to replace by `corrected`,
+        which is kept as the rejected side. Returns the example's id."""
+        return examples.correct_messages(store, messages, corrected)
+
+    def delete_example(example_id: int) -> str:
+        """Delete an example (undo with /restore_example)."""
+        examples.delete_example(store, example_id)
+        return f"Deleted example #{example_id}."
+
+    def restore_example(example_id: int) -> str:
+        """Bring back a deleted example."""
+        examples.restore_example(store, example_id)
+        return f"Restored example #{example_id}."
+
+    for fn, name in [(list_examples, "examples"), (add_example, "add_example"),
+                     (correct, "correct"), (delete_example, "delete_example"),
+                     (restore_example, "restore_example")]:
+        gr.api(shown_to_user(fn), api_name=name)
 
 
 def _adapters_api(engine: ChatEngine) -> None:
@@ -175,9 +244,16 @@ def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
                                       value=BASE, info=f"base = {actions.engine.name}")
                 system = gr.Textbox(label="System prompt", lines=1, scale=3,
                                     placeholder="Optional: how the assistant should behave")
-            chatbot = gr.Chatbot(label="Chat", height=460, feedback_options=None,
-                                 buttons=["copy", "copy_all"],
+            chatbot = gr.Chatbot(label="Chat", height=460, editable="all",
+                                 feedback_options=("Like", "Dislike"),
+                                 buttons=["copy", "copy_all"], elem_id="chat",
                                  placeholder="Say something to start a conversation.")
+            gr.Markdown("Under each reply: **thumbs up** keeps it as a training example; "
+                        "the **pencil** lets you correct it (your fix becomes the example, "
+                        "the original is kept as the rejected side); **thumbs down** marks "
+                        "it as bad.",
+                        elem_classes="hint")
+            note = gr.Markdown(elem_id="chat-note")
             with gr.Row():
                 message = gr.Textbox(label="Message", show_label=False, scale=6, autofocus=True,
                                      placeholder="Type a message and press Enter")
@@ -191,6 +267,9 @@ def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
     events = [
         trigger(send, send_inputs, send_outputs, api_visibility="private",
                 validator=actions.validate, show_progress="hidden")
+        # Show exactly what is stored, so a reply's place in the chat is its place in
+        # the database (keep and correct rely on it).
+        .then(actions.stored_chat, conversation_id, chatbot, api_visibility="private")
         .then(refresh, conversation_id, earlier, api_visibility="private")
         for trigger in (message.submit, send_button.click)
     ]
@@ -199,6 +278,10 @@ def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
                       outputs=[chatbot, conversation_id, earlier], api_visibility="private")
     new_button.click(**start_over)
     chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
+    chatbot.like(shown_to_user(actions.judge), conversation_id, note,
+                 api_visibility="private")
+    chatbot.edit(shown_to_user(actions.correct), conversation_id, [chatbot, note],
+                 api_visibility="private")
     earlier.input(shown_to_user(actions.open_conversation), earlier,
                   [chatbot, conversation_id, system, adapter], api_visibility="private")
     return earlier, adapter

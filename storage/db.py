@@ -61,6 +61,18 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_examples_for_collecting(db: Database) -> None:
+    """Examples learn where they came from, their rejected side, and dedup keys."""
+    examples = db["examples"]
+    for column, kind in [("turn_position", int), ("rejected", str), ("digest", str),
+                         ("near_key", str), ("prompt_key", str), ("updated_at", str),
+                         ("deleted_at", str)]:
+        examples.add_column(column, kind)
+    examples.create_index(["digest"])
+    examples.create_index(["conversation_id", "turn_position"])
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

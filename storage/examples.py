@@ -1,0 +1,306 @@
+"""Training examples: whole conversations in chat "messages" form, the last message the
+assistant's. Added by keeping or correcting a reply, by hand, or by import; checked on
+every write; exact duplicates refused, near-duplicates flagged; deleted softly so a
+delete can be undone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from storage.conversations import get_conversation, now
+from storage.db import Store
+
+ROLES = ("system", "user", "assistant")
+# Sources a user sees and filters by. "disliked" is a thumbs-down without a fix: kept for
+# the record (and later preference work) but never trained on.
+SOURCES = ("kept", "corrected", "imported", "added", "disliked")
+TRAINABLE = ("kept", "corrected", "imported", "added")
+READY_THRESHOLD = 20
+"""Examples needed before a first training run (the Train tab will make it a setting)."""
+
+
+class InvalidExample(ValueError):
+    """An example breaks a rule; `field` says where (e.g. "messages[2].role")."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+class DuplicateExample(ValueError):
+    def __init__(self, original_id: int):
+        super().__init__(f"This example is already stored, as example #{original_id}.")
+        self.original_id = original_id
+
+
+class ExampleNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Example:
+    id: int
+    messages: list[dict]
+    source: str
+    rejected: str | None
+    conversation_id: int | None
+    created_at: str
+    near_duplicate_of: int | None = None
+
+    @property
+    def prompt(self) -> str:
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
+
+    @property
+    def answer(self) -> str:
+        return self.messages[-1]["content"]
+
+
+def validate_messages(messages, field: str = "messages") -> list[dict]:
+    """Check the chat form and return plain {"role", "content"} dicts."""
+    if not isinstance(messages, list) or not messages:
+        raise InvalidExample(field, "must be a non-empty list of messages")
+    clean = [_check_message(m, f"{field}[{i}]") for i, m in enumerate(messages)]
+    turns = clean[1:] if clean[0]["role"] == "system" else clean
+    for i, message in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            index = i + len(clean) - len(turns)
+            raise InvalidExample(f"{field}[{index}].role",
+                                 f"expected {expected!r} (after the system prompt, turns "
+                                 f"alternate user, assistant), got {message['role']!r}")
+    if not turns or turns[-1]["role"] != "assistant":
+        raise InvalidExample(field, "the last message must be the assistant's answer")
+    return clean
+
+
+def _check_message(message, field: str) -> dict:
+    if not isinstance(message, dict):
+        raise InvalidExample(field, "must be an object with 'role' and 'content'")
+    role, content = message.get("role"), message.get("content")
+    if role not in ROLES:
+        raise InvalidExample(f"{field}.role", f"must be one of {', '.join(ROLES)}; got {role!r}")
+    return {"role": role, "content": check_text(content, f"{field}.content")}
+
+
+def check_text(text, field: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidExample(field, f"must be text, got {type(text).__name__}")
+    if not text.strip():
+        raise InvalidExample(field, "is empty")
+    if "\x00" in text:
+        raise InvalidExample(field, "contains a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidExample(field, "contains an unpaired surrogate (like \\ud800), which "
+                                    "is not valid Unicode text") from None
+    return text
+
+
+def digest(messages: list[dict]) -> str:
+    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _loose(text: str) -> str:
+    return re.sub(r"[\W_]+", " ", text.casefold()).strip()
+
+
+def near_keys(messages: list[dict]) -> tuple[str, str]:
+    """(whole conversation, prompt only), ignoring case, spacing and punctuation."""
+    whole = "\n".join(f"{m['role']}:{_loose(m['content'])}" for m in messages)
+    prompt = "\n".join(f"{m['role']}:{_loose(m['content'])}" for m in messages[:-1])
+    return (hashlib.sha256(whole.encode()).hexdigest()[:16],
+            hashlib.sha256(prompt.encode()).hexdigest()[:16])
+
+
+def _row(messages: list[dict], source: str, **extra) -> dict:
+    whole_key, prompt_key = near_keys(messages)
+    stamp = now()
+    return {"messages": json.dumps(messages, ensure_ascii=False), "source": source,
+            "digest": digest(messages), "near_key": whole_key, "prompt_key": prompt_key,
+            "created_at": stamp, "updated_at": stamp, **extra}
+
+
+def _existing_id(db: Database, messages: list[dict], except_id: int | None = None):
+    row = db.execute(
+        "SELECT id FROM examples WHERE digest = ? AND deleted_at IS NULL AND id IS NOT ?",
+        [digest(messages), except_id]).fetchone()
+    return row[0] if row else None
+
+
+def add_example(store: Store, messages, source: str = "added", *, rejected: str | None = None,
+                conversation_id: int | None = None, turn_position: int | None = None) -> int:
+    if source not in SOURCES:
+        raise InvalidExample("source", f"must be one of {', '.join(SOURCES)}")
+    messages = validate_messages(messages)
+    with store.connect() as db:
+        if (original := _existing_id(db, messages)) is not None:
+            raise DuplicateExample(original)
+        return db["examples"].insert(_row(
+            messages, source, rejected=rejected, conversation_id=conversation_id,
+            turn_position=turn_position)).last_pk
+
+
+def add_many(store: Store, items: list[list[dict]], source: str = "imported") -> tuple[int, int]:
+    """All or nothing: validate every item first, then insert in one transaction.
+    Returns (added, already present); an exact repeat inside `items` is an error."""
+    checked = [validate_messages(m, f"item {i + 1}") for i, m in enumerate(items)]
+    first_seen: dict[str, int] = {}
+    for i, messages in enumerate(checked):
+        earlier = first_seen.setdefault(digest(messages), i)
+        if earlier != i:
+            raise InvalidExample(f"item {i + 1}", f"repeats item {earlier + 1} exactly")
+    added = 0
+    with store.connect() as db:
+        for messages in checked:
+            if _existing_id(db, messages) is None:
+                db["examples"].insert(_row(messages, source))
+                added += 1
+    return added, len(checked) - added
+
+
+def judge_reply(store: Store, conversation_id: int, position: int, verdict: str,
+                corrected: str | None = None) -> int:
+    """Keep, dislike or correct the assistant reply at `position` of a conversation.
+
+    The example is the conversation up to that reply (its system prompt included). A
+    second verdict on the same reply replaces the first. A correction also rewrites the
+    stored turn, so the conversation goes on from the fixed answer, and keeps the
+    original as the rejected side of a preference pair."""
+    conversation = get_conversation(store, conversation_id)
+    turns = conversation.messages[:position + 1]
+    if position >= len(conversation.messages) or turns[-1]["role"] != "assistant":
+        raise InvalidExample("reply", "only the assistant's replies can be kept or corrected")
+    original = turns[-1]["content"]
+    rejected = None
+    if verdict == "corrected":
+        corrected = check_text(corrected, "corrected reply")
+        turns = turns[:-1] + [{"role": "assistant", "content": corrected}]
+        rejected = _first_answer(store, conversation_id, position) or original
+    elif verdict == "disliked":
+        rejected = original
+    system = [{"role": "system", "content": conversation.system}] if conversation.system else []
+    messages = validate_messages(system + turns)
+    with store.connect() as db:
+        previous = db.execute(
+            "SELECT id FROM examples WHERE conversation_id = ? AND turn_position = ? AND "
+            "deleted_at IS NULL", [conversation_id, position]).fetchone()
+        previous_id = previous[0] if previous else None
+        if (original_id := _existing_id(db, messages, previous_id)) is not None:
+            raise DuplicateExample(original_id)
+        row = _row(messages, verdict, rejected=rejected, conversation_id=conversation_id,
+                   turn_position=position)
+        if verdict == "corrected":
+            db.execute("UPDATE turns SET content = ? WHERE conversation_id = ? AND position = ?",
+                       [corrected, conversation_id, position])
+        if previous_id is None:
+            return db["examples"].insert(row).last_pk
+        row.pop("created_at")
+        db["examples"].update(previous_id, row)
+        return previous_id
+
+
+def _first_answer(store: Store, conversation_id: int, position: int) -> str | None:
+    """The model's own answer, when this reply was corrected before (correcting twice
+    must not make the first correction the rejected side)."""
+    with store.read() as db:
+        row = db.execute(
+            "SELECT rejected FROM examples WHERE conversation_id = ? AND turn_position = ? "
+            "AND source = 'corrected' AND deleted_at IS NULL",
+            [conversation_id, position]).fetchone()
+    return row[0] if row else None
+
+
+def correct_messages(store: Store, messages, corrected: str) -> int:
+    """A correction from outside the chat: `messages` end with the answer to replace."""
+    messages = validate_messages(messages)
+    fixed = messages[:-1] + [{"role": "assistant",
+                              "content": check_text(corrected, "corrected")}]
+    return add_example(store, fixed, "corrected", rejected=messages[-1]["content"])
+
+
+def update_example(store: Store, example_id: int, messages) -> None:
+    messages = validate_messages(messages)
+    with store.connect() as db:
+        _require(db, example_id)
+        if (original := _existing_id(db, messages, example_id)) is not None:
+            raise DuplicateExample(original)
+        row = _row(messages, "")
+        row.pop("created_at")
+        row.pop("source")
+        db["examples"].update(example_id, row)
+
+
+def delete_example(store: Store, example_id: int) -> None:
+    with store.connect() as db:
+        _require(db, example_id)
+        db["examples"].update(example_id, {"deleted_at": now()})
+
+
+def restore_example(store: Store, example_id: int) -> None:
+    """Undo a delete; refused if the same example was added again meanwhile."""
+    with store.connect() as db:
+        row = _require(db, example_id, deleted=True)
+        if (original := _existing_id(db, json.loads(row["messages"]), example_id)) is not None:
+            raise DuplicateExample(original)
+        db["examples"].update(example_id, {"deleted_at": None})
+
+
+def _require(db: Database, example_id: int, deleted: bool = False) -> dict:
+    state = "IS NOT NULL" if deleted else "IS NULL"
+    row = db.execute(f"SELECT * FROM examples WHERE id = ? AND deleted_at {state}",
+                     [example_id]).fetchone()
+    if row is None:
+        raise ExampleNotFound(f"There is no {'deleted ' if deleted else ''}example "
+                              f"#{example_id}.")
+    return dict(zip([c[0] for c in db.execute("SELECT * FROM examples LIMIT 0").description],
+                    row))
+
+
+def list_examples(store: Store, search: str = "", source: str = "all",
+                  sources: tuple[str, ...] = SOURCES) -> list[Example]:
+    """Newest first; `search` matches any message text, case-insensitively."""
+    chosen = sources if source == "all" else (source,)
+    with store.read() as db:
+        rows = list(db.execute(
+            f"SELECT id, messages, source, rejected, conversation_id, created_at, near_key, "
+            f"prompt_key FROM examples WHERE deleted_at IS NULL AND source IN "
+            f"({','.join('?' * len(chosen))}) ORDER BY id DESC", list(chosen)).fetchall())
+        groups = _near_duplicate_groups(db)
+    needle = search.casefold().strip()
+    examples = []
+    for id_, messages, src, rejected, conv, created, near_key, prompt_key in rows:
+        parsed = json.loads(messages)
+        if needle and not any(needle in m["content"].casefold() for m in parsed):
+            continue
+        twins = (groups.get(near_key, []) + groups.get(prompt_key, []))
+        twin = min((i for i in twins if i != id_), default=None)
+        examples.append(Example(id_, parsed, src, rejected, conv, created, twin))
+    return examples
+
+
+def _near_duplicate_groups(db: Database) -> dict[str, list[int]]:
+    """Near-duplicate key -> ids of the live examples sharing it (two or more)."""
+    groups: dict[str, list[int]] = {}
+    for id_, *keys in db.execute("SELECT id, near_key, prompt_key FROM examples "
+                                 "WHERE deleted_at IS NULL ORDER BY id"):
+        for key in set(keys):
+            groups.setdefault(key, []).append(id_)
+    return {key: ids for key, ids in groups.items() if len(ids) > 1}
+
+
+def counts(store: Store) -> dict[str, int]:
+    with store.read() as db:
+        rows = db.execute("SELECT source, COUNT(*) FROM examples WHERE deleted_at IS NULL "
+                          "GROUP BY source").fetchall()
+    found = dict(rows)
+    result = {source: found.get(source, 0) for source in SOURCES}
+    result["trainable"] = sum(result[s] for s in TRAINABLE)
+    return result
