@@ -1,4 +1,5 @@
-"""The tunechat command line: parse flags -> Settings -> serve | ask | runs.
+"""The tunechat command line: parse flags -> Settings -> serve | ask | import | export |
+runs.
 
 Nothing heavy happens at import time; each command imports what it needs."""
 
@@ -56,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("prompt", metavar="PROMPT")
     ask.add_argument("--adapter", default="base", help="base, latest, or an adapter name")
     ask.add_argument("--system", default="", help="system prompt")
+
+    importer = commands.add_parser("import", parents=[common],
+                                   help="import examples from a file (all or nothing)")
+    importer.add_argument("file", metavar="FILE")
+    importer.add_argument("--format", default="auto",
+                          choices=["auto", "openai", "alpaca", "sharegpt"])
+
+    exporter = commands.add_parser("export", parents=[common], help="export examples to FILE")
+    exporter.add_argument("file", metavar="FILE")
+    exporter.add_argument("--format", default="openai",
+                          choices=["openai", "alpaca", "sharegpt", "preference"],
+                          help="preference: corrections as prompt/chosen/rejected for DPO")
 
     commands.add_parser("runs", parents=[common], help="list training runs")
     return parser
@@ -120,13 +133,32 @@ def runs(settings: Settings) -> None:
               f"{run['created_at']}")
 
 
+def import_examples(settings: Settings, path: str, fmt: str) -> None:
+    from storage.db import open_store
+    from storage.formats import import_file
+
+    added, present = import_file(open_store(settings.home), path, fmt)
+    skipped = f" ({present} already present, skipped)" if present else ""
+    print(f"Added {added} example{'s' * (added != 1)}{skipped}.")
+
+
+def export_examples(settings: Settings, path: str, fmt: str) -> None:
+    from storage.db import open_store
+    from storage.formats import export_file
+
+    written = export_file(open_store(settings.home), path, fmt)
+    print(f"Wrote {written} {'pair' if fmt == 'preference' else 'example'}"
+          f"{'s' * (written != 1)} to {path}.")
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     from assistant.engine import ContextTooLong, EmptyMessage, UnknownAdapter
     from assistant.models import ModelNotFound
     from storage.db import StorageError
 
+    # FormatError and the example errors are ValueErrors.
     return (ModelNotFound, StorageError, ContextTooLong, EmptyMessage, UnknownAdapter,
-            ValueError)
+            ValueError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "ask":
             ask(settings, args.prompt, args.adapter, args.system)
+        elif args.command == "import":
+            import_examples(settings, args.file, args.format)
+        elif args.command == "export":
+            export_examples(settings, args.file, args.format)
         elif args.command == "runs":
             runs(settings)
         else:

@@ -118,7 +118,7 @@ class ChatActions:
                 problem = str(error)
         return [gr.validate(not problem, problem)] + [gr.validate(True, "")] * 3
 
-    def judge(self, conversation_id: int | None, like: gr.LikeData):
+    def judge_reply(self, conversation_id: int | None, like: gr.LikeData):
         """Thumbs up keeps the reply as an example; thumbs down records it as bad."""
         verdict = {True: "kept", False: "disliked"}.get(like.liked)
         if verdict is None or conversation_id is None:
@@ -129,7 +129,7 @@ class ChatActions:
             return f"⚠ {error}"
         return saved_note(self.store, verdict, example_id)
 
-    def correct(self, conversation_id: int | None, edit: gr.EditData):
+    def correct_reply(self, conversation_id: int | None, edit: gr.EditData):
         """An edited reply becomes a corrected example; the chat shows what is stored."""
         if conversation_id is None:
             return gr.skip(), gr.skip()
@@ -278,9 +278,9 @@ def _chat_tab(actions: ChatActions) -> tuple[gr.Radio, gr.Dropdown]:
                       outputs=[chatbot, conversation_id, earlier], api_visibility="private")
     new_button.click(**start_over)
     chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
-    chatbot.like(shown_to_user(actions.judge), conversation_id, note,
+    chatbot.like(shown_to_user(actions.judge_reply), conversation_id, note,
                  api_visibility="private")
-    chatbot.edit(shown_to_user(actions.correct), conversation_id, [chatbot, note],
+    chatbot.edit(shown_to_user(actions.correct_reply), conversation_id, [chatbot, note],
                  api_visibility="private")
     earlier.input(shown_to_user(actions.open_conversation), earlier,
                   [chatbot, conversation_id, system, adapter], api_visibility="private")

@@ -89,6 +89,8 @@ def _check_message(message, field: str) -> dict:
 
 
 def check_text(text, field: str) -> str:
+    if text is None:
+        raise InvalidExample(field, "is missing")
     if not isinstance(text, str):
         raise InvalidExample(field, f"must be text, got {type(text).__name__}")
     if not text.strip():

@@ -24,16 +24,20 @@ class FormatError(ValueError):
 
 
 def read_examples(path: str | os.PathLike, fmt: str = "auto") -> list[list[dict]]:
-    """Parse a file into validated message lists, or raise FormatError."""
+    """Parse a file into validated message lists, or raise FormatError for the first bad
+    row in file order."""
     if fmt not in ("auto",) + FORMATS:
         raise FormatError(f"Unknown format {fmt!r}; choose auto, {', '.join(FORMATS)}.")
-    records = _records(Path(path))
-    fmt = detect_format(records[0][1], records[0][0]) if fmt == "auto" else fmt
-    return [_convert(record, fmt, where) for where, record in records]
+    items = []
+    for where, record in _records(Path(path)):
+        if fmt == "auto":
+            fmt = detect_format(record, where)
+        items.append(_convert(record, fmt, where))
+    return items
 
 
-def _records(path: Path) -> list[tuple[str, object]]:
-    """(place, parsed JSON) for each example: a JSON list, or one JSON object a line."""
+def _records(path: Path):
+    """Yield (place, parsed JSON) for each example: a JSON list, or one object a line."""
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -48,9 +52,11 @@ def _records(path: Path) -> list[tuple[str, object]]:
         items = _parse_json(text, "the file")
         if not isinstance(items, list):
             raise FormatError("The file is not a JSON list of examples.")
-        return [(f"item {i + 1}", item) for i, item in enumerate(items)]
-    return [(f"line {n}", _parse_json(line, f"line {n}"))
-            for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+        yield from ((f"item {i + 1}", item) for i, item in enumerate(items))
+        return
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield f"line {number}", _parse_json(line, f"line {number}")
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -231,5 +237,9 @@ def export_file(store, path: str | os.PathLike, fmt: str = "openai") -> int:
                    if e.source == "corrected" and e.rejected]
     else:
         records = [to_record(e.messages, fmt) for e in examples]
-    write_jsonl(path, records)
+    try:
+        write_jsonl(path, records)
+    except OSError as error:
+        raise FormatError(f"Cannot write {path}: {error.strerror or error}. Check that the "
+                          "folder exists and is writable.") from None
     return len(records)

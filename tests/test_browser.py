@@ -67,3 +67,35 @@ def test_chat_restart_and_find_it_again(page, tmp_path, screenshot_on_failure):
             has_text="What is the capital of France?").count() == 1
         assert page.get_by_label("System prompt").input_value() == \
             "Answer in one short sentence."
+
+
+def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model_dir,
+                                                      screenshot_on_failure):
+    chat = page.locator("#chat")
+    with Server(tmp_path / "home", model=str(tiny_model_dir)) as server:
+        page.goto(server.url)
+        send(page, "What is the capital of France?")
+        page.locator(".bot").filter(has_text="Paris").wait_for()
+        chat.get_by_label("Like").last.click()
+        page.locator("#chat-note").get_by_text("Kept as example #1").wait_for()
+
+        send(page, "Name a fruit.")
+        page.locator(".bot").filter(has_text="An apple is a fruit.").wait_for()
+        page.locator(".bot").last.hover()
+        chat.get_by_label("Edit").last.click()
+        chat.locator("textarea").last.fill("A ripe mango is a fruit. 🥭")
+        chat.get_by_label("Submit").click()
+        page.locator("#chat-note").get_by_text("Correction saved as example #2").wait_for()
+
+        page.get_by_role("tab", name="Examples").click()
+        table = page.locator("#examples-table")
+        table.get_by_text("A ripe mango is a fruit. 🥭").wait_for()
+        page.locator("#readiness").get_by_text("1 kept, 1 corrected").wait_for()
+        table.get_by_text("What is the capital of France?").last.click()
+        page.get_by_text("Example #1 · kept").wait_for()
+        page.get_by_role("button", name="Delete example").click()
+        page.locator("#examples-note").get_by_text("Deleted example #1").wait_for()
+        page.locator("#readiness").get_by_text("1 corrected").wait_for()
+        page.get_by_role("button", name="Undo delete").click()
+        page.locator("#examples-note").get_by_text("Example #1 is back").wait_for()
+        page.locator("#readiness").get_by_text("1 kept, 1 corrected").wait_for()

@@ -82,3 +82,35 @@ def test_served_embedded_model_answers(tmp_path):
         reply = Client(server.url, verbose=False).predict(
             "What is the capital of France?", "base", "", api_name="/chat")
     assert "Paris" in reply
+
+
+def test_examples_api_add_correct_list_delete_restore(client):
+    conversation = [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Opening hours?"},
+                    {"role": "assistant", "content": "9 to 5 ☕"}]
+    added = client.predict(conversation, "added", api_name="/add_example")
+    with pytest.raises(Exception, match=f"already stored, as example #{added}"):
+        client.predict(conversation, "added", api_name="/add_example")
+    with pytest.raises(Exception, match=r"messages\[1\]\.role"):
+        client.predict([conversation[0], conversation[2]], "added", api_name="/add_example")
+    fixed = client.predict(conversation, "8 to 6 ☕", api_name="/correct")
+    listed = client.predict("hours", "all", api_name="/examples")
+    assert [(e["id"], e["source"]) for e in listed] == [(fixed, "corrected"), (added, "added")]
+    assert listed[0]["rejected"] == "9 to 5 ☕" and listed[0]["messages"][0] == conversation[0]
+    client.predict(added, api_name="/delete_example")
+    assert len(client.predict("hours", "all", api_name="/examples")) == 1
+    client.predict(added, api_name="/restore_example")
+    assert len(client.predict("hours", "all", api_name="/examples")) == 2
+
+
+def test_import_and_export_api(client, tmp_path):
+    from gradio_client import handle_file
+
+    from test_formats import SAMPLE_FILES, SAMPLES
+
+    note = client.predict(handle_file(str(SAMPLES / SAMPLE_FILES["alpaca"])), "auto",
+                          api_name="/import_examples")
+    assert "Imported 6 examples" in note
+    path, note = client.predict("openai", api_name="/export_examples")
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    assert len(lines) >= 6 and "Exported" in note

@@ -1,0 +1,158 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from storage import examples
+from storage.db import open_store
+from storage.formats import (FORMATS, MAX_IMPORT_BYTES, FormatError, export_file,
+                             import_file, read_examples)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SAMPLE_FILES = {"openai": "coffee-shop.openai.jsonl", "alpaca": "coffee-shop.alpaca.json",
+                "sharegpt": "coffee-shop.sharegpt.jsonl"}
+TRICKY = [
+    {"role": "system", "content": "Réponds en français. 🎉\nDeux lignes."},
+    {"role": "user", "content": "שלום! مرحبا بالعالم — mixed ‏RTL‎ text\r\n\ttabs"},
+    {"role": "assistant", "content": "👩🏽‍💻 Zero‑width joiners, \"quotes\", \\backslash\\, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"},
+    {"role": "user", "content": "  leading and trailing spaces  "},
+    {"role": "assistant", "content": "\u00a0non-breaking\u00a0space and a lone % sign"},
+]
+
+
+def stored(store):
+    return [e.messages for e in reversed(examples.list_examples(store))]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_sample_format_gives_the_same_examples(fmt, store):
+    added, present = import_file(store, SAMPLES / SAMPLE_FILES[fmt])
+    assert (added, present) == (6, 0)
+    expected = [json.loads(line)["messages"]
+                for line in (SAMPLES / SAMPLE_FILES["openai"]).read_text().splitlines()]
+    assert stored(store) == expected
+    assert any(m["role"] == "system" for m in expected[0])
+    assert max(len(m) for m in expected) == 7  # multi-turn samples included
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_is_byte_identical(fmt, store, tmp_path):
+    examples.add_example(store, TRICKY, "kept")
+    examples.add_example(store, [{"role": "user", "content": "a"},
+                                 {"role": "assistant", "content": "b"}], "corrected",
+                         rejected="c")
+    first = tmp_path / f"first.{fmt}"
+    assert export_file(store, first, fmt) == 2
+    fresh = open_store(tmp_path / "fresh-home")
+    assert import_file(fresh, first, fmt) == (2, 0)
+    assert stored(fresh) == stored(store)
+    second = tmp_path / f"second.{fmt}"
+    export_file(fresh, second, fmt)
+    assert second.read_bytes() == first.read_bytes()
+
+
+def test_preference_pairs_export_corrections_only(store, tmp_path):
+    examples.add_example(store, TRICKY[:3], "kept")
+    examples.correct_messages(store, TRICKY[:3], "Better answer ✓")
+    out = tmp_path / "pairs.jsonl"
+    assert export_file(store, out, "preference") == 1
+    [pair] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert pair == {"prompt": TRICKY[:2],
+                    "chosen": [{"role": "assistant", "content": "Better answer ✓"}],
+                    "rejected": [TRICKY[2]]}
+
+
+def test_alpaca_jsonl_with_input_and_history(tmp_path):
+    path = tmp_path / "alpaca.jsonl"
+    path.write_text(json.dumps({
+        "instruction": "Summarise", "input": "Long text here.", "output": "Short.",
+        "system": "Be terse.", "history": [["Hi", "Hello!"]]}) + "\n")
+    assert read_examples(path) == [[
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Summarise\n\nLong text here."},
+        {"role": "assistant", "content": "Short."}]]
+
+
+def test_sharegpt_system_turn_and_openai_text_parts(tmp_path):
+    share = tmp_path / "s.jsonl"
+    share.write_text(json.dumps({"conversations": [
+        {"from": "system", "value": "Sys"}, {"from": "human", "value": "Q"},
+        {"from": "gpt", "value": "A"}]}) + "\n")
+    openai = tmp_path / "o.jsonl"
+    openai.write_text(json.dumps({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Sys"}]},
+        {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}) + "\n")
+    assert read_examples(share) == read_examples(openai)
+
+
+def test_a_utf8_byte_order_mark_is_harmless(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (SAMPLES / SAMPLE_FILES["openai"]).read_bytes())
+    assert len(read_examples(path)) == 6
+
+
+def test_repeats_already_stored_are_skipped_not_doubled(store):
+    import_file(store, SAMPLES / SAMPLE_FILES["openai"])
+    assert import_file(store, SAMPLES / SAMPLE_FILES["sharegpt"]) == (0, 6)
+    assert len(examples.list_examples(store)) == 6
+
+
+GOOD = json.dumps({"messages": [{"role": "user", "content": "Q"},
+                                {"role": "assistant", "content": "A"}]})
+GOOD2 = GOOD.replace('"A"', '"B"')
+
+
+@pytest.mark.parametrize("name, content, fmt, expected", [
+    ("truncated", (GOOD + "\n" + GOOD2[:30]).encode(), "auto", r"line 2: not valid JSON"),
+    ("truncated list", b'[{"instruction": "a", "output": "b"},', "auto", "not valid JSON"),
+    ("wrong role", (GOOD + "\n" + GOOD2.replace('"user"', '"assistant"')).encode(), "auto",
+     r"line 2, field messages\[0\]\.role"),
+    ("unknown role", GOOD.replace('"user"', '"robot"').encode(), "openai",
+     r"line 1, field messages\[0\]\.role: must be one of"),
+    ("missing output", b'{"instruction": "Q"}', "alpaca", r"line 1, field output: is missing"),
+    ("missing content", b'{"messages": [{"role": "user"}, {"role": "assistant", "content": "A"}]}',
+     "auto", r"field messages\[0\]\.content: is missing"),
+    ("sharegpt bad from", b'{"conversations": [{"from": "bot", "value": "x"}]}', "auto",
+     r"conversations\[0\]\.from"),
+    ("utf-16 bom", "\ufeff".encode("utf-16-le") + GOOD.encode("utf-16-le"), "auto", "UTF-16"),
+    ("nul byte", GOOD.encode() + b"\n" + GOOD2.encode()[:10] + b"\x00", "auto",
+     "line 2: contains a NUL byte"),
+    ("escaped nul", GOOD.replace('"Q"', '"Q\\u0000"').encode(), "auto", "NUL character"),
+    ("lone surrogate", GOOD.replace('"Q"', '"\\ud800"').encode(), "auto",
+     r"field messages\[0\]\.content: contains an unpaired surrogate"),
+    ("invalid utf-8", GOOD.encode() + b"\n\xff\xfe\xfd", "auto", "line 2: not valid UTF-8"),
+    ("empty", b"", "auto", "empty"),
+    ("only blank lines", b"\n  \n\n", "auto", "empty"),
+    ("other format than asked", GOOD.encode(), "alpaca",
+     "missing field 'instruction' for the alpaca format. It looks like openai"),
+    ("not an object", b"[1, 2]", "auto", "item 1: cannot tell the format"),
+    ("repeat inside file", (GOOD + "\n" + GOOD).encode(), "auto", "item 2: repeats item 1"),
+    ("bad row at the end", (GOOD + "\n" + GOOD2 + "\n" + '{"messages": []}').encode(), "auto",
+     "line 3, field messages: must be a non-empty list"),
+])
+def test_bad_files_are_clear_errors_and_change_nothing(name, content, fmt, expected, store,
+                                                       tmp_path):
+    examples.add_example(store, TRICKY[:3])
+    before = stored(store)
+    path = tmp_path / f"{name}.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(FormatError, match=expected):
+        import_file(store, path, fmt)
+    assert stored(store) == before
+
+
+def test_a_file_over_the_limit_is_refused_before_reading(store, tmp_path):
+    path = tmp_path / "huge.jsonl"
+    line = (GOOD + "\n").encode()
+    with path.open("wb") as out:
+        out.write(line * (50 * 2**20 // len(line) + 1))  # about 50 MB
+    assert path.stat().st_size > MAX_IMPORT_BYTES
+    with pytest.raises(FormatError, match=r"50\.0 MB.*limited to 25 MB"):
+        import_file(store, path)
+    assert stored(store) == []
+
+
+def test_export_to_a_missing_folder_is_a_clear_error(store, tmp_path):
+    with pytest.raises(FormatError, match="Cannot write"):
+        export_file(store, tmp_path / "no" / "such" / "file.jsonl")

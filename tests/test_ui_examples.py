@@ -1,0 +1,105 @@
+import json
+
+import gradio as gr
+import pytest
+
+from assistant.ui import ChatActions, Services
+from assistant.ui_examples import ExampleActions, readiness_html, table_rows
+from storage import examples
+
+
+@pytest.fixture
+def chat(tiny_engine, store):
+    return ChatActions(Services(engine=tiny_engine, store=store))
+
+
+@pytest.fixture
+def tab(store):
+    return ExampleActions(store)
+
+
+def finished_turn(chat, message, conversation_id=None, system=""):
+    updates = list(chat.send(message, conversation_id, "base", system))
+    return updates[0][2]
+
+
+def like(index, liked):
+    return gr.LikeData(None, {"index": index, "value": "", "liked": liked})
+
+
+def edit(index, value, previous=""):
+    return gr.EditData(None, {"index": index, "value": value, "previous_value": previous})
+
+
+def test_thumbs_up_keeps_and_thumbs_down_records(chat, store):
+    conversation_id = finished_turn(chat, "Name a fruit.", system="Be brief.")
+    assert "Kept as example #1" in chat.judge_reply(conversation_id, like(1, True))
+    assert "bad answer" in chat.judge_reply(conversation_id, like(1, False))
+    [example] = examples.list_examples(store)
+    assert example.source == "disliked" and example.messages[0]["content"] == "Be brief."
+
+
+def test_editing_a_reply_saves_a_correction_and_shows_it(chat, store):
+    conversation_id = finished_turn(chat, "Name a fruit.")
+    shown, note = chat.correct_reply(conversation_id, edit(1, [{"type": "text", "text": "A pear."}]))
+    assert "Correction saved" in note and shown[1]["content"] == "A pear."
+    [example] = examples.list_examples(store)
+    assert (example.answer, example.rejected) == ("A pear.", "An apple is a fruit.")
+
+
+def test_editing_a_user_message_is_refused_and_undone(chat, store):
+    conversation_id = finished_turn(chat, "Name a fruit.")
+    shown, note = chat.correct_reply(conversation_id, edit(0, "Something else"))
+    assert "only the assistant" in note and shown[0]["content"] == "Name a fruit."
+    assert examples.list_examples(store) == []
+
+
+def test_readiness_meter_counts_against_the_threshold():
+    counts = {s: 0 for s in examples.SOURCES} | {"kept": 3, "disliked": 2, "trainable": 3}
+    meter = readiness_html(counts, threshold=20)
+    assert "3 of 20" in meter and "17 to go" in meter and "100 to 1,000" in meter
+    assert "enough for a first run" in readiness_html(counts | {"trainable": 25}, 20)
+
+
+def test_table_select_edit_delete_undo(tab, store):
+    first = examples.add_example(store, [{"role": "system", "content": "S"},
+                                         {"role": "user", "content": "Q"},
+                                         {"role": "assistant", "content": "A"}], "kept")
+    examples.add_example(store, [{"role": "system", "content": "S"},
+                                 {"role": "user", "content": "q!"},
+                                 {"role": "assistant", "content": "b"}])
+    meter, rows = tab.overview()
+    assert [row[0] for row in rows] == [first + 1, first]
+    assert rows[0][5] == f"near-duplicate of #{first}"
+    assert tab.overview("nothing matches")[1] == []
+
+    event = gr.SelectData(None, {"index": [1, 2], "value": "Q", "row_value": rows[1]})
+    example_id, title, system, turns, _ = tab.select(event)
+    assert (example_id, system) == (first, "S") and "#1" in title
+    turns[-1]["content"] = [{"type": "text", "text": "A, edited"}]
+    assert "Saved" in tab.save(example_id, system, turns)
+    assert examples.list_examples(store, source="kept")[0].answer == "A, edited"
+
+    note, deleted, undo, _ = tab.delete(example_id)
+    assert deleted == example_id and len(examples.list_examples(store)) == 1
+    assert "is back" in tab.undo_delete(deleted)[0]
+    assert len(examples.list_examples(store)) == 2
+
+
+def test_import_and_export_from_the_tab(tab, store, tmp_path):
+    upload = tmp_path / "upload.jsonl"
+    upload.write_text(json.dumps({"messages": [{"role": "user", "content": "Q"},
+                                               {"role": "assistant", "content": "A"}]}) + "\n")
+    assert tab.import_upload(str(upload), "auto") == "✓ Imported 1 example from upload.jsonl."
+    assert "already present" in tab.import_upload(str(upload), "auto")
+    path, note = tab.export_download("sharegpt")
+    assert json.loads(open(path).read())["conversations"][1] == {"from": "gpt", "value": "A"}
+    assert "Exported 1 example" in note
+
+
+def test_counts_in_table_rows_skip_the_system_prompt(store):
+    examples.add_example(store, [{"role": "system", "content": "S"},
+                                 {"role": "user", "content": "Q " * 100},
+                                 {"role": "assistant", "content": "A"}])
+    [row] = table_rows(examples.list_examples(store))
+    assert row[4] == 2 and row[2].endswith("…") and len(row[2]) == 80
