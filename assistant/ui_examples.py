@@ -142,6 +142,7 @@ def examples_tab(store: Store, shown_to_user) -> tuple[callable, list]:
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Import a file (.jsonl or .json)", type="filepath",
+                                 elem_id="import-file",
                                  file_types=[".jsonl", ".json"])
                 import_format = gr.Dropdown(["auto"] + list(formats.FORMATS), value="auto",
                                             label="Format")
