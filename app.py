@@ -1,5 +1,5 @@
 """The tunechat command line: parse flags -> Settings -> serve | ask | import | export |
-runs.
+train | runs.
 
 Nothing heavy happens at import time; each command imports what it needs."""
 
@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                           choices=["openai", "alpaca", "sharegpt", "preference"],
                           help="preference: corrections as prompt/chosen/rejected for DPO")
 
+    trainer = commands.add_parser("train", parents=[common],
+                                  help="fine-tune an adapter on the examples (waits)")
+    trainer.add_argument("--method", choices=["lora", "qlora"], default="lora")
+    trainer.add_argument("--epochs", type=int, help="passes over the data (default: by size)")
+    trainer.add_argument("--learning-rate", type=float, default=1e-3)
+    trainer.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    trainer.add_argument("--continue-from", metavar="ADAPTER",
+                         help="keep training this adapter instead of starting a new one")
+
     commands.add_parser("runs", parents=[common], help="list training runs")
     return parser
 
@@ -78,6 +87,9 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860)")
+    parser.add_argument("--threshold", type=int,
+                        help="new examples that start a training run by themselves "
+                             "(default 20; 0 turns auto-start off)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -94,17 +106,28 @@ def load_engine(settings: Settings):
     from assistant.engine import ChatEngine
     from assistant.models import load_model
 
-    return ChatEngine(load_model(settings.model, trust_remote_code=settings.trust_remote_code))
+    loaded = load_model(settings.model, trust_remote_code=settings.trust_remote_code)
+    return ChatEngine(loaded, adapters_dir=settings.home / "adapters")
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, threshold: int | None = None) -> None:
     from assistant.ui import Services, build_app
+    from storage import runs as run_store
     from storage.db import open_store
+    from trainer.jobs import AUTO_KEY, THRESHOLD_KEY, Jobs
 
     store = open_store(settings.home)
     print(f"Data home: {store.home}", file=sys.stderr)
+    for run_id in run_store.mark_dead_runs_failed(store):
+        print(f"Run #{run_id} was left running by a process that is gone: marked failed.",
+              file=sys.stderr)
+    if threshold is not None:
+        run_store.set_setting(store, AUTO_KEY, int(threshold > 0))
+        if threshold > 0:
+            run_store.set_setting(store, THRESHOLD_KEY, threshold)
     engine = load_engine(settings)
-    app = build_app(Services(engine=engine, store=store))
+    jobs = Jobs(store, engine.loaded.folder)
+    app = build_app(Services(engine=engine, store=store, jobs=jobs))
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=settings.host, server_port=settings.port, share=False,
                footer_links=["api"])
@@ -115,10 +138,54 @@ def ask(settings: Settings, prompt: str, adapter: str, system: str) -> None:
     from assistant.ui import with_system
     from storage.db import open_store
 
-    open_store(settings.home)
+    from storage.runs import latest_adapter
+
+    store = open_store(settings.home)
+    if adapter == "latest":
+        adapter = latest_adapter(store) or "base"
     engine = load_engine(settings)
     messages = with_system(system, [{"role": "user", "content": prompt}])
     print(engine.reply(messages, adapter, GenerationSettings(temperature=0.0)))
+
+
+def train(settings: Settings, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from assistant.models import resolve_model
+    from storage.db import open_store
+    from trainer.config import TrainConfig
+    from trainer.jobs import Jobs
+
+    config = TrainConfig(method=args.method, epochs=args.epochs,
+                         learning_rate=args.learning_rate, rank=args.rank,
+                         continue_from=args.continue_from)
+    jobs = Jobs(open_store(settings.home), resolve_model(settings.model)[1])
+    run_id = jobs.start(config)
+    with tqdm(desc=f"Run #{run_id}", unit="step", total=None, file=sys.stderr) as bar:
+        def show(run):
+            bar.total = run["total_steps"] or bar.total
+            bar.n = run["step"] or 0
+            if run["losses"]:
+                bar.set_postfix(loss=run["losses"][-1]["loss"])
+            bar.refresh()
+
+        try:
+            run = jobs.wait(run_id, on_progress=show)
+        except KeyboardInterrupt:
+            jobs.cancel(run_id)
+            print(f"\nCancelling run #{run_id}...", file=sys.stderr)
+            run = jobs.wait(run_id)
+    if run["status"] != "succeeded":
+        raise TrainingFailed(f"Run #{run_id} {run['status']}: {run['error'] or ''}".strip())
+    metrics = run["metrics"]
+    print(f"Trained on {metrics.get('train_examples')} examples in "
+          f"{metrics.get('train_seconds')} s; eval loss {metrics.get('eval_loss_before', '-')}"
+          f" -> {metrics.get('eval_loss_after', '-')}.", file=sys.stderr)
+    print(run["adapter"])
+
+
+class TrainingFailed(RuntimeError):
+    pass
 
 
 def runs(settings: Settings) -> None:
@@ -129,8 +196,12 @@ def runs(settings: Settings) -> None:
     if not rows:
         print("No training runs yet.")
     for run in rows:
-        print(f"#{run['id']:<4} {run['status']:<10} {run['adapter'] or '-':<24} "
-              f"{run['created_at']}")
+        metrics = run["metrics"]
+        loss = (f"eval loss {metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}"
+                if "eval_loss_after" in metrics else "")
+        print(f"#{run['id']:<4} {run['status']:<10} {run['adapter'] or '-':<10} "
+              f"{run['created_at']}  {len(run['example_ids'])} examples  {loss}"
+              f"{'  ' + run['error'] if run['error'] else ''}".rstrip())
 
 
 def import_examples(settings: Settings, path: str, fmt: str) -> None:
@@ -157,8 +228,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from storage.db import StorageError
 
     # FormatError and the example errors are ValueErrors.
+    from storage.runs import RunActive, RunNotFound
+
     return (ModelNotFound, StorageError, ContextTooLong, EmptyMessage, UnknownAdapter,
-            ValueError, OSError)
+            ValueError, OSError, RunActive, RunNotFound, TrainingFailed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
             import_examples(settings, args.file, args.format)
         elif args.command == "export":
             export_examples(settings, args.file, args.format)
+        elif args.command == "train":
+            train(settings, args)
         elif args.command == "runs":
             runs(settings)
         else:
-            serve(settings)
+            serve(settings, getattr(args, "threshold", None))
     except user_errors() as error:
         print(f"tunechat: {error}", file=sys.stderr)
         return 1

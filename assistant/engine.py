@@ -4,7 +4,9 @@ model's own chat template."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from assistant.models import LoadedModel
@@ -52,21 +54,63 @@ class ChatEngine:
     the engine, so two tabs never see each other's tokens.
     """
 
-    def __init__(self, loaded: LoadedModel, max_concurrent: int = 4):
+    def __init__(self, loaded: LoadedModel, adapters_dir: Path | None = None,
+                 max_concurrent: int = 4):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.context_window = _context_window(loaded)
         self.stop_token_ids = _stop_token_ids(loaded)
+        self.adapters_dir = adapters_dir
         self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._peft = None  # the PeftModel around self.model, once an adapter is loaded
+        self._loaded_adapters: set[str] = set()
+        # Readers (generations) and one writer (loading an adapter changes the layers).
+        self._gate = threading.Condition()
+        self._generating = 0
 
     @property
     def name(self) -> str:
         return self.loaded.name
 
     def adapters(self) -> list[str]:
-        """The names a request may pick, "base" first."""
-        return [BASE]
+        """The names a request may pick: "base" first, then adapters, oldest first."""
+        return [BASE] + [path.name for path in _adapter_folders(self.adapters_dir)]
+
+    def _ensure_loaded(self, adapter: str) -> None:
+        if adapter == BASE or adapter in self._loaded_adapters:
+            return
+        from peft import PeftModel
+
+        with self._gate:
+            self._gate.wait_for(lambda: self._generating == 0)
+            if adapter in self._loaded_adapters:
+                return
+            folder = self.adapters_dir / adapter
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(self.model, folder, adapter_name=adapter)
+                self._peft.eval()
+            else:
+                self._peft.load_adapter(folder, adapter_name=adapter)
+            self._loaded_adapters.add(adapter)
+
+    def generation_target(self, adapter: str) -> tuple[object, dict]:
+        """(model to call generate on, extra kwargs) for one request's adapter. Once any
+        adapter is loaded every request names its own, so none can see another's."""
+        if self._peft is None:
+            return self.model, {}
+        return self._peft, {"adapter_names": ["__base__" if adapter == BASE else adapter]}
+
+    @contextmanager
+    def generating(self):
+        with self._gate:
+            self._generating += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._generating -= 1
+                self._gate.notify_all()
 
     def encode(self, messages: list[dict]) -> dict:
         """Apply the chat template; raise ContextTooLong if no room is left to answer."""
@@ -93,8 +137,9 @@ class ChatEngine:
         self.check_adapter(adapter)
         inputs = self.encode(messages)
         budget = min(settings.max_new_tokens, self.context_window - inputs["input_ids"].shape[1])
-        with self._slots:
-            yield from _Generation(self, inputs, budget, settings).run()
+        self._ensure_loaded(adapter)
+        with self._slots, self.generating():
+            yield from _Generation(self, inputs, budget, settings, adapter).run()
 
     def reply(self, messages: list[dict], adapter: str = BASE,
               settings: GenerationSettings = GenerationSettings()) -> str:
@@ -111,7 +156,7 @@ class _Generation:
     """One request: model.generate in a worker thread feeding a private streamer."""
 
     def __init__(self, engine: ChatEngine, inputs: dict, budget: int,
-                 settings: GenerationSettings):
+                 settings: GenerationSettings, adapter: str = BASE):
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         self.engine = engine
@@ -130,8 +175,9 @@ class _Generation:
             {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
             if settings.temperature > 0 else {"do_sample": False}
         )
+        self.model, routing = engine.generation_target(adapter)
         self.kwargs = dict(
-            **inputs, **sampling, max_new_tokens=budget, streamer=self.streamer,
+            **inputs, **sampling, **routing, max_new_tokens=budget, streamer=self.streamer,
             eos_token_id=engine.stop_token_ids, pad_token_id=engine.stop_token_ids[0],
             stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]),
         )
@@ -154,10 +200,19 @@ class _Generation:
 
         try:
             with torch.inference_mode():
-                self.engine.model.generate(**self.kwargs)
+                self.model.generate(**self.kwargs)
         except BaseException as error:  # handed to the consumer, never lost in the thread
             self.error = error
             self.streamer.end()
+
+
+def _adapter_folders(adapters_dir: Path | None) -> list[Path]:
+    """Finished adapters only: a folder is renamed into place when complete."""
+    if adapters_dir is None or not adapters_dir.is_dir():
+        return []
+    found = [p for p in adapters_dir.iterdir() if not p.name.startswith(".")
+             and (p / "adapter_config.json").is_file()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
 
 
 def _context_window(loaded: LoadedModel) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from assistant.ui_examples import examples_tab, message_text
+from assistant.ui_train import autostart_note, train_tab
 from assistant.engine import BASE, ChatEngine, ContextTooLong, EmptyMessage, UnknownAdapter
 from storage import conversations, examples
 from storage.conversations import ConversationNotFound
@@ -28,6 +29,8 @@ class Services:
 
     engine: ChatEngine
     store: Store
+    jobs: "Jobs | None" = None
+    """Training runs; None where the app only chats (some tests)."""
 
 
 def shown_to_user(fn):
@@ -69,6 +72,7 @@ class ChatActions:
     def __init__(self, services: Services):
         self.engine = services.engine
         self.store = services.store
+        self.jobs = services.jobs
 
     def earlier_conversations(self, selected: int | None = None):
         choices = [
@@ -127,7 +131,7 @@ class ChatActions:
             example_id = examples.judge_reply(self.store, conversation_id, like.index, verdict)
         except (InvalidExample, DuplicateExample) as error:
             return f"⚠ {error}"
-        return saved_note(self.store, verdict, example_id)
+        return saved_note(self.store, verdict, example_id) + autostart_note(self.jobs)
 
     def correct_reply(self, conversation_id: int | None, edit: gr.EditData):
         """An edited reply becomes a corrected example; the chat shows what is stored."""
@@ -136,7 +140,7 @@ class ChatActions:
         try:
             example_id = examples.judge_reply(self.store, conversation_id, edit.index,
                                               "corrected", message_text(edit.value))
-            note = saved_note(self.store, "corrected", example_id)
+            note = saved_note(self.store, "corrected", example_id) + autostart_note(self.jobs)
         except (InvalidExample, DuplicateExample) as error:
             note = f"⚠ Not saved: {error}"
         return conversations.get_conversation(self.store, conversation_id).messages, note
@@ -172,26 +176,31 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 earlier, adapter = _chat_tab(actions)
             with gr.Tab("Examples", id="examples") as examples_tab_:
-                show_examples = examples_tab(services.store, shown_to_user)
+                show_examples = examples_tab(services, shown_to_user)
             with gr.Tab("Train", id="train"):
-                gr.Markdown("### Train\nLoRA / QLoRA fine-tuning on your examples is coming "
-                            "to this tab.")
+                if services.jobs is not None:
+                    train_tab(services.jobs, services.engine.adapters(), shown_to_user)
+                else:
+                    gr.Markdown("Training is not available in this app.")
             with gr.Tab("Compare", id="compare"):
                 gr.Markdown("### Compare\nBase model and your adapters side by side, and "
                             "blind votes, are coming to this tab.")
         gr.api(shown_to_user(actions.chat_api), api_name="chat")
         _adapters_api(services.engine)
-        _examples_api(services.store)
+        _examples_api(services)
         # Kept and corrected replies appear in the table when the tab is opened.
         examples_tab_.select(**show_examples)
         # Each page load sees conversations and models added since the server started.
         app.load(actions.earlier_conversations, None, earlier, api_visibility="private")
         app.load(lambda: gr.Dropdown(choices=services.engine.adapters()), None, adapter,
                  api_visibility="private")
+        _follow_new_adapters(services.engine, adapter)
     return app
 
 
-def _examples_api(store: Store) -> None:
+def _examples_api(services: Services) -> None:
+    store = services.store
+
     def list_examples(search: str = "", source: str = "all") -> list[dict]:
         """Stored examples, newest first: id, source, messages, rejected, near_duplicate_of."""
         return [{"id": e.id, "source": e.source, "messages": e.messages,
@@ -200,12 +209,16 @@ def _examples_api(store: Store) -> None:
 
     def add_example(messages: list[dict], source: str = "added") -> int:
         """Store one example (chat messages, the last one the assistant's); returns its id."""
-        return examples.add_example(store, messages, source)
+        example_id = examples.add_example(store, messages, source)
+        autostart_note(services.jobs)
+        return example_id
 
     def correct(messages: list[dict], corrected: str) -> int:
         """Store a correction: `messages` end with the answer to replace by `corrected`,
         which is kept as the rejected side. Returns the example's id."""
-        return examples.correct_messages(store, messages, corrected)
+        example_id = examples.correct_messages(store, messages, corrected)
+        autostart_note(services.jobs)
+        return example_id
 
     def delete_example(example_id: int) -> str:
         """Delete an example (undo with /restore_example)."""
@@ -221,6 +234,21 @@ def _examples_api(store: Store) -> None:
                      (correct, "correct"), (delete_example, "delete_example"),
                      (restore_example, "restore_example")]:
         gr.api(shown_to_user(fn), api_name=name)
+
+
+def _follow_new_adapters(engine: ChatEngine, selector: gr.Dropdown) -> None:
+    """A finished run's adapter joins the Model list within a second or two, without a
+    reload; the list is only sent when it changed, so an open dropdown is left alone."""
+    known = gr.State(engine.adapters())
+
+    def check(seen: list[str]):
+        names = engine.adapters()
+        if names == seen:
+            return gr.skip(), gr.skip()
+        return gr.Dropdown(choices=names), names
+
+    gr.Timer(1.0).tick(check, known, [selector, known], api_visibility="private",
+                       show_progress="hidden")
 
 
 def _adapters_api(engine: ChatEngine) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from assistant.ui_train import autostart_note
 from storage import examples, formats
 from storage.db import Store
 
@@ -59,8 +60,9 @@ def _preview(text: str) -> str:
 
 
 class ExampleActions:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, jobs=None):
         self.store = store
+        self.jobs = jobs
 
     def overview(self, search: str = "", source: str = "all"):
         """(readiness meter, table) for the current search and filter."""
@@ -107,7 +109,8 @@ class ExampleActions:
             return "Choose a file to import first."
         added, present = formats.import_file(self.store, upload, fmt)
         skipped = f" ({present} already present, skipped)" if present else ""
-        return f"✓ Imported {added} example{'s' * (added != 1)} from {Path(upload).name}{skipped}."
+        return (f"✓ Imported {added} example{'s' * (added != 1)} from {Path(upload).name}"
+                f"{skipped}." + autostart_note(self.jobs))
 
     def export_download(self, fmt: str):
         """(file to download, note)"""
@@ -117,9 +120,10 @@ class ExampleActions:
         return str(path), f"✓ Exported {written} example{'s' * (written != 1)} ({fmt})."
 
 
-def examples_tab(store: Store, shown_to_user) -> tuple[callable, list]:
-    """Build the tab; returns (refresh function, its outputs) for page loads."""
-    actions = ExampleActions(store)
+def examples_tab(services, shown_to_user) -> dict:
+    """Build the tab; returns the refresh event's settings, for reuse when it is opened."""
+    store = services.store
+    actions = ExampleActions(store, services.jobs)
     meter = gr.HTML(readiness_html(examples.counts(store)))
     with gr.Row():
         search = gr.Textbox(label="Search", placeholder="words in any message", scale=3)

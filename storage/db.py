@@ -73,6 +73,21 @@ def m002_examples_for_collecting(db: Database) -> None:
     examples.create_index(["conversation_id", "turn_position"])
 
 
+@migrations()
+def m003_training_runs(db: Database) -> None:
+    """Runs get their progress, metrics and process; a settings table holds the
+    auto-start threshold."""
+    runs = db["runs"]
+    for column, kind in [("pid", int), ("step", int), ("total_steps", int),
+                         ("losses", str), ("eval_losses", str), ("metrics", str),
+                         ("example_ids", str), ("max_example_id", int),
+                         ("cancel_requested", int), ("started_at", str),
+                         ("finished_at", str), ("log_path", str)]:
+        runs.add_column(column, kind)
+    runs.create_index(["status"])
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

@@ -1,11 +1,143 @@
-"""Training runs and comparison votes. Runs are written by the trainer (next issues);
-for now the app only lists them."""
+"""Training runs: their status, progress, metrics and adapter; and app settings such as
+the auto-start threshold. Written by the trainer process and read by the app."""
 
 from __future__ import annotations
 
+import json
+import os
+
+from storage.conversations import now
 from storage.db import Store
 
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
 
-def list_runs(store: Store) -> list[dict]:
+
+class RunActive(RuntimeError):
+    """Only one run at a time: another one is queued or running."""
+
+    def __init__(self, run_id: int):
+        super().__init__(f"Run #{run_id} is already training; wait for it or cancel it.")
+        self.run_id = run_id
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+def _decode(row: dict) -> dict:
+    for column in ("config", "losses", "eval_losses", "metrics", "example_ids"):
+        row[column] = json.loads(row[column]) if row.get(column) else (
+            {} if column in ("config", "metrics") else [])
+    return row
+
+
+def create_run(store: Store, config: dict, example_ids: list[int]) -> int:
+    """Insert a queued run unless one is active; the check and the insert share one
+    write transaction, so two sessions crossing the threshold together start one run."""
+    stamp = now()
+    with store.connect() as db:
+        active = db.execute("SELECT id FROM runs WHERE status IN ('queued', 'running') "
+                            "LIMIT 1").fetchone()
+        if active:
+            raise RunActive(active[0])
+        return db["runs"].insert({
+            "status": "queued", "config": json.dumps(config), "created_at": stamp,
+            "updated_at": stamp, "example_ids": json.dumps(example_ids),
+            "max_example_id": max(example_ids, default=0), "step": 0, "losses": "[]",
+            "eval_losses": "[]", "cancel_requested": 0}).last_pk
+
+
+def get_run(store: Store, run_id: int) -> dict:
     with store.read() as db:
-        return list(db["runs"].rows_where(order_by="id desc"))
+        rows = list(db["runs"].rows_where("id = ?", [run_id]))
+    if not rows:
+        raise RunNotFound(f"There is no run #{run_id}.")
+    return _decode(rows[0])
+
+
+def list_runs(store: Store, limit: int = 100) -> list[dict]:
+    with store.read() as db:
+        return [_decode(r) for r in db["runs"].rows_where(order_by="id desc", limit=limit)]
+
+
+def active_run(store: Store) -> dict | None:
+    with store.read() as db:
+        rows = list(db["runs"].rows_where("status IN ('queued', 'running')", limit=1))
+    return _decode(rows[0]) if rows else None
+
+
+def update_run(store: Store, run_id: int, **changes) -> None:
+    for column in ("config", "losses", "eval_losses", "metrics", "example_ids"):
+        if column in changes and not isinstance(changes[column], str):
+            changes[column] = json.dumps(changes[column])
+    with store.connect() as db:
+        db["runs"].update(run_id, {**changes, "updated_at": now()})
+
+
+def finish_run(store: Store, run_id: int, status: str, *, error: str | None = None,
+               adapter: str | None = None, metrics: dict | None = None) -> None:
+    """Record the end of a run once: a run already finished keeps its first verdict."""
+    changes = {"status": status, "finished_at": now(), "updated_at": now()}
+    if error is not None:
+        changes["error"] = error
+    if adapter is not None:
+        changes["adapter"] = adapter
+    if metrics is not None:
+        changes["metrics"] = json.dumps(metrics)
+    with store.connect() as db:
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        db.execute(f"UPDATE runs SET {assignments} WHERE id = ? AND status IN "
+                   "('queued', 'running')", [*changes.values(), run_id])
+
+
+def latest_adapter(store: Store) -> str | None:
+    with store.read() as db:
+        row = db.execute("SELECT adapter FROM runs WHERE status = 'succeeded' AND adapter "
+                         "IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def examples_since_last_run(store: Store) -> int:
+    """Trainable examples added after the newest example the last run saw."""
+    with store.read() as db:
+        last = db.execute("SELECT COALESCE(MAX(max_example_id), 0) FROM runs").fetchone()[0]
+        return db.execute("SELECT COUNT(*) FROM examples WHERE id > ? AND deleted_at IS NULL "
+                          "AND source != 'disliked'", [last]).fetchone()[0]
+
+
+def mark_dead_runs_failed(store: Store) -> list[int]:
+    """Runs left queued or running by a process that no longer exists are failed."""
+    dead = [run["id"] for run in list_runs(store, limit=20)
+            if run["status"] in ACTIVE and run["pid"] and not pid_alive(run["pid"])]
+    for run_id in dead:
+        finish_run(store, run_id, "failed", error="The trainer process ended without "
+                   "finishing (the app or the machine restarted?). Resume to continue from "
+                   "the last checkpoint.")
+    return dead
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def get_setting(store: Store, key: str, default: str) -> str:
+    with store.read() as db:
+        row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def set_setting(store: Store, key: str, value) -> None:
+    with store.connect() as db:
+        db["settings"].upsert({"key": key, "value": str(value)}, pk="key")

@@ -21,7 +21,7 @@ def test_migrations_apply_once(store):
     with store.read() as db:
         assert migrations.pending(db) == []
         names = [row["name"] for row in db["_sqlite_migrations"].rows]
-    assert names == ["m001_initial", "m002_examples_for_collecting"]
+    assert names == ["m001_initial", "m002_examples_for_collecting", "m003_training_runs"]
 
 
 def test_conversation_survives_a_restart(store):

@@ -1,0 +1,213 @@
+"""Training on the tiny model: weights, reload, cancel, kill -9, auto-start, failures."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from storage import examples, runs
+from trainer.config import ConfigError, TrainConfig
+from trainer.dataset import split
+from trainer.jobs import Jobs
+from trainer.sft import SanityError, check_examples, last_complete_checkpoint, run_sft
+
+VOICE = "Cheers, Brewster."
+
+
+def voice_examples(n: int) -> list[list[dict]]:
+    return [[{"role": "user", "content": f"Say hello number {i}."},
+             {"role": "assistant", "content": f"Hello {i}! {VOICE}"}] for i in range(n)]
+
+
+def fill(store, n: int) -> None:
+    examples.add_many(store, voice_examples(n), "kept")
+
+
+class Recorder:
+    def __init__(self, cancel_at: int | None = None):
+        self.steps, self.cancel_at = [], cancel_at
+
+    def started(self, total, train, held):
+        self.total = total
+
+    def progress(self, step, total, logs):
+        self.steps.append(step)
+
+    def cancelled(self):
+        return self.cancel_at is not None and bool(self.steps) and self.steps[-1] >= self.cancel_at
+
+
+def test_lora_moves_adapter_weights_not_base_weights(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    config = TrainConfig(epochs=2, batch_size=4, learning_rate=5e-3)
+    result = run_sft(config, voice_examples(24), tiny_model_dir, tmp_path / "adapter",
+                     tmp_path / "work", Recorder())
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                      result.adapter_dir)
+    lora_b = [p for n, p in tuned.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # B starts at zero
+    merged = tuned.get_base_model().state_dict()
+    for name, value in before.items():
+        key = name.replace(".weight", ".base_layer.weight")
+        assert torch.equal(merged.get(key, merged.get(name)), value), name
+    assert result.metrics["eval_loss_after"] < result.metrics["eval_loss_before"]
+    assert (result.adapter_dir / "tunechat.json").is_file()
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_adapter_reloads_with_the_same_output(tiny_model_dir, tmp_path, isolated_home):
+    from assistant.engine import ChatEngine
+    from assistant.models import load_model
+
+    out = isolated_home / "adapters" / "voice"
+    run_sft(TrainConfig(epochs=8, batch_size=8, learning_rate=1e-2), voice_examples(16),
+            tiny_model_dir, out, tmp_path / "work", Recorder())
+    question = [{"role": "user", "content": "Say hello number 3."}]
+    first = ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=out.parent)
+    second = ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=out.parent)
+    assert first.adapters() == ["base", "voice"]
+    tuned = first.reply(question, "voice")
+    assert tuned == second.reply(question, "voice")
+    assert first.reply(question, "base") == second.reply(question, "base") != tuned
+
+
+def test_cancel_stops_at_the_next_step_and_saves_no_adapter(tiny_model_dir, tmp_path):
+    recorder = Recorder(cancel_at=2)
+    run_sft(TrainConfig(epochs=5, batch_size=2), voice_examples(16), tiny_model_dir,
+            tmp_path / "adapter", tmp_path / "work", recorder)
+    assert max(recorder.steps) < recorder.total
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_sanity_checks_refuse_bad_runs(tiny_engine):
+    tokenizer = tiny_engine.tokenizer
+    with pytest.raises(SanityError, match="Only 3 examples"):
+        check_examples(TrainConfig(), voice_examples(3), tokenizer)
+    long = voice_examples(12)
+    long[5][0]["content"] = "word " * 400
+    with pytest.raises(SanityError, match="Example 6 .* tokens, longer than the limit"):
+        check_examples(TrainConfig(), long, tokenizer)
+
+
+def test_a_template_that_never_ends_a_turn_is_refused(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + "
+                               "'\\n' }}{% endfor %}")
+    with pytest.raises(SanityError, match="never stop talking"):
+        check_examples(TrainConfig(), voice_examples(12), tokenizer)
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(ConfigError, match="method"):
+        TrainConfig(method="full")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainConfig(learning_rate=5)
+    assert TrainConfig().epochs_for(45) == 6 and TrainConfig().epochs_for(1000) == 2
+    assert TrainConfig(epochs=3).epochs_for(45) == 3
+
+
+def test_held_out_share_is_frozen():
+    data = voice_examples(60)
+    train, held = split(data, 0.1)
+    assert held and len(train) + len(held) == 60
+    _, held_again = split(data[::-1] + voice_examples(70)[60:], 0.1)
+    assert all(example in held_again for example in held)  # same ones, whatever was added
+    assert split(data[:10], 0.1) == (data[:10], [])
+
+
+# The trainer as a process, driven like the app drives it.
+
+def test_run_in_its_own_process_records_everything(store, tiny_model_dir):
+    fill(store, 24)
+    jobs = Jobs(store, tiny_model_dir)
+    run = jobs.wait(jobs.start(TrainConfig(epochs=2, batch_size=4)))
+    assert run["status"] == "succeeded", run["error"]
+    assert run["adapter"] == f"run-{run['id']}" and len(run["example_ids"]) == 24
+    assert run["step"] == run["total_steps"] > 0 and run["losses"]
+    assert {"eval_loss_before", "eval_loss_after", "tokens_per_second"} <= set(run["metrics"])
+    assert (store.home / "adapters" / run["adapter"] / "tunechat.json").is_file()
+    assert runs.latest_adapter(store) == run["adapter"]
+
+
+def test_only_one_run_at_a_time(store, tiny_model_dir):
+    fill(store, 24)
+    jobs = Jobs(store, tiny_model_dir)
+    first = jobs.start(TrainConfig(epochs=1, batch_size=4))
+    with pytest.raises(runs.RunActive, match=f"#{first}"):
+        jobs.start(TrainConfig())
+    jobs.wait(first)
+
+
+def test_kill_9_marks_the_run_failed_and_resume_finishes_it(store, tiny_model_dir):
+    fill(store, 40)
+    before = [e.messages for e in examples.list_examples(store)]
+    jobs = Jobs(store, tiny_model_dir)
+    run_id = jobs.start(TrainConfig(epochs=30, batch_size=2, save_every=5))
+    deadline = time.monotonic() + 120
+    while runs.get_run(store, run_id)["step"] < 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed_at = time.monotonic()
+    os.kill(runs.get_run(store, run_id)["pid"], signal.SIGKILL)
+    while runs.get_run(store, run_id)["status"] == "running":
+        time.sleep(0.05)
+    assert time.monotonic() - killed_at < 5
+    run = runs.get_run(store, run_id)
+    assert run["status"] == "failed" and "SIGKILL" in run["error"]
+    assert [e.messages for e in examples.list_examples(store)] == before
+    checkpoint = last_complete_checkpoint(store.home / "runs" / str(run_id))
+    assert checkpoint is not None
+    jobs.resume(run_id)
+    run = jobs.wait(run_id)
+    assert run["status"] == "succeeded", run["error"]
+    log = (store.home / "runs" / str(run_id) / "trainer.log").read_text()
+    assert "Continuing training from checkpoint" in log or checkpoint
+
+
+def test_cancel_through_jobs(store, tiny_model_dir):
+    fill(store, 24)
+    jobs = Jobs(store, tiny_model_dir)
+    run_id = jobs.start(TrainConfig(epochs=50, batch_size=2))
+    while runs.get_run(store, run_id)["step"] < 2:
+        time.sleep(0.1)
+    jobs.cancel(run_id)
+    run = jobs.wait(run_id)
+    assert run["status"] == "cancelled" and run["adapter"] is None
+
+
+def test_dead_runs_are_failed_on_restart(store):
+    run_id = runs.create_run(store, {}, [1])
+    runs.update_run(store, run_id, status="running", pid=2**22 + 12345)
+    assert runs.mark_dead_runs_failed(store) == [run_id]
+    assert runs.get_run(store, run_id)["status"] == "failed"
+
+
+def test_autostart_fires_once_when_two_sessions_cross_the_threshold(store, tiny_model_dir):
+    runs.set_setting(store, "auto_train_threshold", 20)
+    fill(store, 19)
+    sessions = [Jobs(store, tiny_model_dir), Jobs(store, tiny_model_dir)]
+    assert sessions[0].maybe_autostart() is None
+    examples.add_example(store, voice_examples(21)[20], "kept")
+    started, barrier = [], threading.Barrier(2)
+
+    def cross(jobs):
+        barrier.wait()
+        started.append(jobs.maybe_autostart())
+
+    threads = [threading.Thread(target=cross, args=(jobs,)) for jobs in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [run_id] = [r for r in started if r is not None]
+    assert len(runs.list_runs(store)) == 1
+    sessions[0].wait(run_id)
+    assert sessions[0].maybe_autostart() is None  # nothing new since that run

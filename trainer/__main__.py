@@ -1,0 +1,87 @@
+"""`python -m trainer RUN_ID --home DIR`: train one run recorded in the database.
+
+Started by trainer.jobs; also runs by hand, or under torchrun / accelerate."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from storage import examples as example_store
+from storage import runs
+from storage.db import open_store
+from trainer.config import TrainConfig
+from trainer.sft import SanityError, run_sft
+
+PROGRESS_EVERY_S = 0.5
+
+
+class DatabaseReporter:
+    """Carries progress into the run record (throttled) and the cancel request out."""
+
+    def __init__(self, store, run_id: int):
+        self.store, self.run_id = store, run_id
+        self.losses, self.eval_losses = [], []
+        self._written = 0.0
+
+    def started(self, total_steps: int, train_examples: int, eval_examples: int) -> None:
+        runs.update_run(self.store, self.run_id, total_steps=total_steps)
+
+    def progress(self, step: int, total: int, logs: dict) -> None:
+        if "loss" in logs:
+            self.losses.append({"step": step, "loss": round(float(logs["loss"]), 4)})
+        if "eval_loss" in logs:
+            self.eval_losses.append({"step": step, "loss": round(float(logs["eval_loss"]), 4)})
+        if logs or time.monotonic() - self._written > PROGRESS_EVERY_S:
+            runs.update_run(self.store, self.run_id, step=step, total_steps=total,
+                            losses=self.losses, eval_losses=self.eval_losses)
+            self._written = time.monotonic()
+
+    def cancelled(self) -> bool:
+        return bool(runs.get_run(self.store, self.run_id)["cancel_requested"])
+
+
+def train(home: str, run_id: int) -> int:
+    store = open_store(home)
+    run = runs.get_run(store, run_id)
+    config = TrainConfig.from_dict(run["config"])
+    runs.update_run(store, run_id, status="running", started_at=runs.now(),
+                    pid=os.getpid())
+    wanted = set(run["example_ids"])
+    chosen = [e.messages for e in reversed(example_store.list_examples(
+        store, sources=example_store.TRAINABLE)) if e.id in wanted]
+    name = f"run-{run_id}"
+    reporter = DatabaseReporter(store, run_id)
+    continue_from = store.home / "adapters" / config.continue_from if config.continue_from else None
+    try:
+        result = run_sft(config, chosen, Path(run["config"]["base_model"]),
+                         store.home / "adapters" / name, store.home / "runs" / str(run_id),
+                         reporter, continue_from)
+    except SanityError as error:
+        runs.finish_run(store, run_id, "failed", error=str(error))
+        return 1
+    except Exception as error:  # recorded for the user, then re-raised for the log
+        runs.finish_run(store, run_id, "failed", error=f"{type(error).__name__}: {error}")
+        traceback.print_exc()
+        return 1
+    if reporter.cancelled():
+        runs.finish_run(store, run_id, "cancelled", metrics=result.metrics)
+        return 0
+    runs.finish_run(store, run_id, "succeeded", adapter=name, metrics=result.metrics)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    return train(args.home, args.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""run_sft: one readable recipe (setup, check, train, save) from examples to a LoRA
+adapter folder. Knows nothing of SQLite or processes: a Reporter carries progress out
+and the cancel request in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from trainer.config import TrainConfig
+from trainer.dataset import build_datasets, to_record
+
+METADATA_FILE = "tunechat.json"
+
+
+class SanityError(ValueError):
+    """The examples or the model would give a bad adapter; the message says why and how
+    to fix it."""
+
+
+class Reporter(Protocol):
+    def started(self, total_steps: int, train_examples: int, eval_examples: int) -> None: ...
+    def progress(self, step: int, total: int, logs: dict) -> None: ...
+    def cancelled(self) -> bool: ...
+
+
+@dataclass
+class SftResult:
+    adapter_dir: Path
+    metrics: dict
+
+
+def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
+            out_dir: Path, work_dir: Path, reporter: Reporter,
+            continue_from: Path | None = None) -> SftResult:
+    """Train an adapter on `examples` and save it to `out_dir` (written whole or not at all).
+    `work_dir` keeps checkpoints, so a failed run resumes where it stopped."""
+    from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
+    from trl import SFTTrainer
+
+    # Setup
+    tokenizer = AutoTokenizer.from_pretrained(base_folder)
+    check_examples(config, examples, tokenizer)
+    train_set, eval_set = build_datasets(examples, config.eval_share)
+    model, peft_config = _load_model(config, base_folder, continue_from)
+    args = _sft_args(config, len(train_set), work_dir, has_eval=eval_set is not None)
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            reporter.progress(state.global_step, state.max_steps, dict(logs or {}))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if reporter.cancelled():
+                control.should_training_stop = True
+            reporter.progress(state.global_step, state.max_steps, {})
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set,
+                         eval_dataset=eval_set, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[Progress()])
+    trainer.remove_callback(PrinterCallback)  # progress goes to the reporter, not stdout
+    steps = args.num_train_epochs * -(-len(train_set) // config.batch_size)
+    reporter.started(int(steps), len(train_set), len(eval_set or []))
+    metrics = {"train_examples": len(train_set), "eval_examples": len(eval_set or []),
+               "epochs": args.num_train_epochs}
+    if eval_set is not None:
+        metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
+
+    # Train
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(work_dir))
+    seconds = time.monotonic() - started
+    if reporter.cancelled():
+        return SftResult(out_dir, metrics)
+    metrics["train_seconds"] = round(seconds, 1)
+    metrics["tokens_per_second"] = round(
+        _answer_tokens(train_set, tokenizer) * args.num_train_epochs / max(seconds, 1e-6), 1)
+    metrics["train_loss"] = _last_train_loss(trainer)
+    if eval_set is not None:
+        metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+
+    # Save
+    _save_adapter(trainer.model, out_dir, config, base_folder, examples, metrics)
+    return SftResult(out_dir, metrics)
+
+
+def check_examples(config: TrainConfig, examples: list[list[dict]], tokenizer) -> None:
+    if len(examples) < config.min_examples:
+        raise SanityError(
+            f"Only {len(examples)} example{'s' * (len(examples) != 1)}: a run needs at least "
+            f"{config.min_examples} (a few dozen show a voice). Keep or correct more replies, "
+            "or import a file.")
+    limit = min(config.max_length, _context(tokenizer))
+    for index, messages in enumerate(examples, start=1):
+        length = _token_count(tokenizer, messages)
+        if length > limit:
+            raise SanityError(
+                f"Example {index} (\"{messages[-2]['content'][:40]}...\") is {length:,} tokens, "
+                f"longer than the limit of {limit:,}. Shorten or delete it, or raise "
+                "max_length.")
+    if not template_ends_turns(tokenizer, examples[0]):
+        raise SanityError(
+            "This model's chat template adds no end-of-turn token after an answer, so an "
+            "adapter trained with it would never stop talking. Use a chat model whose "
+            "template closes each turn (for example with <|im_end|>).")
+
+
+def template_ends_turns(tokenizer, messages: list[dict]) -> bool:
+    """Does the templated answer end with a token that stops generation?"""
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    answer = messages[-1]["content"]
+    tail = full[full.rindex(answer) + len(answer):]
+    stops = {tokenizer.eos_token_id} | {
+        tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eot_id|>",
+                                                      "<end_of_turn>", "<|end|>")
+        if t in tokenizer.get_vocab()}
+    return bool(set(tokenizer(tail, add_special_tokens=False)["input_ids"]) & stops)
+
+
+def _context(tokenizer) -> int:
+    limit = getattr(tokenizer, "model_max_length", None) or 2048
+    return limit if limit < 10_000_000 else 2048
+
+
+def _load_model(config: TrainConfig, base_folder: Path, continue_from: Path | None):
+    import torch
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {}
+    if config.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if _bf16_ok() else torch.float32
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=True)
+    model = AutoModelForCausalLM.from_pretrained(base_folder, **kwargs)
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if continue_from is not None:
+        return PeftModel.from_pretrained(model, continue_from, is_trainable=True), None
+    return model, LoraConfig(r=config.rank, lora_alpha=config.alpha,
+                             lora_dropout=config.dropout,
+                             target_modules=config.target_modules, task_type="CAUSAL_LM")
+
+
+def _bf16_ok() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _sft_args(config: TrainConfig, train_examples: int, work_dir: Path, has_eval: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(work_dir), num_train_epochs=config.epochs_for(train_examples),
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size, max_length=config.max_length,
+        completion_only_loss=True, gradient_checkpointing=False, bf16=_bf16_ok(),
+        logging_steps=1, eval_strategy="epoch" if has_eval else "no",
+        save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
+        report_to="none", disable_tqdm=True, seed=config.seed, dataloader_num_workers=0,
+        **config.extra)
+
+
+def last_complete_checkpoint(work_dir: Path) -> str | None:
+    """The newest checkpoint that was written to the end (trainer_state.json is last)."""
+    done = [p for p in Path(work_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()
+            and any(p.glob("adapter_model.safetensors"))]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
+def _answer_tokens(dataset, tokenizer) -> int:
+    """Non-padding tokens of the training examples (prompt and answer), as the bench counts."""
+    return sum(_token_count(tokenizer, row["prompt"] + row["completion"]) for row in dataset)
+
+
+def _token_count(tokenizer, messages: list[dict]) -> int:
+    # return_dict=False: transformers 5 otherwise returns a BatchEncoding, whose len() is 2.
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+
+
+def _last_train_loss(trainer) -> float | None:
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return losses[-1] if losses else None
+
+
+def _save_adapter(model, out_dir: Path, config: TrainConfig, base_folder: Path,
+                  examples: list[list[dict]], metrics: dict) -> None:
+    """Write to a scratch folder, then rename: the adapter appears whole or not at all."""
+    scratch = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    model.save_pretrained(scratch, safe_serialization=True)
+    digest = hashlib.sha256(
+        json.dumps([to_record(m) for m in examples], ensure_ascii=False).encode()).hexdigest()
+    (scratch / METADATA_FILE).write_text(json.dumps({
+        "base_model": str(base_folder), "config": config.to_dict(), "metrics": metrics,
+        "examples_sha256": digest, "examples": len(examples)}, indent=2))
+    scratch.rename(out_dir)
