@@ -76,8 +76,10 @@ def update_run(store: Store, run_id: int, **changes) -> None:
 
 
 def finish_run(store: Store, run_id: int, status: str, *, error: str | None = None,
-               adapter: str | None = None, metrics: dict | None = None) -> None:
-    """Record the end of a run once: a run already finished keeps its first verdict."""
+               adapter: str | None = None, metrics: dict | None = None,
+               pid: int | None = None) -> None:
+    """Record the end of a run once: a run already finished keeps its first verdict.
+    With `pid`, only while that process is the run's (a resumed run has a new one)."""
     changes = {"status": status, "finished_at": now(), "updated_at": now()}
     if error is not None:
         changes["error"] = error
@@ -88,7 +90,8 @@ def finish_run(store: Store, run_id: int, status: str, *, error: str | None = No
     with store.connect() as db:
         assignments = ", ".join(f"{column} = ?" for column in changes)
         db.execute(f"UPDATE runs SET {assignments} WHERE id = ? AND status IN "
-                   "('queued', 'running')", [*changes.values(), run_id])
+                   "('queued', 'running') AND (? IS NULL OR pid = ?)",
+                   [*changes.values(), run_id, pid, pid])
 
 
 def latest_adapter(store: Store) -> str | None:
@@ -108,13 +111,13 @@ def examples_since_last_run(store: Store) -> int:
 
 def mark_dead_runs_failed(store: Store) -> list[int]:
     """Runs left queued or running by a process that no longer exists are failed."""
-    dead = [run["id"] for run in list_runs(store, limit=20)
+    dead = [run for run in list_runs(store, limit=20)
             if run["status"] in ACTIVE and run["pid"] and not pid_alive(run["pid"])]
-    for run_id in dead:
-        finish_run(store, run_id, "failed", error="The trainer process ended without "
-                   "finishing (the app or the machine restarted?). Resume to continue from "
-                   "the last checkpoint.")
-    return dead
+    for run in dead:
+        finish_run(store, run["id"], "failed", pid=run["pid"], error=(
+            "The trainer process ended without finishing (the app or the machine "
+            "restarted?). Resume to continue from the last checkpoint."))
+    return [run["id"] for run in dead]
 
 
 def pid_alive(pid: int) -> bool:

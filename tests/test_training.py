@@ -175,12 +175,21 @@ def test_kill_9_marks_the_run_failed_and_resume_finishes_it(store, tiny_model_di
 def test_cancel_through_jobs(store, tiny_model_dir):
     fill(store, 24)
     jobs = Jobs(store, tiny_model_dir)
-    run_id = jobs.start(TrainConfig(epochs=50, batch_size=2))
+    run_id = jobs.start(TrainConfig(epochs=6, batch_size=2))
     while runs.get_run(store, run_id)["step"] < 2:
         time.sleep(0.1)
     jobs.cancel(run_id)
     run = jobs.wait(run_id)
     assert run["status"] == "cancelled" and run["adapter"] is None
+    while True:  # resume at once: refused only while the old process is still exiting
+        try:
+            jobs.resume(run_id)
+            break
+        except runs.RunActive:
+            time.sleep(0.1)
+    run = jobs.wait(run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["adapter"] == f"run-{run_id}"
 
 
 def test_dead_runs_are_failed_on_restart(store):
@@ -211,3 +220,12 @@ def test_autostart_fires_once_when_two_sessions_cross_the_threshold(store, tiny_
     assert len(runs.list_runs(store)) == 1
     sessions[0].wait(run_id)
     assert sessions[0].maybe_autostart() is None  # nothing new since that run
+
+
+def test_an_old_process_ending_late_does_not_fail_the_resumed_run(store):
+    run_id = runs.create_run(store, {}, [1])
+    runs.update_run(store, run_id, status="running", pid=111)
+    runs.finish_run(store, run_id, "failed", error="late watcher", pid=222)
+    assert runs.get_run(store, run_id)["status"] == "running"
+    runs.finish_run(store, run_id, "succeeded", adapter="run-1", pid=111)
+    assert runs.get_run(store, run_id)["status"] == "succeeded"

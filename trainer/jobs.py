@@ -59,6 +59,8 @@ class Jobs:
         active = runs.active_run(self.store)
         if active:
             raise runs.RunActive(active["id"])
+        if run["pid"] and runs.pid_alive(run["pid"]):
+            raise runs.RunActive(run_id)  # its old process is still shutting down
         runs.update_run(self.store, run_id, status="queued", error=None, cancel_requested=0,
                         finished_at=None)
         self._launch(run_id)
@@ -108,9 +110,11 @@ class Jobs:
 
     def _watch(self, run_id: int, process: subprocess.Popen, log: Path) -> None:
         code = process.wait()
-        self._processes.pop(run_id, None)
+        if self._processes.get(run_id) is process:
+            del self._processes[run_id]
         # The trainer records its own end; this only catches deaths it could not record.
-        runs.finish_run(self.store, run_id, "failed", error=_death_reason(code, log))
+        runs.finish_run(self.store, run_id, "failed", error=_death_reason(code, log),
+                        pid=process.pid)
 
     def _force_stop(self, run_id: int, process: subprocess.Popen) -> None:
         try:
@@ -121,7 +125,8 @@ class Jobs:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
-            runs.finish_run(self.store, run_id, "cancelled", error="stopped by force")
+            runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
+                            pid=process.pid)
 
 
 def _death_reason(code: int, log: Path) -> str:
