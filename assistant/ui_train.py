@@ -124,6 +124,8 @@ class TrainActions:
         import pandas as pd
 
         points = pd.DataFrame(loss_points(current), columns=["step", "loss", "series"])
+        # Numeric dtypes even when empty, so the plot's axes stay quantitative.
+        points = points.astype({"step": "int64", "loss": "float64", "series": "string"})
         return status_html(current, self.jobs), points, history_rows(all_runs)
 
     def run_status(self, run_id: int = 0) -> dict:

@@ -99,3 +99,38 @@ def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model
         page.get_by_role("button", name="Undo delete").click()
         page.locator("#examples-note").get_by_text("Example #1 is back").wait_for()
         page.locator("#readiness").get_by_text("1 kept, 1 corrected").wait_for()
+
+
+def test_train_from_the_train_tab_and_chat_with_the_adapter(page, tmp_path, tiny_model_dir,
+                                                           screenshot_on_failure):
+    from playwright.sync_api import expect
+
+    from storage import examples
+    from storage.db import open_store
+
+    home = tmp_path / "home"
+    examples.add_many(open_store(home), [
+        [{"role": "user", "content": f"Say hello number {i}."},
+         {"role": "assistant", "content": f"Hello {i}! Cheers, Brewster."}] for i in range(24)])
+    with Server(home, model=str(tiny_model_dir)) as server:
+        page.goto(server.url)
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_label("Epochs").fill("40")
+        page.get_by_label("Learning rate").fill("0.01")
+        page.locator("#start-training").click()
+        page.locator("#train-note").get_by_text("Started run #1").wait_for()
+        page.locator("#train-status").get_by_text("running · step").wait_for()
+        page.locator("#loss-curve").locator("canvas, svg").first.wait_for()  # plot drawn
+        page.locator("#train-status").get_by_text("succeeded").wait_for(timeout=120_000)
+        from gradio_client import Client
+
+        run = Client(server.url, verbose=False).predict(0, api_name="/run_status")
+        assert run["status"] == "succeeded" and len(run["losses"]) == run["total_steps"]
+        expect(page.locator("#runs-table").get_by_test_id("cell-0-2")).to_have_text("run-1")
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Model").click()
+        page.get_by_role("option", name="run-1").click()
+        send(page, "Say hello number 5.")
+        page.locator(".bot").filter(has_text="Cheers").wait_for()  # the tuned voice
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#loss-curve").screenshot(path=str(tmp_path / "loss-curve.png"))

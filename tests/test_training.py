@@ -229,3 +229,11 @@ def test_an_old_process_ending_late_does_not_fail_the_resumed_run(store):
     assert runs.get_run(store, run_id)["status"] == "running"
     runs.finish_run(store, run_id, "succeeded", adapter="run-1", pid=111)
     assert runs.get_run(store, run_id)["status"] == "succeeded"
+
+
+def test_qlora_trains_a_4bit_base_on_the_cpu(tiny_model_dir, tmp_path):
+    result = run_sft(TrainConfig(method="qlora", epochs=2, batch_size=4, learning_rate=5e-3),
+                     voice_examples(24), tiny_model_dir, tmp_path / "adapter",
+                     tmp_path / "work", Recorder())
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+    assert result.metrics["eval_loss_after"] < result.metrics["eval_loss_before"]

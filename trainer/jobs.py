@@ -134,6 +134,7 @@ def _death_reason(code: int, log: Path) -> str:
            else f"exited with code {code}")
     tail = ""
     if log.is_file():
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                 if line.strip() and "warn" not in line.lower() and "%|" not in line]
         tail = " Last output: " + " | ".join(lines[-3:]) if lines else ""
     return f"The trainer process {how} before finishing.{tail}"

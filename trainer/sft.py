@@ -151,6 +151,12 @@ def _load_model(config: TrainConfig, base_folder: Path, continue_from: Path | No
                              target_modules=config.target_modules, task_type="CAUSAL_LM")
 
 
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bf16_ok() -> bool:
     import torch
 
@@ -169,6 +175,7 @@ def _sft_args(config: TrainConfig, train_examples: int, work_dir: Path, has_eval
         logging_steps=1, eval_strategy="epoch" if has_eval else "no",
         save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
         report_to="none", disable_tqdm=True, seed=config.seed, dataloader_num_workers=0,
+        dataloader_pin_memory=_on_gpu(),
         **config.extra)
 
 
