@@ -4,6 +4,7 @@ the trainer process writes; it never trains."""
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timezone
 
 import gradio as gr
@@ -45,7 +46,7 @@ def status_html(run: dict | None, jobs: Jobs) -> str:
     if run["status"] == "succeeded":
         line += f" · adapter <b>{run['adapter']}</b> is ready in the Chat tab's Model list"
     if run.get("error"):
-        line += f"<br><span style='color:#b91c1c'>{gr.utils.sanitize_value_for_csv(run['error'])}</span>"
+        line += f"<br><span style='color:#b91c1c'>{html.escape(run['error'])}</span>"
     bar = (f'<progress value="{step}" max="{total}" style="width:100%"></progress>'
            if total else "")
     return f'<div id="train-status"><p>{line}</p>{bar}<p>{waiting}</p></div>'
