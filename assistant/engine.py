@@ -4,6 +4,7 @@ model's own chat template."""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ class ChatEngine:
     """
 
     def __init__(self, loaded: LoadedModel, adapters_dir: Path | None = None,
-                 max_concurrent: int = 4):
+                 max_concurrent: int = 4, max_loaded_adapters: int = 8):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -64,7 +65,10 @@ class ChatEngine:
         self.adapters_dir = adapters_dir
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._peft = None  # the PeftModel around self.model, once an adapter is loaded
-        self._loaded_adapters: set[str] = set()
+        # Loaded adapters, least recently used first; beyond the budget the oldest is
+        # unloaded, and loaded again on its next request.
+        self._loaded_adapters: OrderedDict[str, None] = OrderedDict()
+        self.max_loaded_adapters = max_loaded_adapters
         # Readers (generations) and one writer (loading an adapter changes the layers).
         self._gate = threading.Condition()
         self._generating = 0
@@ -77,33 +81,47 @@ class ChatEngine:
         """The names a request may pick: "base" first, then adapters, oldest first."""
         return [BASE] + [path.name for path in _adapter_folders(self.adapters_dir)]
 
-    def _ensure_loaded(self, adapter: str) -> None:
-        if adapter == BASE or adapter in self._loaded_adapters:
+    def loaded_adapters(self) -> list[str]:
+        return list(self._loaded_adapters)
+
+    def _make_ready(self, adapter: str) -> None:
+        """Hot-swap (call holding the gate): add the adapter's LoRA weights beside the base
+        weights, which stay where they are. Loading waits for requests already
+        generating, since it changes the layers they run through."""
+        if adapter == BASE:
             return
+        if adapter not in self._loaded_adapters:
+            self._gate.wait_for(lambda: self._generating == 0)
+        if adapter not in self._loaded_adapters:  # another request may have loaded it
+            self._load(adapter)
+            while len(self._loaded_adapters) > self.max_loaded_adapters:
+                oldest, _ = self._loaded_adapters.popitem(last=False)
+                self._peft.delete_adapter(oldest)
+        self._loaded_adapters.move_to_end(adapter)
+
+    def _load(self, adapter: str) -> None:
         from peft import PeftModel
 
-        with self._gate:
-            self._gate.wait_for(lambda: self._generating == 0)
-            if adapter in self._loaded_adapters:
-                return
-            folder = self.adapters_dir / adapter
-            if self._peft is None:
-                self._peft = PeftModel.from_pretrained(self.model, folder, adapter_name=adapter)
-                self._peft.eval()
-            else:
-                self._peft.load_adapter(folder, adapter_name=adapter)
-            self._loaded_adapters.add(adapter)
-
-    def generation_target(self, adapter: str) -> tuple[object, dict]:
-        """(model to call generate on, extra kwargs) for one request's adapter. Once any
-        adapter is loaded every request names its own, so none can see another's."""
+        folder = self.adapters_dir / adapter
         if self._peft is None:
-            return self.model, {}
-        return self._peft, {"adapter_names": ["__base__" if adapter == BASE else adapter]}
+            self._peft = PeftModel.from_pretrained(self.model, folder, adapter_name=adapter)
+            self._peft.eval()
+        else:
+            self._peft.load_adapter(folder, adapter_name=adapter)
+        self._loaded_adapters[adapter] = None
+        _route_by_thread(self.model)
+
+    def routing_for(self, adapter: str) -> list[str] | None:
+        """The LoRA routing of one request, or None while no adapter is loaded."""
+        if self._peft is None:
+            return None
+        return ["__base__" if adapter == BASE else adapter]
 
     @contextmanager
-    def generating(self):
+    def using(self, adapter: str):
+        """Hold `adapter` loaded (and unevictable) while a request generates with it."""
         with self._gate:
+            self._make_ready(adapter)
             self._generating += 1
         try:
             yield
@@ -137,8 +155,7 @@ class ChatEngine:
         self.check_adapter(adapter)
         inputs = self.encode(messages)
         budget = min(settings.max_new_tokens, self.context_window - inputs["input_ids"].shape[1])
-        self._ensure_loaded(adapter)
-        with self._slots, self.generating():
+        with self._slots, self.using(adapter):
             yield from _Generation(self, inputs, budget, settings, adapter).run()
 
     def reply(self, messages: list[dict], adapter: str = BASE,
@@ -175,9 +192,9 @@ class _Generation:
             {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
             if settings.temperature > 0 else {"do_sample": False}
         )
-        self.model, routing = engine.generation_target(adapter)
+        self.routing = engine.routing_for(adapter)
         self.kwargs = dict(
-            **inputs, **sampling, **routing, max_new_tokens=budget, streamer=self.streamer,
+            **inputs, **sampling, max_new_tokens=budget, streamer=self.streamer,
             eos_token_id=engine.stop_token_ids, pad_token_id=engine.stop_token_ids[0],
             stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]),
         )
@@ -198,12 +215,38 @@ class _Generation:
     def _generate(self) -> None:
         import torch
 
+        _routing.adapter_names = self.routing
         try:
             with torch.inference_mode():
-                self.model.generate(**self.kwargs)
+                self.engine.model.generate(**self.kwargs)
         except BaseException as error:  # handed to the consumer, never lost in the thread
             self.error = error
             self.streamer.end()
+        finally:
+            _routing.adapter_names = None
+
+
+# Which adapter each generating thread uses. PEFT's own `generate(adapter_names=...)`
+# installs hooks on the shared layers for the length of a call, so two concurrent calls
+# see each other's hooks and mix adapters; a hook reading a thread-local does not.
+_routing = threading.local()
+
+
+def _route_hook(module, args, kwargs):
+    names = getattr(_routing, "adapter_names", None)
+    if names is not None:
+        kwargs["adapter_names"] = names
+    return args, kwargs
+
+
+def _route_by_thread(model) -> None:
+    """Give every LoRA layer (once) the hook that routes it by the calling thread."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and not getattr(module, "_tunechat_routed", False):
+            module.register_forward_pre_hook(_route_hook, with_kwargs=True)
+            module._tunechat_routed = True
 
 
 def _adapter_folders(adapters_dir: Path | None) -> list[Path]:

@@ -237,3 +237,63 @@ def test_qlora_trains_a_4bit_base_on_the_cpu(tiny_model_dir, tmp_path):
                      tmp_path / "work", Recorder())
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert result.metrics["eval_loss_after"] < result.metrics["eval_loss_before"]
+
+
+# Hot-swap: adapters join the live engine beside the base weights.
+
+@pytest.fixture(scope="module")
+def two_adapters(tiny_model_dir, tmp_path_factory):
+    """Two adapters that answer "Say hello number 3." differently from the base."""
+    folder = tmp_path_factory.mktemp("adapters")
+    for name, voice in [("brewster", "Cheers, Brewster."), ("lumen", "Ride on, Lumen.")]:
+        data = [[{"role": "user", "content": f"Say hello number {i}."},
+                 {"role": "assistant", "content": f"Hello {i}! {voice}"}] for i in range(16)]
+        run_sft(TrainConfig(epochs=10, batch_size=8, learning_rate=1e-2), data, tiny_model_dir,
+                folder / name, tmp_path_factory.mktemp("work"), Recorder())
+    return folder
+
+
+def fresh_engine(tiny_model_dir, adapters_dir, **kwargs):
+    from assistant.engine import ChatEngine
+    from assistant.models import load_model
+
+    return ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=adapters_dir, **kwargs)
+
+
+def test_swap_keeps_the_base_weights_in_place(tiny_model_dir, two_adapters):
+    engine = fresh_engine(tiny_model_dir, two_adapters)
+    base_params = {name: (p.data_ptr(), p.detach().clone())
+                   for name, p in engine.model.named_parameters()}
+    question = [{"role": "user", "content": "Say hello number 3."}]
+    before = engine.reply(question)
+    engine.reply(question, "brewster")
+    after = dict(engine.model.named_parameters())
+    for name, (pointer, value) in base_params.items():
+        moved = after[name] if name in after else after[name.replace(".weight",
+                                                                      ".base_layer.weight")]
+        assert moved.data_ptr() == pointer and torch.equal(moved, value)
+    assert engine.reply(question, "base") == before
+
+
+def test_concurrent_requests_get_their_own_adapter(tiny_model_dir, two_adapters):
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = fresh_engine(tiny_model_dir, two_adapters)
+    names = ["base", "brewster", "lumen"]
+    prompts = [[{"role": "user", "content": f"Say hello number {i}."}] for i in range(3, 7)]
+    reference = {(n, i): engine.reply(p, n) for n in names for i, p in enumerate(prompts)}
+    assert len({reference[(n, 0)] for n in names}) == 3  # three different answers
+    jobs = [(n, i) for _ in range(3) for n in names for i in range(len(prompts))]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda job: engine.reply(prompts[job[1]], job[0]), jobs))
+    assert answers == [reference[job] for job in jobs]
+
+
+def test_least_used_adapter_is_unloaded_and_reloaded_on_demand(tiny_model_dir, two_adapters):
+    engine = fresh_engine(tiny_model_dir, two_adapters, max_loaded_adapters=1)
+    question = [{"role": "user", "content": "Say hello number 4."}]
+    first = engine.reply(question, "brewster")
+    engine.reply(question, "lumen")
+    assert engine.loaded_adapters() == ["lumen"]
+    assert engine.reply(question, "brewster") == first  # reloaded from disk, same answer
+    assert engine.loaded_adapters() == ["brewster"]
