@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from assistant.ui_compare import compare_tab
 from assistant.ui_examples import examples_tab, message_text
 from assistant.ui_train import autostart_note, train_tab
 from assistant.engine import BASE, ChatEngine, ContextTooLong, EmptyMessage, UnknownAdapter
-from storage import conversations, examples
+from storage import conversations, examples, runs
 from storage.conversations import ConversationNotFound
 from storage.db import StorageError, Store
 from storage.examples import DuplicateExample, ExampleNotFound, InvalidExample
@@ -183,8 +184,7 @@ def build_app(services: Services) -> gr.Blocks:
                 else:
                     gr.Markdown("Training is not available in this app.")
             with gr.Tab("Compare", id="compare"):
-                gr.Markdown("### Compare\nBase model and your adapters side by side, and "
-                            "blind votes, are coming to this tab.")
+                selectors = compare_tab(services.engine, services.store, shown_to_user)
         gr.api(shown_to_user(actions.chat_api), api_name="chat")
         _adapters_api(services.engine)
         _examples_api(services)
@@ -192,9 +192,8 @@ def build_app(services: Services) -> gr.Blocks:
         examples_tab_.select(**show_examples)
         # Each page load sees conversations and models added since the server started.
         app.load(actions.earlier_conversations, None, earlier, api_visibility="private")
-        app.load(lambda: gr.Dropdown(choices=services.engine.adapters()), None, adapter,
-                 api_visibility="private")
-        _follow_new_adapters(services.engine, adapter)
+        app.load(lambda: _model_choice(services), None, adapter, api_visibility="private")
+        _follow_new_adapters(services.engine, [adapter] + selectors)
     return app
 
 
@@ -236,18 +235,25 @@ def _examples_api(services: Services) -> None:
         gr.api(shown_to_user(fn), api_name=name)
 
 
-def _follow_new_adapters(engine: ChatEngine, selector: gr.Dropdown) -> None:
-    """A finished run's adapter joins the Model list within a second or two, without a
-    reload; the list is only sent when it changed, so an open dropdown is left alone."""
+def _model_choice(services: Services) -> gr.Dropdown:
+    """The chat's Model list, set to the promoted default adapter (see Compare)."""
+    names = services.engine.adapters()
+    default = runs.default_adapter(services.store)
+    return gr.Dropdown(choices=names, value=default if default in names else BASE)
+
+
+def _follow_new_adapters(engine: ChatEngine, selectors: list[gr.Dropdown]) -> None:
+    """A finished run's adapter joins every model list within a second or two, without a
+    reload; lists are only sent when they changed, so an open dropdown is left alone."""
     known = gr.State(engine.adapters())
 
     def check(seen: list[str]):
         names = engine.adapters()
         if names == seen:
-            return gr.skip(), gr.skip()
-        return gr.Dropdown(choices=names), names
+            return [gr.skip()] * (len(selectors) + 1)
+        return [gr.Dropdown(choices=names)] * len(selectors) + [names]
 
-    gr.Timer(1.0).tick(check, known, [selector, known], api_visibility="private",
+    gr.Timer(1.0).tick(check, known, selectors + [known], api_visibility="private",
                        show_progress="hidden")
 
 

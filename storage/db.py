@@ -88,6 +88,14 @@ def m003_training_runs(db: Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
+@migrations()
+def m004_comparison_votes(db: Database) -> None:
+    """Votes keep both answers and whether the voter knew which model was which."""
+    for column, kind in [("system", str), ("left_reply", str), ("right_reply", str),
+                         ("blind", int)]:
+        db["votes"].add_column(column, kind)
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

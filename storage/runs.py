@@ -144,3 +144,74 @@ def get_setting(store: Store, key: str, default: str) -> str:
 def set_setting(store: Store, key: str, value) -> None:
     with store.connect() as db:
         db["settings"].upsert({"key": key, "value": str(value)}, pk="key")
+
+
+# Comparison votes and the chat's default adapter.
+
+WINNERS = ("left", "right", "tie", "both_bad")
+DEFAULT_ADAPTER_KEY = "default_adapter"
+PREVIOUS_DEFAULT_KEY = "previous_default_adapter"
+
+
+def add_vote(store: Store, *, prompt: str, system: str, left: str, right: str,
+             left_reply: str, right_reply: str, winner: str, blind: bool) -> int:
+    if winner not in WINNERS:
+        raise ValueError(f"winner must be one of {', '.join(WINNERS)}, not {winner!r}.")
+    with store.connect() as db:
+        return db["votes"].insert({
+            "prompt": prompt, "system": system, "left": left, "right": right,
+            "left_reply": left_reply, "right_reply": right_reply, "winner": winner,
+            "blind": int(blind), "created_at": now()}).last_pk
+
+
+def win_rates(store: Store, base: str = "base") -> list[dict]:
+    """Each adapter against the base: wins, losses, ties, both bad, and the win rate
+    (ties count half) with a 95% Wilson interval. Votes between two adapters, and
+    "both bad", do not enter the rate."""
+    with store.read() as db:
+        votes = db.execute("SELECT left, right, winner FROM votes "
+                           "WHERE left = ? OR right = ?", [base, base]).fetchall()
+    tally: dict[str, dict] = {}
+    for left, right, winner in votes:
+        if left == right:
+            continue
+        adapter = right if left == base else left
+        row = tally.setdefault(adapter, {"adapter": adapter, "wins": 0, "losses": 0,
+                                         "ties": 0, "both_bad": 0})
+        if winner in ("tie", "both_bad"):
+            row["ties" if winner == "tie" else "both_bad"] += 1
+        else:
+            row["wins" if (winner == "left") == (left == adapter) else "losses"] += 1
+    return [_with_rate(row) for row in sorted(tally.values(), key=lambda r: r["adapter"])]
+
+
+def _with_rate(row: dict) -> dict:
+    n = row["wins"] + row["losses"] + row["ties"]
+    rate = (row["wins"] + 0.5 * row["ties"]) / n if n else None
+    low, high = wilson_interval(rate, n) if n else (None, None)
+    return {**row, "votes": n, "win_rate": rate, "ci_low": low, "ci_high": high}
+
+
+def wilson_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion: sane at small n and near 0 or 1."""
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    spread = z * ((rate * (1 - rate) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def default_adapter(store: Store) -> str:
+    return get_setting(store, DEFAULT_ADAPTER_KEY, "base")
+
+
+def promote(store: Store, adapter: str) -> None:
+    """Make `adapter` the chat's default; the one it replaces is kept for a roll back."""
+    set_setting(store, PREVIOUS_DEFAULT_KEY, default_adapter(store))
+    set_setting(store, DEFAULT_ADAPTER_KEY, adapter)
+
+
+def roll_back(store: Store) -> str:
+    """Restore the default before the last promotion; returns it."""
+    previous = get_setting(store, PREVIOUS_DEFAULT_KEY, "base")
+    set_setting(store, PREVIOUS_DEFAULT_KEY, default_adapter(store))
+    set_setting(store, DEFAULT_ADAPTER_KEY, previous)
+    return previous

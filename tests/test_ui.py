@@ -81,7 +81,7 @@ def test_app_builds_with_its_api_names(actions, tiny_engine, store):
     names = {d.api_name for d in app.fns.values() if d.api_visibility == "public"}
     assert names == {"chat", "adapters", "examples", "add_example", "correct",
                      "delete_example", "restore_example", "import_examples",
-                     "export_examples"}
+                     "export_examples", "compare", "vote"}
 
 
 def test_validator_flags_an_unanswerable_message_on_the_message_box(actions):
