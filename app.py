@@ -1,5 +1,5 @@
 """The tunechat command line: parse flags -> Settings -> serve | ask | import | export |
-train | runs.
+train | compare | runs.
 
 Nothing heavy happens at import time; each command imports what it needs."""
 
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--rank", type=int, default=16, help="LoRA rank")
     trainer.add_argument("--continue-from", metavar="ADAPTER",
                          help="keep training this adapter instead of starting a new one")
+
+    compare = commands.add_parser("compare", parents=[common],
+                                  help="print two models' greedy answers to PROMPT")
+    compare.add_argument("prompt", metavar="PROMPT")
+    compare.add_argument("--left", default="base", help="base, latest or an adapter name")
+    compare.add_argument("--right", default="latest", help="base, latest or an adapter name")
+    compare.add_argument("--system", default="", help="system prompt")
 
     commands.add_parser("runs", parents=[common], help="list training runs")
     return parser
@@ -184,6 +191,21 @@ def train(settings: Settings, args: argparse.Namespace) -> None:
     print(run["adapter"])
 
 
+def compare(settings: Settings, prompt: str, left: str, right: str, system: str) -> None:
+    from assistant.compare import stream_pair
+    from assistant.ui import with_system
+    from storage.db import open_store
+    from storage.runs import latest_adapter
+
+    store = open_store(settings.home)
+    names = [(latest_adapter(store) or "base") if n == "latest" else n for n in (left, right)]
+    engine = load_engine(settings)
+    messages = with_system(system, [{"role": "user", "content": prompt}])
+    *_, replies = stream_pair(engine, messages, *names)
+    for name, reply in zip(names, replies):
+        print(f"[{name}]\n{reply}\n")
+
+
 class TrainingFailed(RuntimeError):
     pass
 
@@ -247,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             export_examples(settings, args.file, args.format)
         elif args.command == "train":
             train(settings, args)
+        elif args.command == "compare":
+            compare(settings, args.prompt, args.left, args.right, args.system)
         elif args.command == "runs":
             runs(settings)
         else:

@@ -101,7 +101,7 @@ def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model
         page.locator("#readiness").get_by_text("1 kept, 1 corrected").wait_for()
 
 
-def test_train_from_the_train_tab_and_chat_with_the_adapter(page, tmp_path, tiny_model_dir,
+def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
                                                            screenshot_on_failure):
     from playwright.sync_api import expect
 
@@ -134,3 +134,19 @@ def test_train_from_the_train_tab_and_chat_with_the_adapter(page, tmp_path, tiny
         page.locator(".bot").filter(has_text="Cheers").wait_for()  # the tuned voice
         page.get_by_role("tab", name="Train").click()
         page.locator("#loss-curve").screenshot(path=str(tmp_path / "loss-curve.png"))
+
+        # Compare blind, vote, and see the names and the win rate.
+        page.get_by_role("tab", name="Compare").click()
+        page.locator("#compare-prompt textarea").fill("Say hello number 7.")
+        page.get_by_label("Model B (right)").click()
+        page.get_by_role("option", name="run-1").click()
+        page.locator("#compare-button").click()
+        expect(page.locator("#label-a")).to_have_text("Model A")  # names hidden
+        expect(page.locator("#answer-a textarea")).not_to_have_value("")
+        expect(page.locator("#answer-b textarea")).not_to_have_value("")
+        page.wait_for_timeout(1000)  # the tiny model's answers are complete by then
+        tuned_is_a = "Cheers" in page.locator("#answer-a textarea").input_value()
+        page.get_by_role("button", name="A is better" if tuned_is_a else "B is better").click()
+        page.locator("#compare-note").get_by_text("Vote stored").wait_for()
+        expect(page.locator("#label-a")).to_have_text("A: run-1" if tuned_is_a else "A: base")
+        expect(page.locator("#win-rates").get_by_test_id("cell-0-6")).to_have_text("100%")
