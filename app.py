@@ -6,6 +6,7 @@ Nothing heavy happens at import time; each command imports what it needs."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--left", default="base", help="base, latest or an adapter name")
     compare.add_argument("--right", default="latest", help="base, latest or an adapter name")
     compare.add_argument("--system", default="", help="system prompt")
+
+    bench = commands.add_parser("bench", parents=[common],
+                                help="benchmark training, swaps and generation against "
+                                     "plain TRL / transformers")
+    bench.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    bench.add_argument("--epochs", type=int, default=3, help="epochs for both trainers")
+    bench.add_argument("--repeats", type=int, default=5, help="repeats after a warm-up")
+    bench.add_argument("--data", help="examples file (default: the brand-voice set)")
 
     commands.add_parser("runs", parents=[common], help="list training runs")
     return parser
@@ -206,6 +215,16 @@ def compare(settings: Settings, prompt: str, left: str, right: str, system: str)
         print(f"[{name}]\n{reply}\n")
 
 
+def bench(settings: Settings, args: argparse.Namespace) -> None:
+    from bench.run import DEFAULT_DATA, print_table, run
+
+    report = run(settings.model, Path(args.data) if args.data else DEFAULT_DATA,
+                 args.epochs, args.repeats)
+    print_table(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
 class TrainingFailed(RuntimeError):
     pass
 
@@ -271,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             train(settings, args)
         elif args.command == "compare":
             compare(settings, args.prompt, args.left, args.right, args.system)
+        elif args.command == "bench":
+            bench(settings, args)
         elif args.command == "runs":
             runs(settings)
         else:

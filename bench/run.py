@@ -1,0 +1,232 @@
+"""`tunechat bench [--json FILE]`: tunechat against the plain peer on the same work.
+
+train    tunechat's trainer vs plain TRL SFTTrainer + LoraConfig (TRL's defaults), same
+         examples, base, LoRA rank and targets, epochs; each in its own process.
+swap     a finished adapter until the first request can use it; a full reload.
+generate time to first token and decode speed vs plain transformers generate.
+cold_start_s, limit (matmul peaks, fraction of peak).
+Medians of `repeats` runs after a warm-up. The machine is shared and noisy: read the
+ratios, not the absolute times."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO / "examples" / "brand-voice.openai.jsonl"
+PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 1)
+
+
+def p95_ms(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000, 1)
+
+
+def bench_train(base: Path, data: Path, epochs: int, work: Path) -> dict:
+    from storage.formats import read_examples
+
+    examples = read_examples(data)
+    cut = max(1, len(examples) // 5)  # the same held-out fifth for both sides
+    split = {"train": examples[:-cut], "held_out": examples[-cut:]}
+    (work / "split.json").write_text(json.dumps(split))
+    sides = {}
+    for which in ("trl", "tunechat"):
+        out = work / which
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.train_one", which, str(base),
+             str(work / "split.json"), str(epochs), str(out)],
+            cwd=REPO, capture_output=True, text=True)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"The {which} side of the training benchmark failed: {reason}")
+        sides[which] = json.loads(result.stdout.strip().splitlines()[-1])
+    tunechat, trl = sides["tunechat"], sides["trl"]
+    return {"tunechat_tokens_per_s": round(tunechat["tokens_per_s"], 1),
+            "trl_tokens_per_s": round(trl["tokens_per_s"], 1),
+            "speedup": round(tunechat["tokens_per_s"] / trl["tokens_per_s"], 2),
+            "tunechat_eval_loss": round(tunechat["eval_loss"], 4),
+            "trl_eval_loss": round(trl["eval_loss"], 4),
+            "tunechat_peak_rss_mb": round(tunechat["peak_rss_mb"]),
+            "trl_peak_rss_mb": round(trl["peak_rss_mb"]),
+            "epochs": epochs, "train_examples": len(split["train"]),
+            "adapter": str(work / "tunechat" / "adapter")}
+
+
+def bench_swap(spec: str | None, adapter: Path, repeats: int, work: Path) -> dict:
+    from peft import PeftModel
+
+    from assistant.engine import ChatEngine
+    from assistant.models import load_model
+
+    folder = work / "adapters"
+    names = [f"copy{i}" for i in range(repeats + 1)]
+    for name in names:
+        shutil.copytree(adapter, folder / name)
+    engine = ChatEngine(load_model(spec), adapters_dir=folder, max_loaded_adapters=2)
+    swaps = []
+    for name in names:  # the first, which wraps the model in PEFT, is the warm-up
+        started = time.perf_counter()
+        with engine.using(name):
+            pass
+        swaps.append(time.perf_counter() - started)
+    reloads = []
+    for _ in range(max(2, repeats // 2)):
+        started = time.perf_counter()
+        fresh = load_model(spec)
+        PeftModel.from_pretrained(fresh.model, adapter)
+        reloads.append(time.perf_counter() - started)
+    return {"p50_ms": median_ms(swaps[1:]), "p95_ms": p95_ms(swaps[1:]),
+            "first_ms": round(swaps[0] * 1000, 1), "reload_ms": median_ms(reloads)}
+
+
+def bench_generate(spec: str | None, repeats: int, new_tokens: int = 64) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from assistant.engine import ChatEngine, GenerationSettings
+    from assistant.models import load_model
+
+    engine = ChatEngine(load_model(spec))
+    first_token, decode = [], []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        stream = engine.stream(PROMPT, settings=GenerationSettings(max_new_tokens=new_tokens))
+        next(stream)
+        first_token.append(time.perf_counter() - started)
+        text = "".join(stream)
+        after_first = time.perf_counter() - started - first_token[-1]
+        produced = len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+        decode.append(produced / max(after_first, 1e-6))
+    plain = AutoModelForCausalLM.from_pretrained(engine.loaded.folder)  # defaults
+    inputs = engine.encode(PROMPT)
+    baseline = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        with torch.no_grad():
+            out = plain.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+        baseline.append((out.shape[1] - inputs["input_ids"].shape[1])
+                        / (time.perf_counter() - started))
+    return {"ttft_ms": median_ms(first_token[1:]),
+            "tokens_per_s": round(statistics.median(decode[1:]), 1),
+            "baseline_tokens_per_s": round(statistics.median(baseline[1:]), 1)}
+
+
+def bench_cold_start(spec: str | None, work: Path) -> float:
+    sys.path.insert(0, str(REPO / "tests"))
+    from serving import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "app", "serve", "--home", str(work / "home"),
+               "--port", str(port)] + (["--model", spec] if spec else [])
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                return round(time.perf_counter() - started, 2)
+            except OSError:
+                if process.poll() is not None or time.perf_counter() - started > 180:
+                    raise RuntimeError("tunechat serve did not start")
+                time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def matmul_gflops(dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Peak matmul speed; a dtype with no fast kernel here (bf16 without AMX or
+    AVX512-BF16 runs at well under 1 GFLOP/s) is measured on a small matrix instead of
+    taking minutes."""
+    import torch
+
+    if _gflops(dtype, 256, 1) < 10:
+        return _gflops(dtype, 256, 2)
+    return _gflops(dtype, size, repeats)
+
+
+def _gflops(dtype, size: int, repeats: int) -> float:
+    import torch
+
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return round(2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9, 1)
+
+
+def bench_limit(spec: str | None, train_tokens_per_s: float) -> dict:
+    import torch
+
+    from assistant.models import resolve_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(spec)[1])
+    params = sum(p.numel() for p in model.parameters())
+    bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
+    peak = max(bf16, fp32) * 1e9
+    return {"bf16_gflops": bf16, "fp32_gflops": fp32, "parameters": params,
+            "fraction_of_peak": round(train_tokens_per_s * 4 * params / peak, 4)}
+
+
+def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
+        repeats: int = 5) -> dict:
+    from assistant.models import resolve_model
+
+    base = resolve_model(spec)[1]
+    with tempfile.TemporaryDirectory(prefix="tunechat-bench-") as scratch:
+        work = Path(scratch)
+        train = bench_train(base, data, epochs, work)
+        report = {"machine": _machine(), "train": train,
+                  "swap": bench_swap(spec, Path(train.pop("adapter")), repeats, work),
+                  "generate": bench_generate(spec, repeats),
+                  "cold_start_s": bench_cold_start(spec, work),
+                  "limit": bench_limit(spec, train["tunechat_tokens_per_s"])}
+    return report
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def print_table(report: dict) -> None:
+    train, swap, gen, limit = (report[k] for k in ("train", "swap", "generate", "limit"))
+    rows = [
+        ("training tokens/s", train["tunechat_tokens_per_s"], train["trl_tokens_per_s"],
+         f"{train['speedup']}x"),
+        ("held-out eval loss", train["tunechat_eval_loss"], train["trl_eval_loss"], ""),
+        ("training peak RSS (MB)", train["tunechat_peak_rss_mb"], train["trl_peak_rss_mb"], ""),
+        ("decode tokens/s", gen["tokens_per_s"], gen["baseline_tokens_per_s"],
+         f"{gen['tokens_per_s'] / gen['baseline_tokens_per_s']:.2f}x"),
+        ("time to first token (ms)", gen["ttft_ms"], "", ""),
+        ("adapter swap p50 / p95 (ms)", f"{swap['p50_ms']} / {swap['p95_ms']}",
+         f"{swap['reload_ms']} (full reload)", ""),
+        ("cold start (s)", report["cold_start_s"], "", ""),
+        ("matmul GFLOP/s bf16 / fp32", f"{limit['bf16_gflops']} / {limit['fp32_gflops']}", "",
+         f"{100 * limit['fraction_of_peak']:.1f}% of peak in training"),
+    ]
+    print(f"machine: {report['machine']}")
+    print(f"{'':30} {'tunechat':>18} {'peer':>22} {'ratio':>10}")
+    for name, ours, peer, ratio in rows:
+        print(f"{name:30} {str(ours):>18} {str(peer):>22} {ratio:>10}")

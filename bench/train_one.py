@@ -1,0 +1,99 @@
+"""One side of the training benchmark, in its own process so that its peak memory is
+its own: `python -m bench.train_one tunechat|trl BASE DATA.json EPOCHS OUT`.
+Prints one JSON line: tokens_per_s, train_seconds, eval_loss, peak_rss_mb."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def completion_loss(model, tokenizer, held_out: list[list[dict]]) -> float:
+    """Mean loss on the answer tokens of held-out examples: the same yardstick for both."""
+    import torch
+
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for messages in held_out:
+            prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=False)
+            full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+            ids = torch.tensor([full])
+            labels = ids.clone()
+            labels[0, :len(prompt)] = -100
+            answer_tokens = int((labels != -100).sum()) - 1
+            total += float(model(input_ids=ids, labels=labels).loss) * answer_tokens
+            count += answer_tokens
+    return total / max(count, 1)
+
+
+def tokens_of(tokenizer, examples: list[list[dict]]) -> int:
+    return sum(len(tokenizer.apply_chat_template(m, tokenize=True, return_dict=False))
+               for m in examples)
+
+
+def train_tunechat(base: Path, train: list, epochs: int, out: Path) -> tuple[object, float]:
+    from trainer.config import TrainConfig
+    from trainer.sft import run_sft
+
+    class Quiet:
+        def started(self, *args): ...
+        def progress(self, *args): ...
+        def cancelled(self): return False
+
+    config = TrainConfig(epochs=epochs, eval_share=0, min_examples=1)
+    started = time.monotonic()
+    result = run_sft(config, train, base, out / "adapter", out / "work", Quiet())
+    return result.adapter_dir, time.monotonic() - started
+
+
+def train_trl(base: Path, train: list, epochs: int, out: Path) -> tuple[object, float]:
+    """Plain TRL: SFTTrainer + LoraConfig, TRL's defaults otherwise (same rank, targets)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    import torch
+
+    # use_cpu: TRL's bf16 default refuses to start on a machine without a GPU otherwise.
+    args = SFTConfig(output_dir=str(out / "work"), num_train_epochs=epochs, report_to="none",
+                     save_strategy="no", disable_tqdm=True,
+                     use_cpu=not torch.cuda.is_available())
+    trainer = SFTTrainer(model=str(base), args=args,
+                         train_dataset=Dataset.from_list([{"messages": m} for m in train]),
+                         peft_config=LoraConfig(r=16, lora_alpha=32,
+                                                target_modules="all-linear",
+                                                task_type="CAUSAL_LM"))
+    started = time.monotonic()
+    trainer.train()
+    seconds = time.monotonic() - started
+    trainer.model.save_pretrained(out / "adapter")
+    return out / "adapter", seconds
+
+
+def main() -> None:
+    which, base, data, epochs, out = sys.argv[1:6]
+    base, out, epochs = Path(base), Path(out), int(epochs)
+    split = json.loads(Path(data).read_text())
+    train, held = split["train"], split["held_out"]
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    trainer = train_tunechat if which == "tunechat" else train_trl
+    adapter, seconds = trainer(base, train, epochs, out)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    print(json.dumps({
+        "tokens_per_s": tokens_of(tokenizer, train) * epochs / seconds,
+        "train_seconds": seconds,
+        "eval_loss": completion_loss(model, tokenizer, held),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()

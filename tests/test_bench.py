@@ -1,0 +1,28 @@
+"""The benchmark runs end to end and writes every key the README promises (on the tiny
+model: numbers here mean nothing, the shape does)."""
+
+import json
+
+import app
+
+KEYS = {
+    "train": {"tunechat_tokens_per_s", "trl_tokens_per_s", "speedup", "tunechat_eval_loss",
+              "trl_eval_loss", "tunechat_peak_rss_mb", "trl_peak_rss_mb"},
+    "swap": {"p50_ms", "p95_ms", "reload_ms"},
+    "generate": {"ttft_ms", "tokens_per_s", "baseline_tokens_per_s"},
+    "limit": {"bf16_gflops", "fp32_gflops", "fraction_of_peak"},
+}
+
+
+def test_bench_writes_every_key(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = app.main(["bench", "--model", str(tiny_model_dir), "--epochs", "1",
+                     "--repeats", "2", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    for section, keys in KEYS.items():
+        assert keys <= set(report[section]), section
+        assert all(isinstance(report[section][k], (int, float)) for k in keys)
+    assert report["cold_start_s"] > 0 and report["train"]["speedup"] > 0
+    table = capsys.readouterr().out
+    assert "training tokens/s" in table and "cold start" in table
