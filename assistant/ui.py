@@ -18,9 +18,12 @@ from storage.conversations import ConversationNotFound
 from storage.db import StorageError, Store
 from storage.examples import DuplicateExample, ExampleNotFound, InvalidExample
 from storage.formats import FormatError
+from storage.runs import RunActive, RunNotFound
+from trainer.config import ConfigError
 
 USER_ERRORS = (EmptyMessage, ContextTooLong, UnknownAdapter, ConversationNotFound,
-               StorageError, InvalidExample, DuplicateExample, ExampleNotFound, FormatError)
+               StorageError, InvalidExample, DuplicateExample, ExampleNotFound, FormatError,
+               ConfigError, RunActive, RunNotFound)
 RECENT_CONVERSATIONS = 50
 
 

@@ -90,3 +90,16 @@ def test_validator_flags_an_unanswerable_message_on_the_message_box(actions):
     assert all(check["is_valid"] for check in others)
     assert actions.validate("Say hello.", None, "base", "")[0]["is_valid"] is True
     assert actions.validate("Say hello.", None, "gone", "")[0]["is_valid"] is False
+
+
+def test_training_errors_reach_the_user_as_messages(store, tiny_model_dir):
+    from assistant.ui_train import TrainActions
+    from storage import runs
+    from trainer.jobs import Jobs
+
+    actions = TrainActions(Jobs(store, tiny_model_dir))
+    runs.create_run(store, {}, [])
+    with pytest.raises(gr.Error, match="already training"):
+        shown_to_user(actions.start)("lora", 0, 1e-3, 16, None)
+    with pytest.raises(gr.Error, match="learning_rate"):
+        shown_to_user(actions.start)("lora", 0, 5.0, 16, None)
