@@ -31,11 +31,6 @@ def completion_loss(model, tokenizer, held_out: list[list[dict]]) -> float:
     return total / max(count, 1)
 
 
-def tokens_of(tokenizer, examples: list[list[dict]]) -> int:
-    return sum(len(tokenizer.apply_chat_template(m, tokenize=True, return_dict=False))
-               for m in examples)
-
-
 def train_tunechat(base: Path, train: list, epochs: int, out: Path) -> tuple[object, float]:
     from trainer.config import TrainConfig
     from trainer.sft import run_sft
@@ -83,12 +78,14 @@ def main() -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from trainer.sft import token_count
+
     trainer = train_tunechat if which == "tunechat" else train_trl
     adapter, seconds = trainer(base, train, epochs, out)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
     print(json.dumps({
-        "tokens_per_s": tokens_of(tokenizer, train) * epochs / seconds,
+        "tokens_per_s": sum(token_count(tokenizer, m) for m in train) * epochs / seconds,
         "train_seconds": seconds,
         "eval_loss": completion_loss(model, tokenizer, held),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -11,6 +11,7 @@ from storage.db import Store
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
+JSON_COLUMNS = ("config", "losses", "eval_losses", "metrics", "example_ids")
 
 
 class RunActive(RuntimeError):
@@ -26,7 +27,7 @@ class RunNotFound(LookupError):
 
 
 def _decode(row: dict) -> dict:
-    for column in ("config", "losses", "eval_losses", "metrics", "example_ids"):
+    for column in JSON_COLUMNS:
         row[column] = json.loads(row[column]) if row.get(column) else (
             {} if column in ("config", "metrics") else [])
     return row
@@ -68,7 +69,7 @@ def active_run(store: Store) -> dict | None:
 
 
 def update_run(store: Store, run_id: int, **changes) -> None:
-    for column in ("config", "losses", "eval_losses", "metrics", "example_ids"):
+    for column in JSON_COLUMNS:
         if column in changes and not isinstance(changes[column], str):
             changes[column] = json.dumps(changes[column])
     with store.connect() as db:

@@ -96,7 +96,7 @@ def check_examples(config: TrainConfig, examples: list[list[dict]], tokenizer) -
             "or import a file.")
     limit = min(config.max_length, _context(tokenizer))
     for index, messages in enumerate(examples, start=1):
-        length = _token_count(tokenizer, messages)
+        length = token_count(tokenizer, messages)
         if length > limit:
             raise SanityError(
                 f"Example {index} (\"{messages[-2]['content'][:40]}...\") is {length:,} tokens, "
@@ -188,10 +188,10 @@ def last_complete_checkpoint(work_dir: Path) -> str | None:
 
 def _answer_tokens(dataset, tokenizer) -> int:
     """Non-padding tokens of the training examples (prompt and answer), as the bench counts."""
-    return sum(_token_count(tokenizer, row["prompt"] + row["completion"]) for row in dataset)
+    return sum(token_count(tokenizer, row["prompt"] + row["completion"]) for row in dataset)
 
 
-def _token_count(tokenizer, messages: list[dict]) -> int:
+def token_count(tokenizer, messages: list[dict]) -> int:
     # return_dict=False: transformers 5 otherwise returns a BatchEncoding, whose len() is 2.
     return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
