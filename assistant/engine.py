@@ -65,9 +65,11 @@ class ChatEngine:
         self.adapters_dir = adapters_dir
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._peft = None  # the PeftModel around self.model, once an adapter is loaded
-        # Loaded adapters, least recently used first; beyond the budget the oldest is
-        # unloaded, and loaded again on its next request.
-        self._loaded_adapters: OrderedDict[str, None] = OrderedDict()
+        # Loaded adapters, least recently used first, each in a LoRA slot of its own (a
+        # PEFT adapter named slotNN). Beyond the budget the oldest adapter's slot is reused
+        # for the next one, and the oldest is loaded again on its next request.
+        self._slot_of: OrderedDict[str, str] = OrderedDict()
+        self._slots_made = 0
         self.max_loaded_adapters = max_loaded_adapters
         # Readers (generations) and one writer (loading an adapter changes the layers).
         self._gate = threading.Condition()
@@ -82,7 +84,7 @@ class ChatEngine:
         return [BASE] + [path.name for path in _adapter_folders(self.adapters_dir)]
 
     def loaded_adapters(self) -> list[str]:
-        return list(self._loaded_adapters)
+        return list(self._slot_of)
 
     def _make_ready(self, adapter: str) -> None:
         """Hot-swap (call holding the gate): add the adapter's LoRA weights beside the base
@@ -90,32 +92,44 @@ class ChatEngine:
         generating, since it changes the layers they run through."""
         if adapter == BASE:
             return
-        if adapter not in self._loaded_adapters:
+        if adapter not in self._slot_of:
             self._gate.wait_for(lambda: self._generating == 0)
-        if adapter not in self._loaded_adapters:  # another request may have loaded it
+        if adapter not in self._slot_of:  # another request may have loaded it
             self._load(adapter)
-            while len(self._loaded_adapters) > self.max_loaded_adapters:
-                oldest, _ = self._loaded_adapters.popitem(last=False)
-                self._peft.delete_adapter(oldest)
-        self._loaded_adapters.move_to_end(adapter)
+        self._slot_of.move_to_end(adapter)
 
     def _load(self, adapter: str) -> None:
+        folder = self.adapters_dir / adapter
+        if len(self._slot_of) < self.max_loaded_adapters:
+            slot = self._new_slot(folder)
+        else:
+            oldest, slot = next(iter(self._slot_of.items()))
+            if not _swap_into(self._peft, slot, folder):
+                self._peft.delete_adapter(slot)
+                slot = self._new_slot(folder)
+            del self._slot_of[oldest]
+        self._slot_of[adapter] = slot
+
+    def _new_slot(self, folder: Path) -> str:
+        """Add LoRA layers for one more adapter: PEFT builds every layer (about 0.2 s for
+        the embedded model), which is why full slots are refilled instead."""
         from peft import PeftModel
 
-        folder = self.adapters_dir / adapter
+        slot = f"slot{self._slots_made:02d}"  # fixed width: PEFT matches names as substrings
+        self._slots_made += 1
         if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self.model, folder, adapter_name=adapter)
+            self._peft = PeftModel.from_pretrained(self.model, folder, adapter_name=slot)
             self._peft.eval()
         else:
-            self._peft.load_adapter(folder, adapter_name=adapter)
-        self._loaded_adapters[adapter] = None
+            self._peft.load_adapter(folder, adapter_name=slot)
         _route_by_thread(self.model)
+        return slot
 
     def routing_for(self, adapter: str) -> list[str] | None:
         """The LoRA routing of one request, or None while no adapter is loaded."""
         if self._peft is None:
             return None
-        return ["__base__" if adapter == BASE else adapter]
+        return ["__base__" if adapter == BASE else self._slot_of[adapter]]
 
     @contextmanager
     def using(self, adapter: str):
@@ -247,6 +261,26 @@ def _route_by_thread(model) -> None:
         if isinstance(module, LoraLayer) and not getattr(module, "_tunechat_routed", False):
             module.register_forward_pre_hook(_route_hook, with_kwargs=True)
             module._tunechat_routed = True
+
+
+def _swap_into(peft_model, slot: str, folder: Path) -> bool:
+    """Copy an adapter's weights into an existing slot (PEFT's hotswap: no new layers,
+    about 20 ms instead of 200). False, with the slot untouched, when the adapter does
+    not fit it (other target modules or dropout/DoRA settings); a file that cannot be
+    read raises before anything changes."""
+    from peft import PeftConfig
+    from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
+    from peft.utils.save_and_load import _insert_adapter_name_into_state_dict, load_peft_weights
+
+    config = PeftConfig.from_pretrained(folder)
+    weights = load_peft_weights(str(folder), device="cpu")
+    try:
+        check_hotswap_configs_compatible(peft_model.peft_config[slot], config)
+        hotswap_adapter_from_state_dict(
+            peft_model, _insert_adapter_name_into_state_dict(weights, slot, "lora_"), slot, config)
+    except (ValueError, RuntimeError):  # raised by the dry run, before any weight moved
+        return False
+    return True
 
 
 def _adapter_folders(adapters_dir: Path | None) -> list[Path]:

@@ -297,3 +297,31 @@ def test_least_used_adapter_is_unloaded_and_reloaded_on_demand(tiny_model_dir, t
     assert engine.loaded_adapters() == ["lumen"]
     assert engine.reply(question, "brewster") == first  # reloaded from disk, same answer
     assert engine.loaded_adapters() == ["brewster"]
+
+
+def test_adapter_that_does_not_fit_the_slot_gets_a_new_one(tiny_model_dir, two_adapters,
+                                                           tmp_path):
+    """Refilling a slot needs the same LoRA layout; another layout (here: a lower rank on
+    the attention projections only) is loaded into fresh layers instead."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "adapters"
+    shutil.copytree(two_adapters, folder)
+    torch.manual_seed(0)
+    odd = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                         LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, weight in odd.named_parameters():
+        if "lora_B" in name:
+            weight.data.normal_(0, 0.5)
+    odd.save_pretrained(folder / "odd")
+    question = [{"role": "user", "content": "Say hello number 4."}]
+    expected_odd = fresh_engine(tiny_model_dir, folder).reply(question, "odd")
+    engine = fresh_engine(tiny_model_dir, folder, max_loaded_adapters=1)
+    brewster = engine.reply(question, "brewster")
+    assert engine.reply(question, "odd") == expected_odd != brewster
+    assert engine.reply(question, "brewster") == brewster
+    assert engine.loaded_adapters() == ["brewster"]
