@@ -80,6 +80,9 @@ def main() -> None:
 
     from trainer.sft import token_count
 
+    import peft  # noqa: F401  both sides start their clocks with the stack imported
+    import trl  # noqa: F401
+
     trainer = train_tunechat if which == "tunechat" else train_trl
     adapter, seconds = trainer(base, train, epochs, out)
     tokenizer = AutoTokenizer.from_pretrained(base)

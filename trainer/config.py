@@ -32,7 +32,7 @@ class TrainConfig:
     """LoRA rank r: the adapter's capacity. 8-32 suits style and format tasks."""
     alpha: int = 32
     """LoRA alpha; the update is scaled by alpha / rank."""
-    dropout: float = 0.05
+    dropout: float = 0.0
     """LoRA dropout, a little regularisation for small sets."""
     target_modules: str = "all-linear"
     """Which layers get adapters: every linear layer learns style better than q/v only."""
