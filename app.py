@@ -30,10 +30,21 @@ class Settings:
     port: int = DEFAULT_PORT
     trust_remote_code: bool = False
     """Run Python code shipped with a model folder; off unless asked for."""
+    auth: tuple[str, str] | None = None
+    """USER:PASS that every page and API route asks for (--auth, else $TUNECHAT_AUTH)."""
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
             raise ValueError(f"--port must be between 1 and 65535, not {self.port}.")
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, colon, password = value.partition(":")
+    if not (colon and user and password):
+        raise ValueError("--auth (or $TUNECHAT_AUTH) must be USER:PASS, both parts non-empty.")
+    return user, password
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +114,9 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860)")
+    parser.add_argument("--auth", metavar="USER:PASS",
+                        help="ask for this login on every page and API route "
+                             "(default: $TUNECHAT_AUTH, else no login)")
     parser.add_argument("--threshold", type=int,
                         help="new examples that start a training run by themselves "
                              "(default 20; 0 turns auto-start off)")
@@ -115,7 +129,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     model=getattr(args, "model", None),
                     host=getattr(args, "host", DEFAULT_HOST),
                     port=getattr(args, "port", DEFAULT_PORT),
-                    trust_remote_code=getattr(args, "trust_remote_code", False))
+                    trust_remote_code=getattr(args, "trust_remote_code", False),
+                    auth=parse_auth(getattr(args, "auth", None) or os.environ.get("TUNECHAT_AUTH")))
 
 
 def load_engine(settings: Settings):
@@ -130,6 +145,7 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
     from assistant.ui import Services, build_app
     from storage import runs as run_store
     from storage.db import open_store
+    from storage.formats import MAX_IMPORT_BYTES
     from trainer.jobs import AUTO_KEY, THRESHOLD_KEY, Jobs
 
     store = open_store(settings.home)
@@ -145,8 +161,13 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
     jobs = Jobs(store, engine.loaded.folder)
     app = build_app(Services(engine=engine, store=store, jobs=jobs))
     app.queue(default_concurrency_limit=4)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
+        print(f"Serving on {settings.host} without a login: anyone who can reach this machine "
+              "can read and change your examples. Add --auth USER:PASS.", file=sys.stderr)
+    # Uploads (imports) are capped where Gradio receives them, before they reach a disk.
     app.launch(server_name=settings.host, server_port=settings.port, share=False,
-               footer_links=["api"])
+               footer_links=["api"], auth=settings.auth,
+               max_file_size=MAX_IMPORT_BYTES)
 
 
 def ask(settings: Settings, prompt: str, adapter: str, system: str) -> None:

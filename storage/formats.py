@@ -82,6 +82,8 @@ def _parse_json(text: str, where: str):
         place = f"line {error.lineno}" if where == "the file" else where
         raise FormatError(f"{place}: not valid JSON ({error.msg} at column {error.colno}). "
                           "Is the file cut short?") from None
+    except RecursionError:  # json recurses once per bracket
+        raise FormatError(f"{where}: JSON nested too deeply to be an example.") from None
 
 
 def detect_format(record, where: str = "line 1") -> str:

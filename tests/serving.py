@@ -19,8 +19,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, home: Path, model: str | None = None, log: Path | None = None):
-        self.home, self.model = home, model
+    def __init__(self, home: Path, model: str | None = None, log: Path | None = None,
+                 extra: list[str] = (), env: dict | None = None):
+        self.home, self.model, self.extra, self.env = home, model, list(extra), env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log or home.parent / f"serve-{self.port}.log"
@@ -31,9 +32,11 @@ class Server:
                    "--port", str(self.port)]
         if self.model:
             command += ["--model", self.model]
+        command += self.extra
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log.open("ab"),
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT,
+                                        env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
