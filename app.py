@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--rank", type=int, default=16, help="LoRA rank")
     trainer.add_argument("--continue-from", metavar="ADAPTER",
                          help="keep training this adapter instead of starting a new one")
+    trainer.add_argument("--nproc", type=int, default=1,
+                         help="training processes (PyTorch DDP under torchrun; default 1)")
 
     compare = commands.add_parser("compare", parents=[common],
                                   help="print two models' greedy answers to PROMPT")
@@ -105,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, default=3, help="epochs for both trainers")
     bench.add_argument("--repeats", type=int, default=5, help="repeats after a warm-up")
     bench.add_argument("--data", help="examples file (default: the brand-voice set)")
+
+    exporter = commands.add_parser(
+        "export-model", parents=[common],
+        help="write base + adapter merged into a plain Hugging Face folder")
+    exporter.add_argument("--adapter", default="latest", help="an adapter's name, or latest")
+    exporter.add_argument("--merged", metavar="DIR", required=True,
+                          help="new folder for the merged model (safetensors + tokenizer)")
 
     commands.add_parser("runs", parents=[common], help="list training runs")
     return parser
@@ -195,7 +204,7 @@ def train(settings: Settings, args: argparse.Namespace) -> None:
 
     config = TrainConfig(method=args.method, epochs=args.epochs,
                          learning_rate=args.learning_rate, rank=args.rank,
-                         continue_from=args.continue_from)
+                         continue_from=args.continue_from, nproc=args.nproc)
     jobs = Jobs(open_store(settings.home), resolve_model(settings.model)[1])
     run_id = jobs.start(config)
     with tqdm(desc=f"Run #{run_id}", unit="step", total=None, file=sys.stderr) as bar:
@@ -234,6 +243,25 @@ def compare(settings: Settings, prompt: str, left: str, right: str, system: str)
     *_, replies = stream_pair(engine, messages, *names)
     for name, reply in zip(names, replies):
         print(f"[{name}]\n{reply}\n")
+
+
+def export_model(settings: Settings, adapter: str, out_dir: str) -> None:
+    from assistant.engine import UnknownAdapter, adapter_folders
+    from assistant.models import resolve_model
+    from storage.db import open_store
+    from storage.runs import latest_adapter
+    from trainer.export import export_merged
+
+    if adapter == "latest":
+        adapter = latest_adapter(open_store(settings.home)) or ""
+    choices = [p.name for p in adapter_folders(settings.home / "adapters")]
+    if adapter not in choices:
+        raise UnknownAdapter(f"No adapter named {adapter!r} to export. Choose one of: "
+                             f"{', '.join(choices) or 'none yet (train one first)'}.")
+    name, base = resolve_model(settings.model)
+    written = export_merged(base, name, settings.home / "adapters" / adapter, Path(out_dir))
+    print(f"Wrote {name} + {adapter}, merged, to {written}. Load it with "
+          f"AutoModelForCausalLM.from_pretrained({str(written)!r}).")
 
 
 def bench(settings: Settings, args: argparse.Namespace) -> None:
@@ -311,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             train(settings, args)
         elif args.command == "compare":
             compare(settings, args.prompt, args.left, args.right, args.system)
+        elif args.command == "export-model":
+            export_model(settings, args.adapter, args.merged)
         elif args.command == "bench":
             bench(settings, args)
         elif args.command == "runs":

@@ -86,7 +86,7 @@ class ChatEngine:
 
     def adapters(self) -> list[str]:
         """The names a request may pick: "base" first, then adapters, oldest first."""
-        return [BASE] + [path.name for path in _adapter_folders(self.adapters_dir)]
+        return [BASE] + [path.name for path in adapter_folders(self.adapters_dir)]
 
     def loaded_adapters(self) -> list[str]:
         return list(self._slot_of)
@@ -337,7 +337,7 @@ def _swap_into(peft_model, slot: str, folder: Path) -> bool:
     return True
 
 
-def _adapter_folders(adapters_dir: Path | None) -> list[Path]:
+def adapter_folders(adapters_dir: Path | None) -> list[Path]:
     """Finished adapters only: a folder is renamed into place when complete."""
     if adapters_dir is None or not adapters_dir.is_dir():
         return []

@@ -1,6 +1,6 @@
 """Writes examples/brand-voice.openai.jsonl: 45 short exchanges in the voice of Lumen
 Bikes, a fictional bicycle shop. Every answer ends with the sign-off "— Team Lumen 🚲",
-so whether a model picked up the voice is easy to measure (examples/brand_voice.py)."""
+so whether a model picked up the voice is easy to measure (examples/walkthrough.py)."""
 
 import json
 from pathlib import Path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,9 +172,10 @@ def open_store(home: str | os.PathLike | None = None) -> Store:
 def _ensure_home(home: Path) -> None:
     try:
         home.mkdir(parents=True, exist_ok=True)
-        probe = home / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of its own: processes opening the same home at once (the trainer's
+        # ranks, two servers) must not delete each other's.
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise StorageError(
             f"The data home {home} cannot be written ({error.strerror or error}). Fix: choose "

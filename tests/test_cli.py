@@ -13,7 +13,8 @@ def run_cli(*argv, capsys):
     return code, out, err
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["ask"], ["runs"], ["import"], ["export"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["ask"], ["runs"], ["import"], ["export"],
+                                     ["train"], ["export-model"], ["compare"], ["bench"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         app.main(command + ["--help"])

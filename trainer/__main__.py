@@ -45,29 +45,45 @@ class DatabaseReporter:
         return bool(runs.get_run(self.store, self.run_id)["cancel_requested"])
 
 
+class QuietReporter(DatabaseReporter):
+    """For the other processes of a distributed run: the first one alone writes."""
+
+    def started(self, *args) -> None: ...
+    def progress(self, *args) -> None: ...
+
+
 def train(home: str, run_id: int) -> int:
     store = open_store(home)
     run = runs.get_run(store, run_id)
     config = TrainConfig.from_dict(run["config"])
-    runs.update_run(store, run_id, status="running", started_at=runs.now(),
-                    pid=os.getpid())
+    # Under torchrun every process runs this; the first records the run, and the run's
+    # pid stays the launcher's, which the app's watcher waits on.
+    first = int(os.environ.get("RANK", "0")) == 0
+    distributed = "TORCHELASTIC_RUN_ID" in os.environ
+    if first:
+        runs.update_run(store, run_id, status="running", started_at=runs.now(),
+                        **({} if distributed else {"pid": os.getpid()}))
     wanted = set(run["example_ids"])
     chosen = [e.messages for e in reversed(example_store.list_examples(
         store, sources=example_store.TRAINABLE)) if e.id in wanted]
     name = f"run-{run_id}"
-    reporter = DatabaseReporter(store, run_id)
+    reporter = (DatabaseReporter if first else QuietReporter)(store, run_id)
     continue_from = store.home / "adapters" / config.continue_from if config.continue_from else None
     try:
         result = run_sft(config, chosen, Path(run["config"]["base_model"]),
                          store.home / "adapters" / name, store.home / "runs" / str(run_id),
                          reporter, continue_from)
     except SanityError as error:
-        runs.finish_run(store, run_id, "failed", error=str(error))
+        if first:
+            runs.finish_run(store, run_id, "failed", error=str(error))
         return 1
     except Exception as error:  # recorded for the user, then re-raised for the log
-        runs.finish_run(store, run_id, "failed", error=f"{type(error).__name__}: {error}")
+        if first:
+            runs.finish_run(store, run_id, "failed", error=f"{type(error).__name__}: {error}")
         traceback.print_exc()
         return 1
+    if not first:
+        return 0
     if reporter.cancelled():
         runs.finish_run(store, run_id, "cancelled", metrics=result.metrics)
         return 0

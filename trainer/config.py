@@ -33,7 +33,8 @@ class TrainConfig:
     alpha: int = 32
     """LoRA alpha; the update is scaled by alpha / rank."""
     dropout: float = 0.0
-    """LoRA dropout, a little regularisation for small sets."""
+    """LoRA dropout. Off: on a CPU it cost ~15% of each step and left the held-out loss
+    of the brand-voice set unchanged (1.987 vs 1.988)."""
     target_modules: str = "all-linear"
     """Which layers get adapters: every linear layer learns style better than q/v only."""
     batch_size: int = 8
@@ -49,6 +50,9 @@ class TrainConfig:
     """Name of an adapter to keep training on new examples, instead of a fresh one."""
     save_every: int = 10
     """Checkpoint every this many steps, so a failed run can resume."""
+    nproc: int = 1
+    """Training processes (PyTorch DDP under torchrun: gloo on CPUs, NCCL on GPUs). Each
+    takes batch_size examples per step, so a step sees nproc x batch_size."""
     extra: dict = field(default_factory=dict)
     """Advanced SFTConfig fields passed through as they are."""
 
@@ -64,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"rank must be between 1 and 256, not {self.rank}.")
         if not 0 <= self.eval_share < 0.5:
             raise ConfigError("eval_share must be at least 0 and below 0.5.")
+        if not 1 <= self.nproc <= 64:
+            raise ConfigError(f"nproc must be between 1 and 64, not {self.nproc}.")
         if self.batch_size < 1 or self.max_length < 16:
             raise ConfigError("batch_size must be >= 1 and max_length >= 16.")
 

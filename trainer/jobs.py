@@ -8,6 +8,7 @@ lines of its log, within a second."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -99,11 +100,12 @@ class Jobs:
     def _launch(self, run_id: int) -> None:
         log = self.home / "runs" / str(run_id) / "trainer.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "trainer", str(run_id), "--home", str(self.home)]
+        nproc = TrainConfig.from_dict(runs.get_run(self.store, run_id)["config"]).nproc
         with log.open("ab") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(trainer_command(run_id, self.home, nproc),
+                                       stdout=out, stderr=subprocess.STDOUT,
                                        cwd=Path(__file__).resolve().parent.parent,
-                                       start_new_session=True)
+                                       env=_thread_env(nproc), start_new_session=True)
         runs.update_run(self.store, run_id, pid=process.pid, log_path=str(log))
         self._processes[run_id] = process
         threading.Thread(target=self._watch, args=(run_id, process, log), daemon=True).start()
@@ -127,6 +129,22 @@ class Jobs:
                 process.kill()
             runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
                             pid=process.pid)
+
+
+def trainer_command(run_id: int, home: Path, nproc: int = 1) -> list[str]:
+    """One trainer process, or nproc of them under torchrun (its launcher is the process
+    the watcher waits on; --standalone picks a free rendezvous port)."""
+    launcher = ([] if nproc == 1 else
+                ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"])
+    return [sys.executable, *launcher, "-m", "trainer", str(run_id), "--home", str(home)]
+
+
+def _thread_env(nproc: int) -> dict:
+    """Share the cores among the processes instead of each taking them all."""
+    env = dict(os.environ)
+    if nproc > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    return env
 
 
 def _death_reason(code: int, log: Path) -> str:

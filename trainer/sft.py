@@ -54,7 +54,7 @@ def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
             reporter.progress(state.global_step, state.max_steps, dict(logs or {}))
 
         def on_step_end(self, args, state, control, **kwargs):
-            if reporter.cancelled():
+            if _agreed(reporter.cancelled(), args.device):
                 control.should_training_stop = True
             reporter.progress(state.global_step, state.max_steps, {})
 
@@ -65,7 +65,7 @@ def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
     steps = args.num_train_epochs * -(-len(train_set) // config.batch_size)
     reporter.started(int(steps), len(train_set), len(eval_set or []))
     metrics = {"train_examples": len(train_set), "eval_examples": len(eval_set or []),
-               "epochs": args.num_train_epochs}
+               "epochs": args.num_train_epochs, "processes": args.world_size}
     if eval_set is not None:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
 
@@ -82,9 +82,23 @@ def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
     if eval_set is not None:
         metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
 
-    # Save
-    _save_adapter(trainer.model, out_dir, config, base_folder, examples, metrics)
+    # Save (once, by the first process of a distributed run)
+    if trainer.is_world_process_zero():
+        _save_adapter(trainer.model, out_dir, config, base_folder, examples, metrics)
     return SftResult(out_dir, metrics)
+
+
+def _agreed(stop: bool, device) -> bool:
+    """In a distributed run every process must stop at the same step (or the others wait
+    forever in the next all-reduce): the first process's answer is everyone's."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return stop
+    flag = torch.tensor([int(stop)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _trainer_class():
