@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer = commands.add_parser("train", parents=[common],
                                   help="fine-tune an adapter on the examples (waits)")
-    trainer.add_argument("--method", choices=["lora", "qlora"], default="lora")
+    trainer.add_argument("--method", choices=["auto", "lora", "qlora"], default="auto",
+                         help="auto: qlora (4-bit base) when memory is short, else lora")
     trainer.add_argument("--epochs", type=int, help="passes over the data (default: by size)")
     trainer.add_argument("--learning-rate", type=float, default=1e-3)
     trainer.add_argument("--rank", type=int, default=16, help="LoRA rank")
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="keep training this adapter instead of starting a new one")
     trainer.add_argument("--nproc", type=int, default=1,
                          help="training processes (PyTorch DDP under torchrun; default 1)")
+    trainer.add_argument("--prepare-only", action="store_true",
+                         help="queue the run and print its id, for `accelerate launch -m "
+                              "trainer RUN_ID --home DIR` to run")
 
     compare = commands.add_parser("compare", parents=[common],
                                   help="print two models' greedy answers to PROMPT")
@@ -206,6 +210,9 @@ def train(settings: Settings, args: argparse.Namespace) -> None:
                          learning_rate=args.learning_rate, rank=args.rank,
                          continue_from=args.continue_from, nproc=args.nproc)
     jobs = Jobs(open_store(settings.home), resolve_model(settings.model)[1])
+    if args.prepare_only:
+        print(jobs.prepare(config))
+        return
     run_id = jobs.start(config)
     with tqdm(desc=f"Run #{run_id}", unit="step", total=None, file=sys.stderr) as bar:
         def show(run):

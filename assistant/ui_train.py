@@ -140,8 +140,9 @@ class TrainActions:
 def train_tab(jobs: Jobs, adapters: list[str], shown_to_user) -> TrainActions:
     actions = TrainActions(jobs)
     with gr.Row():
-        method = gr.Radio(["lora", "qlora"], value="lora", label="Method",
-                          info="qlora: 4-bit base, about a third of the memory")
+        method = gr.Radio(["auto", "lora", "qlora"], value="auto", label="Method",
+                          info="qlora: 4-bit base, about a third of the memory; "
+                               "auto picks it when memory is short")
         epochs = gr.Number(0, label="Epochs", precision=0, minimum=0, maximum=100,
                            info="0 = chosen by the number of examples")
         learning_rate = gr.Number(1e-3, label="Learning rate", minimum=0)

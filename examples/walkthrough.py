@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     total = len(task.prompts)
     print(f"\n{args.name}: share of {total} unseen prompts that {task.measure}")
     for name, (right, example) in (("base", before), (adapter, after)):
-        print(f"  {name:>8}: {right}/{total} ({100 * right / total:.0f}%)   e.g. {example!r}")
+        print(f"  {name:>8}: {right}/{total} ({100 * right / total:.0f}%)   e.g. {example[:80]!r}")
     print(f"  training took {trained_in:.0f} s")
     return 0
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import app
-from storage import examples
+from serving import REPO
+from storage import examples, runs
 from test_training import VOICE, fresh_engine, two_adapters, voice_examples  # noqa: F401
 from trainer.config import TrainConfig
 from trainer.jobs import Jobs
@@ -82,3 +83,30 @@ def test_export_errors_are_clear_and_write_nothing(tiny_model_dir, two_adapters,
     assert "not an empty folder" in capsys.readouterr().err
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_prepared_run_is_left_to_the_users_launcher(store, tiny_model_dir, capsys):
+    examples.add_many(store, voice_examples(12), "kept")
+    assert app.main(["train", "--prepare-only", "--model", str(tiny_model_dir),
+                     "--epochs", "1"]) == 0
+    run_id = int(capsys.readouterr().out.strip())
+    assert runs.get_run(store, run_id)["status"] == "queued"
+    subprocess.run([sys.executable, "-m", "trainer", str(run_id), "--home", str(store.home)],
+                   check=True, capture_output=True)
+    assert runs.get_run(store, run_id)["status"] == "succeeded"
+    other = app.main(["train", "--prepare-only", "--model", str(tiny_model_dir)])
+    assert other == 0
+    Jobs(store, tiny_model_dir).cancel(int(capsys.readouterr().out.strip()))
+    assert runs.list_runs(store, 1)[0]["status"] == "cancelled"
+
+
+def test_a_walkthrough_runs_end_to_end(tiny_model_dir, tmp_path):
+    """The script path only (the tiny model learns nothing here); the real numbers are
+    in the README."""
+    result = subprocess.run([sys.executable, "examples/walkthrough.py", "tickets",
+                             "--model", str(tiny_model_dir), "--epochs", "1",
+                             "--home", str(tmp_path / "home")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Added 48 examples." in result.stdout
+    assert "base: " in result.stdout and "run-1: " in result.stdout

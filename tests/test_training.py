@@ -325,3 +325,14 @@ def test_adapter_that_does_not_fit_the_slot_gets_a_new_one(tiny_model_dir, two_a
     assert engine.reply(question, "odd") == expected_odd != brewster
     assert engine.reply(question, "brewster") == brewster
     assert engine.loaded_adapters() == ["brewster"]
+
+
+def test_auto_method_picks_qlora_only_when_memory_is_short(tiny_model_dir, monkeypatch):
+    from trainer import sft
+
+    weights = sft._fp32_bytes(tiny_model_dir)
+    monkeypatch.setattr(sft, "_free_memory_bytes", lambda: 3 * weights)
+    assert sft.chosen_method("auto", tiny_model_dir) == "lora"
+    monkeypatch.setattr(sft, "_free_memory_bytes", lambda: weights)
+    assert sft.chosen_method("auto", tiny_model_dir) == "qlora"
+    assert sft.chosen_method("lora", tiny_model_dir) == "lora"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-METHODS = ("lora", "qlora")
+METHODS = ("auto", "lora", "qlora")
 
 
 class ConfigError(ValueError):
@@ -18,9 +18,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = "lora"
+    method: str = "auto"
     """lora: train low-rank adapters on the model in full precision. qlora: load the base
-    in 4-bit NF4 (bitsandbytes) first; uses about a third of the memory, a bit slower."""
+    in 4-bit NF4 (bitsandbytes) first; uses about a third of the memory, a bit slower.
+    auto: lora when the base fits in the free memory twice over, else qlora."""
     epochs: int | None = None
     """Passes over the examples. None picks by data size: about 270 example-passes in all,
     between 2 and 8 epochs (45 examples -> 6), enough for a small set to be learned."""
@@ -58,7 +59,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ConfigError(f"method must be lora or qlora, not {self.method!r}.")
+            raise ConfigError(f"method must be auto, lora or qlora, not {self.method!r}.")
         if self.epochs is not None and not 1 <= self.epochs <= 100:
             raise ConfigError(f"epochs must be between 1 and 100, not {self.epochs}.")
         if not 0 < self.learning_rate <= 0.1:

@@ -45,11 +45,16 @@ class Jobs:
 
     def start(self, config: TrainConfig) -> int:
         """Queue a run on every trainable example and launch its process."""
-        chosen = example_store.list_examples(self.store, sources=example_store.TRAINABLE)
-        settings = {**config.to_dict(), "base_model": str(self.base_model)}
-        run_id = runs.create_run(self.store, settings, sorted(e.id for e in chosen))
+        run_id = self.prepare(config)
         self._launch(run_id)
         return run_id
+
+    def prepare(self, config: TrainConfig) -> int:
+        """Queue a run on every trainable example, for a launcher of the user's
+        (`accelerate launch -m trainer RUN_ID`) to run."""
+        chosen = example_store.list_examples(self.store, sources=example_store.TRAINABLE)
+        settings = {**config.to_dict(), "base_model": str(self.base_model)}
+        return runs.create_run(self.store, settings, sorted(e.id for e in chosen))
 
     def resume(self, run_id: int) -> int:
         """Run a failed or cancelled run again; it continues from its last checkpoint."""
@@ -73,6 +78,8 @@ class Jobs:
         process = self._processes.get(run_id)
         if process is not None:
             threading.Thread(target=self._force_stop, args=(run_id, process), daemon=True).start()
+        elif not runs.get_run(self.store, run_id)["pid"]:  # prepared, never launched
+            runs.finish_run(self.store, run_id, "cancelled")
 
     def maybe_autostart(self) -> int | None:
         """Start one run when the examples added since the last run reach the threshold."""

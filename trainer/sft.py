@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +45,7 @@ def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
 
     # Setup
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
+    config = replace(config, method=chosen_method(config.method, base_folder))
     check_examples(config, examples, tokenizer)
     train_set, eval_set = build_datasets(examples, config.eval_share)
     model, peft_config = _load_model(config, base_folder, continue_from)
@@ -65,7 +67,8 @@ def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
     steps = args.num_train_epochs * -(-len(train_set) // config.batch_size)
     reporter.started(int(steps), len(train_set), len(eval_set or []))
     metrics = {"train_examples": len(train_set), "eval_examples": len(eval_set or []),
-               "epochs": args.num_train_epochs, "processes": args.world_size}
+               "epochs": args.num_train_epochs, "processes": args.world_size,
+               "method": config.method}
     if eval_set is not None:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
 
@@ -181,6 +184,37 @@ def _load_model(config: TrainConfig, base_folder: Path, continue_from: Path | No
     return model, LoraConfig(r=config.rank, lora_alpha=config.alpha,
                              lora_dropout=config.dropout,
                              target_modules=config.target_modules, task_type="CAUSAL_LM")
+
+
+def chosen_method(method: str, base_folder: Path) -> str:
+    """auto: LoRA when the base fits twice over in fp32 in the free memory (weights plus
+    room for activations and optimizer state), else QLoRA's 4-bit base."""
+    if method != "auto":
+        return method
+    return "lora" if 2 * _fp32_bytes(Path(base_folder)) <= _free_memory_bytes() else "qlora"
+
+
+def _fp32_bytes(folder: Path) -> int:
+    config = json.loads((folder / "config.json").read_text())
+    stored = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    per_value = {"float32": 4, "bfloat16": 2, "float16": 2}.get(stored, 4)
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) * 4 // per_value
+
+
+def _free_memory_bytes() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0]
+    try:  # MemAvailable counts the page cache the kernel would give back; MemFree does not
+        with open("/proc/meminfo") as meminfo:
+            line = next(line for line in meminfo if line.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):  # not reported here: assume it fits
+            return 2 ** 62
 
 
 def _on_gpu() -> bool:
