@@ -17,6 +17,7 @@ from trainer.config import TrainConfig
 from trainer.dataset import build_datasets, to_record
 
 METADATA_FILE = "tunechat.json"
+EAGER_ATTENTION_UP_TO = 256
 
 
 class SanityError(ValueError):
@@ -46,9 +47,9 @@ def run_sft(config: TrainConfig, examples: list[list[dict]], base_folder: Path,
     # Setup
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
     config = replace(config, method=chosen_method(config.method, base_folder))
-    check_examples(config, examples, tokenizer)
+    longest = check_examples(config, examples, tokenizer)
     train_set, eval_set = build_datasets(examples, config.eval_share)
-    model, peft_config = _load_model(config, base_folder, continue_from)
+    model, peft_config = _load_model(config, base_folder, continue_from, longest)
     args = _sft_args(config, len(train_set), work_dir, has_eval=eval_set is not None)
 
     class Progress(TrainerCallback):
@@ -121,15 +122,18 @@ def _trainer_class():
     return CpuSFTTrainer
 
 
-def check_examples(config: TrainConfig, examples: list[list[dict]], tokenizer) -> None:
+def check_examples(config: TrainConfig, examples: list[list[dict]], tokenizer) -> int:
+    """Refuse a run that would give a bad adapter; returns the longest example's tokens."""
     if len(examples) < config.min_examples:
         raise SanityError(
             f"Only {len(examples)} example{'s' * (len(examples) != 1)}: a run needs at least "
             f"{config.min_examples} (a few dozen show a voice). Keep or correct more replies, "
             "or import a file.")
     limit = min(config.max_length, _context(tokenizer))
+    longest = 0
     for index, messages in enumerate(examples, start=1):
         length = token_count(tokenizer, messages)
+        longest = max(longest, length)
         if length > limit:
             raise SanityError(
                 f"Example {index} (\"{messages[-2]['content'][:40]}...\") is {length:,} tokens, "
@@ -140,6 +144,7 @@ def check_examples(config: TrainConfig, examples: list[list[dict]], tokenizer) -
             "This model's chat template adds no end-of-turn token after an answer, so an "
             "adapter trained with it would never stop talking. Use a chat model whose "
             "template closes each turn (for example with <|im_end|>).")
+    return longest
 
 
 def template_ends_turns(tokenizer, messages: list[dict]) -> bool:
@@ -159,7 +164,8 @@ def _context(tokenizer) -> int:
     return limit if limit < 10_000_000 else 2048
 
 
-def _load_model(config: TrainConfig, base_folder: Path, continue_from: Path | None):
+def _load_model(config: TrainConfig, base_folder: Path, continue_from: Path | None,
+                longest: int):
     import torch
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM
@@ -167,6 +173,10 @@ def _load_model(config: TrainConfig, base_folder: Path, continue_from: Path | No
     # Frozen base weights stored in bf16 where bf16 is fast: autocast would otherwise cast
     # every weight again on each forward. The LoRA weights PEFT adds stay in fp32.
     kwargs = {"dtype": torch.bfloat16} if _bf16_ok() else {}
+    # Short examples on a CPU: plain attention beat SDPA's CPU flash kernel (its backward
+    # took 17% of a step); its memory grows with length squared, so only up to 256.
+    if not _on_gpu() and longest <= EAGER_ATTENTION_UP_TO:
+        kwargs["attn_implementation"] = "eager"
     if config.method == "qlora":
         from transformers import BitsAndBytesConfig
 
