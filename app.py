@@ -154,7 +154,35 @@ def load_engine(settings: Settings):
     return ChatEngine(loaded, adapters_dir=settings.home / "adapters")
 
 
+def load_engine_in_background(settings: Settings):
+    """The page is served while the model loads (imports are most of a cold start); the
+    model is resolved first, so a wrong --model stops here with its message, and a
+    GGUF is converted (with a progress bar) before serving."""
+    import time
+
+    from assistant.engine import ChatEngine
+    from assistant.models import load_model, resolve_model
+
+    name, _ = resolve_model(settings.model)
+    started = time.monotonic()
+    engine = ChatEngine.load_in_background(
+        lambda: load_model(settings.model, trust_remote_code=settings.trust_remote_code),
+        name, adapters_dir=settings.home / "adapters")
+
+    def report(loaded) -> None:
+        if loaded.exception() is not None:
+            print(f"tunechat: the model {name} could not be loaded: {loaded.exception()}",
+                  file=sys.stderr)
+        else:
+            print(f"Model ready: {name} ({time.monotonic() - started:.1f} s)", file=sys.stderr,
+                  flush=True)
+
+    engine.when_loaded(report)
+    return engine
+
+
 def serve(settings: Settings, threshold: int | None = None) -> None:
+    from assistant.models import resolve_model
     from assistant.ui import Services, build_app
     from storage import runs as run_store
     from storage.db import open_store
@@ -170,8 +198,8 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
         run_store.set_setting(store, AUTO_KEY, int(threshold > 0))
         if threshold > 0:
             run_store.set_setting(store, THRESHOLD_KEY, threshold)
-    engine = load_engine(settings)
-    jobs = Jobs(store, engine.loaded.folder)
+    engine = load_engine_in_background(settings)
+    jobs = Jobs(store, resolve_model(settings.model)[1])
     app = build_app(Services(engine=engine, store=store, jobs=jobs))
     app.queue(default_concurrency_limit=4)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from assistant.models import LoadedModel
 
@@ -60,13 +62,15 @@ class ChatEngine:
     the engine, so two tabs never see each other's tokens.
     """
 
-    def __init__(self, loaded: LoadedModel, adapters_dir: Path | None = None,
-                 max_concurrent: int = 4, max_loaded_adapters: int = 8):
-        self.loaded = loaded
-        self.model = loaded.model
-        self.tokenizer = loaded.tokenizer
-        self.context_window = _context_window(loaded)
-        self.stop_token_ids = _stop_token_ids(loaded)
+    def __init__(self, loaded: LoadedModel | Future, adapters_dir: Path | None = None,
+                 max_concurrent: int = 4, max_loaded_adapters: int = 8,
+                 name: str | None = None):
+        if not isinstance(loaded, Future):
+            name, ready = loaded.name, Future()
+            ready.set_result(loaded)
+            loaded = ready
+        self._loaded = loaded
+        self._name = name
         self.adapters_dir = adapters_dir
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._peft = None  # the PeftModel around self.model, once an adapter is loaded
@@ -80,9 +84,48 @@ class ChatEngine:
         self._gate = threading.Condition()
         self._generating = 0
 
+    @classmethod
+    def load_in_background(cls, load: Callable[[], LoadedModel], name: str,
+                           **kwargs) -> "ChatEngine":
+        """An engine whose model loads in a thread, so that the page can be served
+        meanwhile; requests wait for the model (and get its loading error, if any)."""
+        loaded: Future = Future()
+
+        def run() -> None:
+            try:
+                loaded.set_result(load())
+            except BaseException as error:
+                loaded.set_exception(error)
+
+        threading.Thread(target=run, name="model-load", daemon=True).start()
+        return cls(loaded, name=name, **kwargs)
+
     @property
     def name(self) -> str:
-        return self.loaded.name
+        return self._name
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self._loaded.result()
+
+    def when_loaded(self, callback: Callable[[Future], None]) -> None:
+        self._loaded.add_done_callback(callback)
+
+    @cached_property
+    def model(self):
+        return self.loaded.model
+
+    @cached_property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @cached_property
+    def context_window(self) -> int:
+        return _context_window(self.loaded)
+
+    @cached_property
+    def stop_token_ids(self) -> list[int]:
+        return _stop_token_ids(self.loaded)
 
     def adapters(self) -> list[str]:
         """The names a request may pick: "base" first, then adapters, oldest first."""

@@ -7,6 +7,8 @@ from assistant.engine import (ContextTooLong, EmptyMessage, GenerationSettings,
                               UnknownAdapter)
 from tiny import DIALOGUES
 
+HELLO = [{"role": "user", "content": "Say hello."}]
+
 
 def ask(question, system=None):
     return ([{"role": "system", "content": system}] if system else []) + [
@@ -101,3 +103,38 @@ def test_real_model_answers_and_stops(real_engine):
 def test_real_model_refuses_a_100k_character_message(real_engine):
     with pytest.raises(ContextTooLong, match="8,192"):
         real_engine.reply(ask("word " * 20_000))
+
+
+def test_requests_wait_for_a_model_loading_in_background(tiny_model_dir, tiny_engine):
+    from assistant.engine import ChatEngine
+    from assistant.models import load_model
+
+    release = threading.Event()
+
+    def slow_load():
+        release.wait(30)
+        return load_model(str(tiny_model_dir))
+
+    engine = ChatEngine.load_in_background(slow_load, "tiny")
+    assert (engine.name, engine.adapters()) == ("tiny", ["base"])  # no model needed yet
+    answers = []
+    asking = threading.Thread(target=lambda: answers.append(engine.reply(HELLO)))
+    asking.start()
+    asking.join(0.5)
+    assert answers == []
+    release.set()
+    asking.join(30)
+    assert answers == [tiny_engine.reply(HELLO)]
+
+
+def test_a_model_that_failed_to_load_fails_each_request_with_why():
+    from assistant.engine import ChatEngine
+    from assistant.models import ModelNotFound
+
+    def broken():
+        raise ModelNotFound("weights are damaged")
+
+    engine = ChatEngine.load_in_background(broken, "broken")
+    for _ in range(2):
+        with pytest.raises(ModelNotFound, match="damaged"):
+            engine.reply(HELLO)
