@@ -362,7 +362,7 @@ def _check_layers_fit(name: str, config: dict, shapes: dict, model, base_name: s
 
 def _swap_into(peft_model, slot: str, folder: Path) -> bool:
     """Copy an adapter's weights into an existing slot (PEFT's hotswap: no new layers,
-    about 20 ms instead of 200). False, with the slot untouched, when the adapter does
+    about 40 ms instead of 200). False, with the slot untouched, when the adapter does
     not fit it (other target modules or dropout/DoRA settings); a file that cannot be
     read raises before anything changes."""
     from peft import PeftConfig
