@@ -154,16 +154,15 @@ def load_engine(settings: Settings):
     return ChatEngine(loaded, adapters_dir=settings.home / "adapters")
 
 
-def load_engine_in_background(settings: Settings):
+def load_engine_in_background(settings: Settings, name: str):
     """The page is served while the model loads (imports are most of a cold start); the
-    model is resolved first, so a wrong --model stops here with its message, and a
-    GGUF is converted (with a progress bar) before serving."""
+    caller resolves the model first, so a wrong --model stops serve with its message,
+    and a GGUF is converted (with a progress bar) before serving."""
     import time
 
     from assistant.engine import ChatEngine
-    from assistant.models import load_model, resolve_model
+    from assistant.models import load_model
 
-    name, _ = resolve_model(settings.model)
     started = time.monotonic()
     engine = ChatEngine.load_in_background(
         lambda: load_model(settings.model, trust_remote_code=settings.trust_remote_code),
@@ -198,8 +197,9 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
         run_store.set_setting(store, AUTO_KEY, int(threshold > 0))
         if threshold > 0:
             run_store.set_setting(store, THRESHOLD_KEY, threshold)
-    engine = load_engine_in_background(settings)
-    jobs = Jobs(store, resolve_model(settings.model)[1])
+    name, folder = resolve_model(settings.model)
+    engine = load_engine_in_background(settings, name)
+    jobs = Jobs(store, folder)
     app = build_app(Services(engine=engine, store=store, jobs=jobs))
     app.queue(default_concurrency_limit=4)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
