@@ -336,3 +336,16 @@ def test_auto_method_picks_qlora_only_when_memory_is_short(tiny_model_dir, monke
     monkeypatch.setattr(sft, "_free_memory_bytes", lambda: weights)
     assert sft.chosen_method("auto", tiny_model_dir) == "qlora"
     assert sft.chosen_method("lora", tiny_model_dir) == "lora"
+
+
+def test_a_late_watcher_does_not_fail_a_run_queued_again(store, tiny_model_dir, monkeypatch):
+    """Resume queues the run before the new process has a pid; the old process's watcher
+    recording its exit in that window must not touch it."""
+    run_id = runs.create_run(store, {"base_model": str(tiny_model_dir)}, [1])
+    runs.update_run(store, run_id, pid=999_999_999)
+    runs.finish_run(store, run_id, "cancelled")
+    jobs = Jobs(store, tiny_model_dir)
+    monkeypatch.setattr(jobs, "_launch", lambda run_id: None)  # the window, held open
+    jobs.resume(run_id)
+    runs.finish_run(store, run_id, "failed", error="late watcher", pid=999_999_999)
+    assert runs.get_run(store, run_id)["status"] == "queued"

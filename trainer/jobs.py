@@ -67,8 +67,10 @@ class Jobs:
             raise runs.RunActive(active["id"])
         if run["pid"] and runs.pid_alive(run["pid"]):
             raise runs.RunActive(run_id)  # its old process is still shutting down
+        # pid cleared too: the old process's watcher may still be about to record its
+        # exit, scoped to its pid, and must not fail the run now queued again.
         runs.update_run(self.store, run_id, status="queued", error=None, cancel_requested=0,
-                        finished_at=None)
+                        finished_at=None, pid=None)
         self._launch(run_id)
         return run_id
 
