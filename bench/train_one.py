@@ -9,6 +9,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def completion_loss(model, tokenizer, held_out: list[list[dict]]) -> float:
@@ -31,8 +32,9 @@ def completion_loss(model, tokenizer, held_out: list[list[dict]]) -> float:
     return total / max(count, 1)
 
 
-def train_tunechat(base: Path, train: list, epochs: int, out: Path) -> tuple[object, float]:
+def train_tunechat(base: Path, train: list, epochs: int, out: Path) -> tuple[Path, float]:
     from trainer.config import TrainConfig
+    from trainer.dataset import RunData
     from trainer.sft import run_sft
 
     class Quiet:
@@ -40,19 +42,18 @@ def train_tunechat(base: Path, train: list, epochs: int, out: Path) -> tuple[obj
         def progress(self, *args): ...
         def cancelled(self): return False
 
-    config = TrainConfig(epochs=epochs, eval_share=0, min_examples=1)
+    config = TrainConfig(epochs=epochs, min_examples=1)
     started = time.monotonic()
-    result = run_sft(config, train, base, out / "adapter", out / "work", Quiet())
+    result = run_sft(config, RunData(train), base, out / "adapter", out / "work", Quiet())
     return result.adapter_dir, time.monotonic() - started
 
 
-def train_trl(base: Path, train: list, epochs: int, out: Path) -> tuple[object, float]:
+def train_trl(base: Path, train: list, epochs: int, out: Path) -> tuple[Path, float]:
     """Plain TRL: SFTTrainer + LoraConfig, TRL's defaults otherwise (same rank, targets)."""
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
-
-    import torch
 
     # use_cpu: TRL's bf16 default refuses to start on a machine without a GPU otherwise.
     args = SFTConfig(output_dir=str(out / "work"), num_train_epochs=epochs, report_to="none",
@@ -66,22 +67,22 @@ def train_trl(base: Path, train: list, epochs: int, out: Path) -> tuple[object, 
     started = time.monotonic()
     trainer.train()
     seconds = time.monotonic() - started
-    trainer.model.save_pretrained(out / "adapter")
+    model: Any = trainer.model
+    model.save_pretrained(out / "adapter")
     return out / "adapter", seconds
 
 
 def main() -> None:
-    which, base, data, epochs, out = sys.argv[1:6]
-    base, out, epochs = Path(base), Path(out), int(epochs)
+    which, base_arg, data, epochs_arg, out_arg = sys.argv[1:6]
+    base, out, epochs = Path(base_arg), Path(out_arg), int(epochs_arg)
     split = json.loads(Path(data).read_text())
     train, held = split["train"], split["held_out"]
+    import peft  # noqa: F401  both sides start their clocks with the stack imported
+    import trl  # noqa: F401
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.sft import token_count
-
-    import peft  # noqa: F401  both sides start their clocks with the stack imported
-    import trl  # noqa: F401
+    from core.chatformat import token_count
 
     trainer = train_tunechat if which == "tunechat" else train_trl
     adapter, seconds = trainer(base, train, epochs, out)

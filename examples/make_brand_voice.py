@@ -1,4 +1,4 @@
-"""Writes examples/brand-voice.openai.jsonl: 45 short exchanges in the voice of Lumen
+"""Writes bench/data/brand-voice.openai.jsonl (also a walkthrough's data): 45 short exchanges in the voice of Lumen
 Bikes, a fictional bicycle shop. Every answer ends with the sign-off "— Team Lumen 🚲",
 so whether a model picked up the voice is easy to measure (examples/walkthrough.py)."""
 
@@ -57,7 +57,7 @@ SYSTEM = "You are the assistant of Lumen Bikes, a friendly bicycle shop."
 
 
 def main() -> None:
-    out = Path(__file__).with_name("brand-voice.openai.jsonl")
+    out = Path(__file__).resolve().parent.parent / "bench" / "data" / "brand-voice.openai.jsonl"
     with out.open("w", encoding="utf-8") as handle:
         for question, answer in PAIRS:
             messages = [{"role": "system", "content": SYSTEM},

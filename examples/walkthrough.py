@@ -16,9 +16,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -58,7 +58,7 @@ def matches_schema(reply: str, expected) -> bool:
 
 WALKTHROUGHS = {
     "brand-voice": Walkthrough(
-        "brand-voice.openai.jsonl",
+        "../bench/data/brand-voice.openai.jsonl",  # the benchmark trains on it too
         "You are the assistant of Lumen Bikes, a friendly bicycle shop.",
         [(q, None) for q in [
             "Do you sell electric scooters?", "How much does it cost to replace a chain?",
@@ -121,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home or tempfile.mkdtemp(prefix=f"tunechat-{args.name}-"))
     common = ["--home", str(home)] + (["--model", args.model] if args.model else [])
     print(f"Data home: {home}")
-    if app.main(["import", str(HERE / task.data)] + common):
+    # Auto-start off: this walkthrough starts the run itself, to time it.
+    if app.main(["import", str(HERE / task.data), "--threshold", "0"] + common):
         return 1
-    engine = app.load_engine(app.Settings(home=home, model=args.model))
+    from services.context import Context
+
+    engine = Context.open(home, args.model, engine=True).engine
     before = score(engine, "base", task)
     started = time.monotonic()
     train = ["train", "--epochs", str(args.epochs)] if args.epochs else ["train"]

@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 
 from sqlite_utils.db import NotFoundError
 
-from storage.db import Store
+from core.errors import UserError
+from storage.db import Store, new_id
 
 TITLE_LENGTH = 60
 
 
-class ConversationNotFound(Exception):
+class ConversationNotFound(UserError):
     pass
 
 
@@ -32,6 +33,8 @@ class Conversation:
     system: str
     adapter: str
     messages: list[dict]
+    positions: list[int]
+    """Each message's stored position (keep and correct name a message by its index)."""
 
 
 def now() -> str:
@@ -43,40 +46,35 @@ def start_conversation(store: Store, first_message: str, system: str = "",
     title = " ".join(first_message.split())[:TITLE_LENGTH] or "(untitled)"
     stamp = now()
     with store.connect() as db:
-        table = db["conversations"].insert(
+        return new_id(db.table("conversations").insert(
             {"title": title, "system": system, "adapter": adapter, "created_at": stamp,
-             "updated_at": stamp}
-        )
-        return table.last_pk
+             "updated_at": stamp}))
 
 
-def add_turn(store: Store, conversation_id: int, role: str, content: str,
-             adapter: str | None = None, system: str | None = None) -> int:
-    """Append one message; also records the system prompt and adapter now in use."""
-    stamp = now()
+def add_exchange(store: Store, conversation_id: int, message: str, reply: str,
+                 adapter: str, system: str) -> None:
+    """Store a user message and its reply together, in one transaction: a message whose
+    reply was stopped before it began is not stored, so turns always alternate."""
     with store.connect() as db:
         position = db.execute(
             "SELECT COALESCE(MAX(position), -1) + 1 FROM turns WHERE conversation_id = ?",
-            [conversation_id],
-        ).fetchone()[0]
-        row = db["turns"].insert(
-            {"conversation_id": conversation_id, "position": position, "role": role,
-             "content": content, "adapter": adapter, "created_at": stamp}
-        )
-        changes = {"updated_at": stamp}
-        if system is not None:
-            changes["system"] = system
-        if adapter is not None:
-            changes["adapter"] = adapter
-        db["conversations"].update(conversation_id, changes)
-        return row.last_pk
+            [conversation_id]).fetchone()[0]
+        stamp = now()
+        db.table("turns").insert_all([
+            {"conversation_id": conversation_id, "position": position, "role": "user",
+             "content": message, "adapter": adapter, "created_at": stamp},
+            {"conversation_id": conversation_id, "position": position + 1,
+             "role": "assistant", "content": reply, "adapter": adapter, "created_at": stamp}])
+        db.table("conversations").update(conversation_id, {"updated_at": stamp, "system": system,
+                                                     "adapter": adapter})
 
 
 def list_conversations(store: Store, limit: int = 200) -> list[ConversationSummary]:
+    """Newest first; a conversation whose first reply never began is left out."""
     with store.read() as db:
         rows = db.execute(
             """SELECT c.id, c.title, c.updated_at, COUNT(t.id)
-               FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id
+               FROM conversations c JOIN turns t ON t.conversation_id = c.id
                GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?""",
             [limit],
         ).fetchall()
@@ -86,12 +84,16 @@ def list_conversations(store: Store, limit: int = 200) -> list[ConversationSumma
 def get_conversation(store: Store, conversation_id: int) -> Conversation:
     with store.read() as db:
         try:
-            row = db["conversations"].get(conversation_id)
+            row = db.table("conversations").get(conversation_id)
         except NotFoundError:
             raise ConversationNotFound(f"There is no conversation #{conversation_id}.") from None
-        turns = db["turns"].rows_where(
-            "conversation_id = ?", [conversation_id], order_by="position"
-        )
-        messages = [{"role": t["role"], "content": t["content"]} for t in turns]
+        turns = list(db.table("turns").rows_where(
+            "conversation_id = ?", [conversation_id], order_by="position"))
+    # Older versions stored a message before its reply, and a reply stopped before its
+    # first token left the message unanswered: such a message is skipped, so the turns
+    # alternate.
+    kept = [t for i, t in enumerate(turns) if t["role"] != "user"
+            or (i + 1 < len(turns) and turns[i + 1]["role"] == "assistant")]
     return Conversation(row["id"], row["title"], row["system"] or "", row["adapter"] or "base",
-                        messages)
+                        [{"role": t["role"], "content": t["content"]} for t in kept],
+                        [t["position"] for t in kept])

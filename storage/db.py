@@ -3,21 +3,26 @@ numbered migrations applied on open. The only module that knows where the file i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import cast
 
 from sqlite_utils import Database, Migrations
+
+from core.errors import UserError
 
 DB_FILENAME = "tunechat.db"
 BUSY_TIMEOUT_MS = 10_000
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """The data home or its database cannot be used; the message names the path and the fix."""
 
 
@@ -32,30 +37,30 @@ migrations = Migrations("tunechat")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["conversations"].create(
+    db.table("conversations").create(
         {"id": int, "title": str, "system": str, "adapter": str, "created_at": str,
          "updated_at": str},
         pk="id",
     )
-    db["turns"].create(
+    db.table("turns").create(
         {"id": int, "conversation_id": int, "position": int, "role": str, "content": str,
          "adapter": str, "created_at": str},
         pk="id",
         foreign_keys=[("conversation_id", "conversations", "id")],
     )
-    db["turns"].create_index(["conversation_id", "position"], unique=True)
+    db.table("turns").create_index(["conversation_id", "position"], unique=True)
     # Filled by the next issues; created now so every database has the same shape.
-    db["examples"].create(
+    db.table("examples").create(
         {"id": int, "conversation_id": int, "messages": str, "source": str,
          "created_at": str},
         pk="id",
     )
-    db["runs"].create(
+    db.table("runs").create(
         {"id": int, "status": str, "config": str, "adapter": str, "error": str,
          "created_at": str, "updated_at": str},
         pk="id",
     )
-    db["votes"].create(
+    db.table("votes").create(
         {"id": int, "prompt": str, "left": str, "right": str, "winner": str,
          "created_at": str},
         pk="id",
@@ -65,7 +70,7 @@ def m001_initial(db: Database) -> None:
 @migrations()
 def m002_examples_for_collecting(db: Database) -> None:
     """Examples learn where they came from, their rejected side, and dedup keys."""
-    examples = db["examples"]
+    examples = db.table("examples")
     for column, kind in [("turn_position", int), ("rejected", str), ("digest", str),
                          ("near_key", str), ("prompt_key", str), ("updated_at", str),
                          ("deleted_at", str)]:
@@ -78,7 +83,7 @@ def m002_examples_for_collecting(db: Database) -> None:
 def m003_training_runs(db: Database) -> None:
     """Runs get their progress, metrics and process; a settings table holds the
     auto-start threshold."""
-    runs = db["runs"]
+    runs = db.table("runs")
     for column, kind in [("pid", int), ("step", int), ("total_steps", int),
                          ("losses", str), ("eval_losses", str), ("metrics", str),
                          ("example_ids", str), ("max_example_id", int),
@@ -86,7 +91,7 @@ def m003_training_runs(db: Database) -> None:
                          ("finished_at", str), ("log_path", str)]:
         runs.add_column(column, kind)
     runs.create_index(["status"])
-    db["settings"].create({"key": str, "value": str}, pk="key")
+    db.table("settings").create({"key": str, "value": str}, pk="key")
 
 
 @migrations()
@@ -94,7 +99,46 @@ def m004_comparison_votes(db: Database) -> None:
     """Votes keep both answers and whether the voter knew which model was which."""
     for column, kind in [("system", str), ("left_reply", str), ("right_reply", str),
                          ("blind", int)]:
-        db["votes"].add_column(column, kind)
+        db.table("votes").add_column(column, kind)
+
+
+@migrations()
+def m005_run_lineage(db: Database) -> None:
+    """A run keeps what it trained on and held out, as it was when queued: later edits
+    and deletes of examples change nothing about a past run. Runs queued before this
+    migration get a snapshot of their examples as they are now, split by the rule they
+    were trained with (a hash of each example, a tenth held out from 20 examples)."""
+    db.table("run_examples").create(
+        {"run_id": int, "example_id": int, "split": str, "source": str, "messages": str,
+         "rejected": str, "ord": int},
+        pk=("run_id", "example_id"), foreign_keys=[("run_id", "runs", "id")])
+    for column, kind in [("code_version", str), ("lineage_note", str)]:
+        db.table("runs").add_column(column, kind)
+    for run_id, config, example_ids in db.execute(
+            "SELECT id, config, example_ids FROM runs").fetchall():
+        _snapshot_old_run(db, run_id, json.loads(config or "{}"),
+                          json.loads(example_ids or "[]"))
+
+
+def _snapshot_old_run(db: Database, run_id: int, config: dict, example_ids: list[int]) -> None:
+    wanted = set(example_ids)
+    rows = [row for row in db.execute(
+        "SELECT id, source, messages, rejected FROM examples ORDER BY id").fetchall()
+        if row[0] in wanted]
+    share = config.get("eval_share", 0.1)
+
+    def held_out(messages: str) -> bool:  # the rule runs were split by before lineage
+        canonical = json.dumps(json.loads(messages), ensure_ascii=False, separators=(",", ":"))
+        bucket = int(hashlib.sha256(canonical.encode()).hexdigest()[:8], 16) % 1000
+        return len(rows) >= 20 and bucket < share * 1000
+
+    db.table("run_examples").insert_all(
+        {"run_id": run_id, "example_id": id_, "source": source, "messages": messages,
+         "rejected": rejected, "ord": i, "split": "held_out" if held_out(messages) else "train"}
+        for i, (id_, source, messages, rejected) in enumerate(rows))
+    db.table("runs").update(run_id, {"lineage_note": (
+        "Queued before runs kept their examples: this snapshot was taken when tunechat was "
+        "upgraded, so examples edited before then show their later text.")})
 
 
 @dataclass(frozen=True)
@@ -144,6 +188,11 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
+
+
+def new_id(table) -> int:
+    """The id of the row a sqlite-utils table has just inserted."""
+    return cast(int, table.last_pk)
 
 
 def open_store(home: str | os.PathLike | None = None) -> Store:

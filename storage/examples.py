@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from core.errors import UserError
 from storage.conversations import get_conversation, now
-from storage.db import Store
+from storage.db import Store, new_id
 
 ROLES = ("system", "user", "assistant")
 # Sources a user sees and filters by. "disliked" is a thumbs-down without a fix: kept for
@@ -24,7 +25,7 @@ READY_THRESHOLD = 20
 """Examples needed before a first training run (the Train tab will make it a setting)."""
 
 
-class InvalidExample(ValueError):
+class InvalidExample(UserError):
     """An example breaks a rule; `field` says where (e.g. "messages[2].role")."""
 
     def __init__(self, field: str, problem: str):
@@ -32,13 +33,13 @@ class InvalidExample(ValueError):
         self.field, self.problem = field, problem
 
 
-class DuplicateExample(ValueError):
+class DuplicateExample(UserError):
     def __init__(self, original_id: int):
         super().__init__(f"This example is already stored, as example #{original_id}.")
         self.original_id = original_id
 
 
-class ExampleNotFound(LookupError):
+class ExampleNotFound(UserError):
     pass
 
 
@@ -145,9 +146,9 @@ def add_example(store: Store, messages, source: str = "added", *, rejected: str 
     with store.connect() as db:
         if (original := _existing_id(db, messages)) is not None:
             raise DuplicateExample(original)
-        return db["examples"].insert(_row(
+        return new_id(db.table("examples").insert(_row(
             messages, source, rejected=rejected, conversation_id=conversation_id,
-            turn_position=turn_position)).last_pk
+            turn_position=turn_position)))
 
 
 def add_many(store: Store, items: list[list[dict]], source: str = "imported") -> tuple[int, int]:
@@ -163,23 +164,26 @@ def add_many(store: Store, items: list[list[dict]], source: str = "imported") ->
     with store.connect() as db:
         for messages in checked:
             if _existing_id(db, messages) is None:
-                db["examples"].insert(_row(messages, source))
+                db.table("examples").insert(_row(messages, source))
                 added += 1
     return added, len(checked) - added
 
 
-def judge_reply(store: Store, conversation_id: int, position: int, verdict: str,
+def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
                 corrected: str | None = None) -> int:
-    """Keep, dislike or correct the assistant reply at `position` of a conversation.
+    """Keep, dislike or correct the assistant reply at `index` of a conversation's
+    messages (as get_conversation returns them).
 
     The example is the conversation up to that reply (its system prompt included). A
     second verdict on the same reply replaces the first. A correction also rewrites the
     stored turn, so the conversation goes on from the fixed answer, and keeps the
     original as the rejected side of a preference pair."""
     conversation = get_conversation(store, conversation_id)
-    turns = conversation.messages[:position + 1]
-    if position >= len(conversation.messages) or turns[-1]["role"] != "assistant":
+    if not 0 <= index < len(conversation.messages) or \
+            conversation.messages[index]["role"] != "assistant":
         raise InvalidExample("reply", "only the assistant's replies can be kept or corrected")
+    position = conversation.positions[index]
+    turns = conversation.messages[:index + 1]
     original = turns[-1]["content"]
     rejected = None
     if verdict == "corrected":
@@ -203,9 +207,9 @@ def judge_reply(store: Store, conversation_id: int, position: int, verdict: str,
             db.execute("UPDATE turns SET content = ? WHERE conversation_id = ? AND position = ?",
                        [corrected, conversation_id, position])
         if previous_id is None:
-            return db["examples"].insert(row).last_pk
+            return new_id(db.table("examples").insert(row))
         row.pop("created_at")
-        db["examples"].update(previous_id, row)
+        db.table("examples").update(previous_id, row)
         return previous_id
 
 
@@ -237,13 +241,13 @@ def update_example(store: Store, example_id: int, messages) -> None:
         row = _row(messages, "")
         row.pop("created_at")
         row.pop("source")
-        db["examples"].update(example_id, row)
+        db.table("examples").update(example_id, row)
 
 
 def delete_example(store: Store, example_id: int) -> None:
     with store.connect() as db:
         _require(db, example_id)
-        db["examples"].update(example_id, {"deleted_at": now()})
+        db.table("examples").update(example_id, {"deleted_at": now()})
 
 
 def restore_example(store: Store, example_id: int) -> None:
@@ -252,7 +256,7 @@ def restore_example(store: Store, example_id: int) -> None:
         row = _require(db, example_id, deleted=True)
         if (original := _existing_id(db, json.loads(row["messages"]), example_id)) is not None:
             raise DuplicateExample(original)
-        db["examples"].update(example_id, {"deleted_at": None})
+        db.table("examples").update(example_id, {"deleted_at": None})
 
 
 def _require(db: Database, example_id: int, deleted: bool = False) -> dict:
@@ -264,6 +268,19 @@ def _require(db: Database, example_id: int, deleted: bool = False) -> dict:
                               f"#{example_id}.")
     return dict(zip([c[0] for c in db.execute("SELECT * FROM examples LIMIT 0").description],
                     row))
+
+
+def get_example(store: Store, example_id: int) -> Example:
+    """One live example; ExampleNotFound when it was deleted (in another tab, say)."""
+    with store.read() as db:
+        row = db.execute("SELECT id, messages, source, rejected, conversation_id, "
+                         "created_at FROM examples WHERE id = ? AND deleted_at IS NULL",
+                         [example_id]).fetchone()
+    if row is None:
+        raise ExampleNotFound(f"Example #{example_id} is gone (deleted, perhaps in another "
+                              "tab). Refresh the table.")
+    id_, messages, source, rejected, conversation_id, created = row
+    return Example(id_, json.loads(messages), source, rejected, conversation_id, created)
 
 
 def list_examples(store: Store, search: str = "", source: str = "all",

@@ -1,33 +1,39 @@
 """Read and write examples as OpenAI chat JSONL, alpaca and sharegpt (and preference
 pairs for DPO). Reading is all or nothing: the first bad row stops the import with its
-line (or index) and field; nothing is written until every row is good."""
+line (or index) and field; nothing is written until every row is good.
+
+Each format is one entry of FORMATS (see the end of this file): a name, how to tell a
+record of it, a reader (record -> messages) and a writer (example -> record). To add a
+format, write its pair of functions and add its entry; the command line's --format
+choices, the Examples tab's lists and auto-detection all read FORMATS."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from storage.examples import InvalidExample, check_text, validate_messages
+from core.errors import UserError
+from storage.examples import Example, InvalidExample, check_text, validate_messages
 
-FORMATS = ("openai", "alpaca", "sharegpt")
-EXPORT_FORMATS = FORMATS + ("preference",)
 MAX_IMPORT_BYTES = 25 * 1024 * 1024
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant", "model": "assistant"}
 SHAREGPT_NAMES = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
-class FormatError(ValueError):
+class FormatError(UserError):
     """The file cannot be imported; the message names the line (or item) and field."""
 
 
 def read_examples(path: str | os.PathLike, fmt: str = "auto") -> list[list[dict]]:
     """Parse a file into validated message lists, or raise FormatError for the first bad
     row in file order."""
-    if fmt not in ("auto",) + FORMATS:
-        raise FormatError(f"Unknown format {fmt!r}; choose auto, {', '.join(FORMATS)}.")
+    if fmt != "auto" and fmt not in import_formats():
+        raise FormatError(f"Unknown format {fmt!r}; choose auto, {', '.join(import_formats())}.")
     items = []
     for where, record in _records(Path(path)):
         if fmt == "auto":
@@ -88,12 +94,9 @@ def _parse_json(text: str, where: str):
 
 def detect_format(record, where: str = "line 1") -> str:
     if isinstance(record, dict):
-        if "messages" in record:
-            return "openai"
-        if "conversations" in record:
-            return "sharegpt"
-        if "instruction" in record or "output" in record:
-            return "alpaca"
+        for fmt in FORMATS.values():
+            if fmt.read is not None and fmt.detect(record):
+                return fmt.name
     raise FormatError(f"{where}: cannot tell the format: expected an object with "
                       "'messages' (OpenAI), 'conversations' (sharegpt) or 'instruction' and "
                       "'output' (alpaca).")
@@ -102,14 +105,15 @@ def detect_format(record, where: str = "line 1") -> str:
 def _convert(record, fmt: str, where: str) -> list[dict]:
     if not isinstance(record, dict):
         raise FormatError(f"{where}: expected a JSON object, got {type(record).__name__}.")
-    required = {"openai": "messages", "sharegpt": "conversations", "alpaca": "instruction"}[fmt]
-    if required not in record:
+    format_ = FORMATS[fmt]
+    assert format_.read is not None, f"{fmt} is not an import format"
+    if format_.required not in record:
         actual = _guess(record)
         hint = f" It looks like {actual}; choose that format or auto." if actual else ""
-        raise FormatError(f"{where}: missing field '{required}' for the {fmt} format.{hint}")
+        raise FormatError(f"{where}: missing field '{format_.required}' for the {fmt} "
+                          f"format.{hint}")
     try:
-        return {"openai": _from_openai, "sharegpt": _from_sharegpt,
-                "alpaca": _from_alpaca}[fmt](record)
+        return format_.read(record)
     except InvalidExample as error:
         raise FormatError(f"{where}, field {error.field}: {error.problem}.") from None
 
@@ -176,30 +180,74 @@ def _from_alpaca(record: dict) -> list[dict]:
     return validate_messages(messages)
 
 
-def to_record(messages: list[dict], fmt: str) -> dict:
-    if fmt == "openai":
-        return {"messages": messages}
-    if fmt == "sharegpt":
-        return {"conversations": [{"from": SHAREGPT_NAMES[m["role"]], "value": m["content"]}
-                                  for m in messages]}
-    if fmt == "alpaca":
-        system = messages[0]["content"] if messages[0]["role"] == "system" else None
-        turns = messages[1:] if system is not None else messages
-        record = {"instruction": turns[-2]["content"], "input": "",
-                  "output": turns[-1]["content"]}
-        if system is not None:
-            record["system"] = system
-        if len(turns) > 2:
-            record["history"] = [[turns[i]["content"], turns[i + 1]["content"]]
-                                 for i in range(0, len(turns) - 2, 2)]
-        return record
-    raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(EXPORT_FORMATS)}.")
+def _to_openai(example: Example) -> dict:
+    return {"messages": example.messages}
 
 
-def preference_record(messages: list[dict], rejected: str) -> dict:
-    """TRL's conversational preference form: shared prompt, chosen and rejected answers."""
-    return {"prompt": messages[:-1], "chosen": [messages[-1]],
-            "rejected": [{"role": "assistant", "content": rejected}]}
+def _to_sharegpt(example: Example) -> dict:
+    return {"conversations": [{"from": SHAREGPT_NAMES[m["role"]], "value": m["content"]}
+                              for m in example.messages]}
+
+
+def _to_alpaca(example: Example) -> dict:
+    messages = example.messages
+    system = messages[0]["content"] if messages[0]["role"] == "system" else None
+    turns = messages[1:] if system is not None else messages
+    record = {"instruction": turns[-2]["content"], "input": "", "output": turns[-1]["content"]}
+    if system is not None:
+        record["system"] = system
+    if len(turns) > 2:
+        record["history"] = [[turns[i]["content"], turns[i + 1]["content"]]
+                             for i in range(0, len(turns) - 2, 2)]
+    return record
+
+
+def _to_preference(example: Example) -> dict | None:
+    """TRL's conversational preference form: shared prompt, chosen and rejected answers;
+    only corrections have both sides."""
+    if example.source != "corrected" or not example.rejected:
+        return None
+    return {"prompt": example.messages[:-1], "chosen": [example.messages[-1]],
+            "rejected": [{"role": "assistant", "content": example.rejected}]}
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format: how to recognise, read and write a record."""
+
+    name: str
+    label: str
+    """How the Examples tab names it."""
+    required: str
+    """The field every record of this format has."""
+    read: Callable[[dict], list[dict]] | None
+    """record -> validated messages; None for a format tunechat only writes."""
+    write: Callable[[Example], dict | None]
+    """example -> record, or None when the example has no record in this format."""
+    unit: str = "example"
+    """What one written record is, for messages ("3 pairs")."""
+    signature: tuple[str, ...] = ()
+    """Fields any of which tells this format in auto-detection (default: `required`)."""
+
+    def detect(self, record: dict) -> bool:
+        return any(field in record for field in self.signature or (self.required,))
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("openai", "OpenAI chat JSONL", "messages", _from_openai, _to_openai),
+    Format("sharegpt", "sharegpt", "conversations", _from_sharegpt, _to_sharegpt),
+    Format("alpaca", "alpaca", "instruction", _from_alpaca, _to_alpaca,
+           signature=("instruction", "output")),
+    Format("preference", "preference pairs (DPO)", "chosen", None, _to_preference, "pair"),
+)}
+
+
+def import_formats() -> list[str]:
+    return [name for name, fmt in FORMATS.items() if fmt.read is not None]
+
+
+def export_formats() -> list[str]:
+    return list(FORMATS)
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
@@ -227,21 +275,22 @@ def import_file(store, path: str | os.PathLike, fmt: str = "auto") -> tuple[int,
         raise FormatError(f"{error.field}: {error.problem}.") from None
 
 
-def export_file(store, path: str | os.PathLike, fmt: str = "openai") -> int:
-    """Write the trainable examples (or, for "preference", the corrections as pairs)."""
-    from storage.examples import list_examples, TRAINABLE
-
-    if fmt not in EXPORT_FORMATS:
-        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(EXPORT_FORMATS)}.")
-    examples = list(reversed(list_examples(store, sources=TRAINABLE)))  # oldest first
-    if fmt == "preference":
-        records = [preference_record(e.messages, e.rejected) for e in examples
-                   if e.source == "corrected" and e.rejected]
-    else:
-        records = [to_record(e.messages, fmt) for e in examples]
+def export_examples(examples: list[Example], path: str | os.PathLike, fmt: str = "openai") -> int:
+    """Write `examples` in format `fmt` (atomically); returns the records written."""
+    if fmt not in FORMATS:
+        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
+    records = [r for r in (FORMATS[fmt].write(e) for e in examples) if r is not None]
     try:
         write_jsonl(path, records)
     except OSError as error:
         raise FormatError(f"Cannot write {path}: {error.strerror or error}. Check that the "
                           "folder exists and is writable.") from None
     return len(records)
+
+
+def export_file(store, path: str | os.PathLike, fmt: str = "openai") -> int:
+    """Write the trainable examples (or, for "preference", the corrections as pairs)."""
+    from storage.examples import TRAINABLE, list_examples
+
+    examples = list(reversed(list_examples(store, sources=TRAINABLE)))  # oldest first
+    return export_examples(examples, path, fmt)

@@ -5,25 +5,50 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
+from core.errors import UserError
 from storage.conversations import now
-from storage.db import Store
+from storage.db import Store, new_id
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 JSON_COLUMNS = ("config", "losses", "eval_losses", "metrics", "example_ids")
 
 
-class RunActive(RuntimeError):
+class RunActive(UserError):
     """Only one run at a time: another one is queued or running."""
 
-    def __init__(self, run_id: int):
-        super().__init__(f"Run #{run_id} is already training; wait for it or cancel it.")
+    def __init__(self, run_id: int, status: str = "running", pid: int | None = 1):
+        state = ("queued but never launched" if status == "queued" and not pid
+                 else "training")
+        super().__init__(
+            f"Run #{run_id} is {state}: wait for it to finish, or cancel it (Cancel in the "
+            f"Train tab, or `tunechat cancel {run_id}`).")
         self.run_id = run_id
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError):
     pass
+
+
+class InvalidVote(UserError):
+    pass
+
+
+SPLITS = ("train", "held_out")
+
+
+@dataclass(frozen=True)
+class RunExample:
+    """One example as a run saw it when it was queued."""
+
+    example_id: int
+    split: str
+    """train: trained on; held_out: never trained on, for the run's eval and reports."""
+    source: str
+    messages: list[dict]
+    rejected: str | None = None
 
 
 def _decode(row: dict) -> dict:
@@ -33,25 +58,54 @@ def _decode(row: dict) -> dict:
     return row
 
 
-def create_run(store: Store, config: dict, example_ids: list[int]) -> int:
-    """Insert a queued run unless one is active; the check and the insert share one
-    write transaction, so two sessions crossing the threshold together start one run."""
+def create_run(store: Store, config: dict, snapshot: list[RunExample],
+               code_version: str = "") -> int:
+    """Insert a queued run with its frozen examples, unless a run is active; the check and
+    the insert share one write transaction, so two sessions crossing the threshold
+    together start one run."""
     stamp = now()
+    ids = [row.example_id for row in snapshot]
     with store.connect() as db:
-        active = db.execute("SELECT id FROM runs WHERE status IN ('queued', 'running') "
-                            "LIMIT 1").fetchone()
+        active = db.execute("SELECT id, status, pid FROM runs WHERE status IN ('queued', "
+                            "'running') LIMIT 1").fetchone()
         if active:
-            raise RunActive(active[0])
-        return db["runs"].insert({
+            raise RunActive(*active)
+        run_id = new_id(db.table("runs").insert({
             "status": "queued", "config": json.dumps(config), "created_at": stamp,
-            "updated_at": stamp, "example_ids": json.dumps(example_ids),
-            "max_example_id": max(example_ids, default=0), "step": 0, "losses": "[]",
-            "eval_losses": "[]", "cancel_requested": 0}).last_pk
+            "updated_at": stamp, "example_ids": json.dumps(ids),
+            "max_example_id": max(ids, default=0), "step": 0, "losses": "[]",
+            "eval_losses": "[]", "cancel_requested": 0,
+            "code_version": code_version}))
+        db.table("run_examples").insert_all(
+            {"run_id": run_id, "example_id": row.example_id, "split": row.split,
+             "source": row.source, "messages": json.dumps(row.messages, ensure_ascii=False),
+             "rejected": row.rejected, "ord": i} for i, row in enumerate(snapshot))
+        return run_id
+
+
+def run_examples(store: Store, run_id: int, split: str | None = None) -> list[RunExample]:
+    """The run's examples as they were when it was queued, in the order it saw them."""
+    where, params = "run_id = ?", [str(run_id)]
+    if split is not None:
+        where, params = where + " AND split = ?", params + [split]
+    with store.read() as db:
+        rows = db.execute(f"SELECT example_id, split, source, messages, rejected FROM "
+                          f"run_examples WHERE {where} ORDER BY ord", params).fetchall()
+    return [RunExample(id_, split_, source, json.loads(messages), rejected)
+            for id_, split_, source, messages, rejected in rows]
+
+
+def run_of_adapter(store: Store, adapter: str) -> dict | None:
+    """The run that trained `adapter`, if a run of this home did."""
+    with store.read() as db:
+        rows = list(db.table("runs").rows_where("adapter = ? AND status = 'succeeded'", [adapter],
+                                          order_by="id desc", limit=1))
+    return _decode(rows[0]) if rows else None
 
 
 def get_run(store: Store, run_id: int) -> dict:
     with store.read() as db:
-        rows = list(db["runs"].rows_where("id = ?", [run_id]))
+        rows = list(db.table("runs").rows_where("id = ?", [run_id]))
     if not rows:
         raise RunNotFound(f"There is no run #{run_id}.")
     return _decode(rows[0])
@@ -59,12 +113,12 @@ def get_run(store: Store, run_id: int) -> dict:
 
 def list_runs(store: Store, limit: int = 100) -> list[dict]:
     with store.read() as db:
-        return [_decode(r) for r in db["runs"].rows_where(order_by="id desc", limit=limit)]
+        return [_decode(r) for r in db.table("runs").rows_where(order_by="id desc", limit=limit)]
 
 
 def active_run(store: Store) -> dict | None:
     with store.read() as db:
-        rows = list(db["runs"].rows_where("status IN ('queued', 'running')", limit=1))
+        rows = list(db.table("runs").rows_where("status IN ('queued', 'running')", limit=1))
     return _decode(rows[0]) if rows else None
 
 
@@ -73,7 +127,7 @@ def update_run(store: Store, run_id: int, **changes) -> None:
         if column in changes and not isinstance(changes[column], str):
             changes[column] = json.dumps(changes[column])
     with store.connect() as db:
-        db["runs"].update(run_id, {**changes, "updated_at": now()})
+        db.table("runs").update(run_id, {**changes, "updated_at": now()})
 
 
 def finish_run(store: Store, run_id: int, status: str, *, error: str | None = None,
@@ -144,7 +198,7 @@ def get_setting(store: Store, key: str, default: str) -> str:
 
 def set_setting(store: Store, key: str, value) -> None:
     with store.connect() as db:
-        db["settings"].upsert({"key": key, "value": str(value)}, pk="key")
+        db.table("settings").upsert({"key": key, "value": str(value)}, pk="key")
 
 
 # Comparison votes and the chat's default adapter.
@@ -157,12 +211,12 @@ PREVIOUS_DEFAULT_KEY = "previous_default_adapter"
 def add_vote(store: Store, *, prompt: str, system: str, left: str, right: str,
              left_reply: str, right_reply: str, winner: str, blind: bool) -> int:
     if winner not in WINNERS:
-        raise ValueError(f"winner must be one of {', '.join(WINNERS)}, not {winner!r}.")
+        raise InvalidVote(f"winner must be one of {', '.join(WINNERS)}, not {winner!r}.")
     with store.connect() as db:
-        return db["votes"].insert({
+        return new_id(db.table("votes").insert({
             "prompt": prompt, "system": system, "left": left, "right": right,
             "left_reply": left_reply, "right_reply": right_reply, "winner": winner,
-            "blind": int(blind), "created_at": now()}).last_pk
+            "blind": int(blind), "created_at": now()}))
 
 
 def win_rates(store: Store, base: str = "base") -> list[dict]:
@@ -188,8 +242,10 @@ def win_rates(store: Store, base: str = "base") -> list[dict]:
 
 def _with_rate(row: dict) -> dict:
     n = row["wins"] + row["losses"] + row["ties"]
-    rate = (row["wins"] + 0.5 * row["ties"]) / n if n else None
-    low, high = wilson_interval(rate, n) if n else (None, None)
+    if not n:
+        return {**row, "votes": 0, "win_rate": None, "ci_low": None, "ci_high": None}
+    rate = (row["wins"] + 0.5 * row["ties"]) / n
+    low, high = wilson_interval(rate, n)
     return {**row, "votes": n, "win_rate": rate, "ci_low": low, "ci_high": high}
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from bench.run import free_port
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -27,7 +22,7 @@ class Server:
         self.log = log or home.parent / f"serve-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "Server":
+    def start(self, timeout: float = 120) -> Server:
         command = [sys.executable, "-m", "app", "serve", "--home", str(self.home),
                    "--port", str(self.port)]
         if self.model:
@@ -59,7 +54,7 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:

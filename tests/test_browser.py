@@ -1,43 +1,11 @@
 """A new user's first visit, in headless Chromium: chat, restart the server, find the
 conversation again. Screenshots land in the test's folder when something fails."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from serving import Server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason="needs Debian's chromium (make test installs it)"),
-]
-
-
-@pytest.fixture
-def page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
-
-
-@pytest.fixture
-def screenshot_on_failure(request, page, tmp_path):
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is None or report.failed:
-        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        print(f"screenshot: {tmp_path / 'failure.png'}")
+pytestmark = pytest.mark.browser
 
 
 def send(page, text):

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 import app
+
 from serving import REPO
 
 
@@ -14,7 +15,8 @@ def run_cli(*argv, capsys):
 
 
 @pytest.mark.parametrize("command", [[], ["serve"], ["ask"], ["runs"], ["import"], ["export"],
-                                     ["train"], ["export-model"], ["compare"], ["bench"]])
+                                     ["train"], ["export-model"], ["compare"], ["bench"],
+                                     ["cancel"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         app.main(command + ["--help"])
@@ -67,18 +69,19 @@ def test_ask_the_embedded_model_from_a_fresh_shell(tmp_path):
 
 
 def test_import_then_export_from_the_command_line(tmp_path, capsys):
-    from test_formats import SAMPLE_FILES, SAMPLES
+    from helpers import SAMPLE_FILES, SAMPLES
 
     source = SAMPLES / SAMPLE_FILES["sharegpt"]
-    assert run_cli("import", str(source), capsys=capsys)[:2] == (0, "Added 6 examples.\n")
+    assert run_cli("import", str(source), capsys=capsys)[:2] == (
+        0, f"✓ Imported 6 examples from {source.name}.\n")
     code, out, _ = run_cli("import", str(source), "--format", "sharegpt", capsys=capsys)
-    assert out == "Added 0 examples (6 already present, skipped).\n"
+    assert out == f"✓ Imported 0 examples from {source.name} (6 already present, skipped).\n"
     target = tmp_path / "out.jsonl"
-    assert run_cli("export", str(target), capsys=capsys)[1] == f"Wrote 6 examples to {target}.\n"
+    assert run_cli("export", str(target), capsys=capsys)[1] == "✓ Wrote 6 examples to out.jsonl.\n"
     assert target.read_bytes() == (SAMPLES / SAMPLE_FILES["openai"]).read_bytes()
     code, out, err = run_cli("export", str(tmp_path / "p.jsonl"), "--format", "preference",
                              capsys=capsys)
-    assert out == f"Wrote 0 pairs to {tmp_path / 'p.jsonl'}.\n"
+    assert out == "✓ Wrote 0 pairs to p.jsonl.\n"
 
 
 def test_a_bad_import_exits_nonzero_with_the_line(tmp_path, capsys):
@@ -86,4 +89,4 @@ def test_a_bad_import_exits_nonzero_with_the_line(tmp_path, capsys):
     bad.write_text('{"messages": [{"role": "user", "content": "x"}]}\n{"messages": [')
     code, out, err = run_cli("import", str(bad), capsys=capsys)
     assert code == 1 and out == "" and "line 1, field messages" in err
-    assert run_cli("export", str(tmp_path / "o.jsonl"), capsys=capsys)[1].startswith("Wrote 0")
+    assert run_cli("export", str(tmp_path / "o.jsonl"), capsys=capsys)[1].startswith("✓ Wrote 0")

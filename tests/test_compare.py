@@ -8,10 +8,14 @@ import pytest
 from gradio_client import Client
 
 import app
-from assistant.compare import chrf, replay_held_out, stream_pair
-from serving import Server
+from core.errors import UserError
+from services import compare
+from services.compare import chrf
+from services.context import Context
 from storage import runs
-from test_training import fresh_engine, two_adapters  # noqa: F401 (fixture)
+from storage.runs import RunExample
+
+from serving import Server
 
 HELLO = [{"role": "user", "content": "Say hello number 3."}]
 
@@ -33,7 +37,7 @@ def test_win_rate_arithmetic(store):
     assert a["win_rate"] == pytest.approx(2.5 / 4)
     assert 0 < a["ci_low"] < 0.625 < a["ci_high"] < 1
     assert rows["b"]["win_rate"] == 0 and rows["b"]["ci_low"] == 0
-    with pytest.raises(ValueError, match="winner"):
+    with pytest.raises(UserError, match="winner"):
         vote(store, "base", "a", "left-ish")
 
 
@@ -50,35 +54,51 @@ def test_promote_and_roll_back(store):
     assert runs.roll_back(store) == "run-1" and runs.default_adapter(store) == "run-1"
 
 
-def test_pair_streams_both_answers_at_once(tiny_model_dir, two_adapters):  # noqa: F811
-    engine = fresh_engine(tiny_model_dir, two_adapters)
-    updates = list(stream_pair(engine, HELLO, "base", "lumen"))
+@pytest.fixture
+def adapters_ctx(store, make_engine, two_adapters):
+    shutil.copytree(two_adapters, store.home / "adapters")
+    return Context(store, make_engine(store.home / "adapters"))
+
+
+def test_pair_streams_both_answers_at_once(adapters_ctx):
+    engine = adapters_ctx.engine
+    updates = list(compare.stream_pair(adapters_ctx, HELLO[0]["content"], "", "base", "lumen"))
     left, right = updates[-1]
     assert left == engine.reply(HELLO, "base") and right == engine.reply(HELLO, "lumen")
     for (l1, r1), (l2, r2) in zip(updates, updates[1:-1]):  # each update extends a side
         assert l2.startswith(l1) and r2.startswith(r1) and (l2, r2) != (l1, r1)
 
 
-def test_replay_scores_against_what_the_user_wrote(tiny_model_dir, two_adapters):  # noqa: F811
-    engine = fresh_engine(tiny_model_dir, two_adapters)
-    held = [{"id": 7, "source": "corrected",
-             "messages": HELLO + [{"role": "assistant", "content": "Hello 3! Ride on, Lumen."}]}]
-    [row] = replay_held_out(engine, held, "lumen")
+def test_replay_scores_the_held_out_examples_as_the_run_saw_them(adapters_ctx, store):
+    from storage import examples
+
+    messages = HELLO + [{"role": "assistant", "content": "Hello 3! Ride on, Lumen."}]
+    example_id = examples.add_example(store, messages, "corrected", rejected="Hi.")
+    run_id = runs.create_run(store, {}, [RunExample(example_id, "held_out", "corrected",
+                                                    messages, "Hi.")])
+    runs.finish_run(store, run_id, "succeeded", adapter="lumen")
+    # Edited afterwards: the replay still asks what the run held out.
+    examples.update_example(store, example_id, HELLO + [{"role": "assistant",
+                                                         "content": "Something else."}])
+    [row] = compare.replay(adapters_ctx, "lumen")
+    assert row["wanted"] == "Hello 3! Ride on, Lumen."
     assert row["adapter_chrf"] > row["base_chrf"]
     assert chrf("same text", "same text") == 100.0
+    with pytest.raises(UserError, match="no held-out examples"):
+        compare.replay(adapters_ctx, "brewster")
 
 
 @pytest.fixture(scope="module")
-def served_with_adapters(tiny_model_dir, two_adapters, tmp_path_factory):  # noqa: F811
+def served_with_adapters(tiny_model_dir, two_adapters, tmp_path_factory):
     home = tmp_path_factory.mktemp("served-adapters") / "home"
     shutil.copytree(two_adapters, home / "adapters")
     with Server(home, model=str(tiny_model_dir)) as server:
         yield server
 
 
-def test_served_requests_each_get_the_model_they_named(served_with_adapters, tiny_model_dir,
-                                                       two_adapters):  # noqa: F811
-    engine = fresh_engine(tiny_model_dir, two_adapters)
+def test_served_requests_each_get_the_model_they_named(served_with_adapters, make_engine,
+                                                       two_adapters):
+    engine = make_engine(two_adapters)
     prompts = [f"Say hello number {i}." for i in range(3, 7)]
     names = ["base", "brewster", "lumen"]
     expected = {(n, p): engine.reply([{"role": "user", "content": p}], n)
@@ -107,8 +127,7 @@ def test_compare_and_vote_api(served_with_adapters):
     assert [(r["adapter"], r["wins"]) for r in rates] == [("brewster", 1)]
 
 
-def test_compare_on_the_command_line(tiny_model_dir, two_adapters, isolated_home,  # noqa: F811
-                                     capsys):
+def test_compare_on_the_command_line(tiny_model_dir, two_adapters, isolated_home, capsys):
     shutil.copytree(two_adapters, isolated_home / "adapters")
     code = app.main(["compare", "Say hello number 3.", "--right", "lumen", "--model",
                      str(tiny_model_dir)])

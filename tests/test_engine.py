@@ -3,8 +3,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from assistant.engine import (ContextTooLong, EmptyMessage, GenerationSettings,
-                              UnknownAdapter)
+from assistant.engine import (
+    BadSetting,
+    ContextTooLong,
+    EmptyMessage,
+    GenerationSettings,
+    UnknownAdapter,
+)
+
 from tiny import DIALOGUES
 
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -86,9 +92,9 @@ def test_unknown_adapter_lists_the_choices(tiny_engine):
 
 
 def test_generation_settings_are_validated():
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(BadSetting, match="temperature"):
         GenerationSettings(temperature=5)
-    with pytest.raises(ValueError, match="max_new_tokens"):
+    with pytest.raises(BadSetting, match="max_new_tokens"):
         GenerationSettings(max_new_tokens=0)
 
 
@@ -138,3 +144,49 @@ def test_a_model_that_failed_to_load_fails_each_request_with_why():
     for _ in range(2):
         with pytest.raises(ModelNotFound, match="damaged"):
             engine.reply(HELLO)
+
+
+# Defects found in review: the slot map after a failed refill, and loads starved by traffic.
+
+LOAD_HELLO = [{"role": "user", "content": "Say hello number 3."}]
+
+
+def test_a_failed_refill_leaves_no_entry_for_a_deleted_slot(make_engine, two_adapters,
+                                                             monkeypatch):
+    """Before: when the hotswap did not fit and building a new slot then raised, the
+    slot map still sent the evicted adapter to the deleted slot."""
+    from assistant import engine as engine_module
+
+    engine = make_engine(two_adapters, max_loaded_adapters=1)
+    brewster = engine.reply(LOAD_HELLO, "brewster")
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_module, "_swap_into", lambda *args: False)
+        patch.setattr(engine, "_new_slot", lambda folder: (_ for _ in ()).throw(
+            RuntimeError("disk full")))
+        with pytest.raises(RuntimeError, match="disk full"):
+            engine.reply(LOAD_HELLO, "lumen")
+    assert engine.loaded_adapters() == []
+    assert engine.reply(LOAD_HELLO, "brewster") == brewster  # loaded again, same answer
+    assert engine.reply(LOAD_HELLO, "lumen") != brewster
+
+
+def test_a_new_adapter_loads_under_steady_traffic(make_engine, two_adapters):
+    """Before: a load waited for no generation to be running, so overlapping requests on
+    loaded models kept it waiting for as long as they came."""
+    expected = make_engine(two_adapters).reply(LOAD_HELLO, "lumen")
+    engine = make_engine(two_adapters)
+    engine.reply(LOAD_HELLO, "brewster")
+    stop = threading.Event()
+
+    def traffic(name):
+        while not stop.is_set():
+            engine.reply(LOAD_HELLO, name)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for name in ("base", "brewster", "base"):
+            pool.submit(traffic, name)
+        try:
+            answer = pool.submit(engine.reply, LOAD_HELLO, "lumen").result(timeout=60)
+        finally:
+            stop.set()
+    assert answer == expected

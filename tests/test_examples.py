@@ -1,8 +1,7 @@
 import pytest
 
 from storage import conversations, examples
-from storage.examples import (DuplicateExample, ExampleNotFound, InvalidExample,
-                              validate_messages)
+from storage.examples import DuplicateExample, ExampleNotFound, InvalidExample, validate_messages
 
 SYSTEM = {"role": "system", "content": "You are Brewster, the coffee shop's assistant."}
 
@@ -54,8 +53,8 @@ def test_near_duplicates_are_flagged_both_ways(store):
 
 def conversation_with_reply(store, reply="Paris, of course.", system="Be brief."):
     conversation_id = conversations.start_conversation(store, "Capital?", system)
-    conversations.add_turn(store, conversation_id, "user", "Capital of France?")
-    conversations.add_turn(store, conversation_id, "assistant", reply)
+    conversations.add_exchange(store, conversation_id, "Capital of France?", reply, "base",
+                               system)
     return conversation_id
 
 

@@ -1,20 +1,24 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from storage import examples
 from storage.db import open_store
-from storage.formats import (FORMATS, MAX_IMPORT_BYTES, FormatError, export_file,
-                             import_file, read_examples)
+from storage.formats import (
+    MAX_IMPORT_BYTES,
+    FormatError,
+    export_file,
+    import_file,
+    import_formats,
+    read_examples,
+)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SAMPLE_FILES = {"openai": "coffee-shop.openai.jsonl", "alpaca": "coffee-shop.alpaca.json",
-                "sharegpt": "coffee-shop.sharegpt.jsonl"}
+from helpers import SAMPLE_FILES, SAMPLES
+
 TRICKY = [
     {"role": "system", "content": "Réponds en français. 🎉\nDeux lignes."},
     {"role": "user", "content": "שלום! مرحبا بالعالم — mixed ‏RTL‎ text\r\n\ttabs"},
-    {"role": "assistant", "content": "👩🏽‍💻 Zero‑width joiners, \"quotes\", \\backslash\\, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"},
+    {"role": "assistant", "content": "👩🏽‍💻 Zero‑width joiners, \"quotes\", \\backslash\\, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"},  # noqa: E501
     {"role": "user", "content": "  leading and trailing spaces  "},
     {"role": "assistant", "content": "\u00a0non-breaking\u00a0space and a lone % sign"},
 ]
@@ -24,7 +28,7 @@ def stored(store):
     return [e.messages for e in reversed(examples.list_examples(store))]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", import_formats())
 def test_each_sample_format_gives_the_same_examples(fmt, store):
     added, present = import_file(store, SAMPLES / SAMPLE_FILES[fmt])
     assert (added, present) == (6, 0)
@@ -35,7 +39,7 @@ def test_each_sample_format_gives_the_same_examples(fmt, store):
     assert max(len(m) for m in expected) == 7  # multi-turn samples included
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", import_formats())
 def test_round_trip_is_byte_identical(fmt, store, tmp_path):
     examples.add_example(store, TRICKY, "kept")
     examples.add_example(store, [{"role": "user", "content": "a"},

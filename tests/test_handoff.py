@@ -7,26 +7,28 @@ import subprocess
 import sys
 
 import app
-from serving import REPO
 from storage import examples, runs
-from test_training import VOICE, fresh_engine, two_adapters, voice_examples  # noqa: F401
 from trainer.config import TrainConfig
 from trainer.jobs import Jobs
+
+from helpers import VOICE, voice_examples
+from serving import REPO
 
 PROMPTS = [[{"role": "user", "content": f"Say hello number {i}."}] for i in (2, 5, 9)]
 
 
-def test_two_processes_train_an_adapter_that_answers_like_one(store, tiny_model_dir):
-    examples.add_many(store, voice_examples(24), "kept")
+def test_two_processes_train_an_adapter_that_answers_like_one(store, tiny_model_dir,
+                                                            make_engine):
+    examples.add_many(store, voice_examples(16), "kept")  # below 20: none held out
     jobs = Jobs(store, tiny_model_dir)
-    settings = dict(epochs=60, learning_rate=1e-2, eval_share=0)
+    settings = dict(epochs=90, learning_rate=1e-2)
     one = jobs.wait(jobs.start(TrainConfig(batch_size=8, **settings)))
     # Two processes of 4 examples each: the same 8 examples per optimizer step.
     two = jobs.wait(jobs.start(TrainConfig(batch_size=4, nproc=2, **settings)))
     assert (one["status"], two["status"]) == ("succeeded", "succeeded"), two["error"]
     assert (one["metrics"]["processes"], two["metrics"]["processes"]) == (1, 2)
     assert two["metrics"]["train_loss"] < 1.5 * one["metrics"]["train_loss"] + 0.05
-    engine = fresh_engine(tiny_model_dir, store.home / "adapters")
+    engine = make_engine(store.home / "adapters")
     for prompt in PROMPTS:
         assert VOICE in engine.reply(prompt, one["adapter"])
         assert VOICE in engine.reply(prompt, two["adapter"])
@@ -50,8 +52,8 @@ print(json.dumps(answers))
 
 
 def test_merged_export_answers_like_the_adapter_without_tunechat(tiny_model_dir, two_adapters,
-                                                                 isolated_home, tmp_path,
-                                                                 capsys):
+                                                                 make_engine, isolated_home,
+                                                                 tmp_path, capsys):
     shutil.copytree(two_adapters, isolated_home / "adapters")
     out = tmp_path / "merged"
     assert app.main(["export-model", "--adapter", "brewster", "--merged", str(out),
@@ -60,7 +62,7 @@ def test_merged_export_answers_like_the_adapter_without_tunechat(tiny_model_dir,
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
     assert "chat_template" in (out / "tokenizer_config.json").read_text() or \
         (out / "chat_template.jinja").is_file()
-    expected = [fresh_engine(tiny_model_dir, two_adapters).reply(p, "brewster")
+    expected = [make_engine(two_adapters).reply(p, "brewster")
                 for p in PROMPTS]
     loaded = subprocess.run([sys.executable, "-c", LOAD_WITH_TRANSFORMERS_ONLY, str(out),
                              json.dumps(PROMPTS)], cwd=tmp_path, capture_output=True,
@@ -77,7 +79,8 @@ def test_export_errors_are_clear_and_write_nothing(tiny_model_dir, two_adapters,
     model = ["--model", str(tiny_model_dir)]
     assert app.main(["export-model", "--adapter", "nope", "--merged", str(tmp_path / "m")]
                     + model) == 1
-    assert "Choose one of: brewster, lumen" in capsys.readouterr().err
+    assert "No adapter named 'nope' to export. Choose one of: brewster, lumen" in \
+        capsys.readouterr().err
     assert app.main(["export-model", "--adapter", "brewster", "--merged", str(taken)]
                     + model) == 1
     assert "not an empty folder" in capsys.readouterr().err
@@ -96,7 +99,11 @@ def test_a_prepared_run_is_left_to_the_users_launcher(store, tiny_model_dir, cap
     assert runs.get_run(store, run_id)["status"] == "succeeded"
     other = app.main(["train", "--prepare-only", "--model", str(tiny_model_dir)])
     assert other == 0
-    Jobs(store, tiny_model_dir).cancel(int(capsys.readouterr().out.strip()))
+    prepared = int(capsys.readouterr().out.strip())
+    # Before: a prepared run never launched blocked every later run, with no way out.
+    assert app.main(["train", "--model", str(tiny_model_dir)]) == 1
+    assert f"tunechat cancel {prepared}" in capsys.readouterr().err
+    assert app.main(["cancel", "--model", str(tiny_model_dir)]) == 0
     assert runs.list_runs(store, 1)[0]["status"] == "cancelled"
 
 
@@ -108,5 +115,5 @@ def test_a_walkthrough_runs_end_to_end(tiny_model_dir, tmp_path):
                              "--home", str(tmp_path / "home")],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Added 48 examples." in result.stdout
+    assert "Imported 48 examples" in result.stdout
     assert "base: " in result.stdout and "run-1: " in result.stdout

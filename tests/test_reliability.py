@@ -20,8 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serving import Server
-from test_browser import CHROMIUM, page  # noqa: F401 (fixture)
-from test_training import fresh_engine, two_adapters  # noqa: F401 (fixture)
 
 HELLO = [{"role": "user", "content": "Say hello number 4."}]
 
@@ -92,7 +90,7 @@ def test_kill_9_web_app_keeps_every_acknowledged_example(tiny_model_dir, tmp_pat
 def test_kill_9_trainer_mid_step_and_a_checkpoint_cut_short(tiny_model_dir, tmp_path):
     """The run fails within 10 s, the app keeps answering, examples stay as they were,
     and resume skips a checkpoint whose writing was cut off for the last complete one."""
-    from trainer.sft import last_complete_checkpoint
+    from trainer.common import last_complete_checkpoint
 
     home = tmp_path / "home"
     with Server(home, model=str(tiny_model_dir), extra=["--threshold", "0"]) as server:
@@ -207,12 +205,13 @@ def _for_another_base(source: Path, target: Path, tiny_model_dir: Path) -> None:
     (_for_another_base, "trained for another base model"),
 ])
 def test_bad_adapters_are_refused_and_the_live_one_stays(damage, message, tiny_model_dir,
-                                                         two_adapters, tmp_path, monkeypatch):
+                                                         two_adapters, make_engine, tmp_path,
+                                                         monkeypatch):
     import pickle
 
     import torch
 
-    from assistant.engine import BadAdapter
+    from core.adapters import BadAdapter
 
     def no_pickles(*args, **kwargs):
         raise AssertionError("a pickle was loaded")
@@ -222,7 +221,7 @@ def test_bad_adapters_are_refused_and_the_live_one_stays(damage, message, tiny_m
     folder = tmp_path / "adapters"
     shutil.copytree(two_adapters, folder)
     damage(folder / "brewster", folder / "bad", tiny_model_dir)
-    engine = fresh_engine(tiny_model_dir, folder, max_loaded_adapters=1)
+    engine = make_engine(folder, max_loaded_adapters=1)
     live = engine.reply(HELLO, "brewster")
     with pytest.raises(BadAdapter, match=message):
         engine.reply(HELLO, "bad")
@@ -240,7 +239,6 @@ def cpu_seconds(pid: int) -> float:
 
 @pytest.mark.integration
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 def test_closing_the_tab_mid_reply_stops_generation(page, tmp_path):
     """The embedded model writing a long story: once the tab closes, the server's CPU use
     drops to idle within 2 s."""

@@ -28,8 +28,8 @@ def test_migrations_apply_once(store):
 
 def test_conversation_survives_a_restart(store):
     conversation_id = conversations.start_conversation(store, "Hello there", "Be brief.")
-    conversations.add_turn(store, conversation_id, "user", "Hello there", "base", "Be brief.")
-    conversations.add_turn(store, conversation_id, "assistant", "Hi! 👋 مرحبا\nline 2", "base")
+    conversations.add_exchange(store, conversation_id, "Hello there", "Hi! 👋 مرحبا\nline 2",
+                               "base", "Be brief.")
 
     reopened = Store(open_store(store.home).home)  # as after a restart: new objects
     stored = conversations.get_conversation(reopened, conversation_id)
@@ -52,7 +52,8 @@ def test_concurrent_turns_keep_distinct_positions(store):
 
     def add_many():
         for i in range(20):
-            conversations.add_turn(store, conversation_id, "user", f"message {i}")
+            conversations.add_exchange(store, conversation_id, f"message {i}", "answer",
+                                       "base", "")
 
     threads = [threading.Thread(target=add_many) for _ in range(4)]
     for thread in threads:
@@ -63,7 +64,7 @@ def test_concurrent_turns_keep_distinct_positions(store):
         row[0] for row in sqlite3.connect(store.path).execute(
             "SELECT position FROM turns WHERE conversation_id = ?", [conversation_id])
     ]
-    assert sorted(positions) == list(range(80))
+    assert sorted(positions) == list(range(160))
 
 
 def test_failed_write_leaves_nothing_half_written(store):

@@ -8,36 +8,17 @@ import time
 import pytest
 import torch
 
+from services import training
+from services.context import Context
 from storage import examples, runs
+from storage.runs import RunExample
+from trainer.common import SanityError, check_examples, last_complete_checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.dataset import split
+from trainer.dataset import RunData, choose_held_out, held_out_count
 from trainer.jobs import Jobs
-from trainer.sft import SanityError, check_examples, last_complete_checkpoint, run_sft
+from trainer.sft import run_sft
 
-VOICE = "Cheers, Brewster."
-
-
-def voice_examples(n: int) -> list[list[dict]]:
-    return [[{"role": "user", "content": f"Say hello number {i}."},
-             {"role": "assistant", "content": f"Hello {i}! {VOICE}"}] for i in range(n)]
-
-
-def fill(store, n: int) -> None:
-    examples.add_many(store, voice_examples(n), "kept")
-
-
-class Recorder:
-    def __init__(self, cancel_at: int | None = None):
-        self.steps, self.cancel_at = [], cancel_at
-
-    def started(self, total, train, held):
-        self.total = total
-
-    def progress(self, step, total, logs):
-        self.steps.append(step)
-
-    def cancelled(self):
-        return self.cancel_at is not None and bool(self.steps) and self.steps[-1] >= self.cancel_at
+from helpers import Recorder, fill, voice_examples
 
 
 def test_lora_moves_adapter_weights_not_base_weights(tiny_model_dir, tmp_path):
@@ -45,8 +26,8 @@ def test_lora_moves_adapter_weights_not_base_weights(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     config = TrainConfig(epochs=2, batch_size=4, learning_rate=5e-3)
-    result = run_sft(config, voice_examples(24), tiny_model_dir, tmp_path / "adapter",
-                     tmp_path / "work", Recorder())
+    result = run_sft(config, RunData.split(voice_examples(24)), tiny_model_dir,
+                     tmp_path / "adapter", tmp_path / "work", Recorder())
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
@@ -67,7 +48,7 @@ def test_adapter_reloads_with_the_same_output(tiny_model_dir, tmp_path, isolated
     from assistant.models import load_model
 
     out = isolated_home / "adapters" / "voice"
-    run_sft(TrainConfig(epochs=8, batch_size=8, learning_rate=1e-2), voice_examples(16),
+    run_sft(TrainConfig(epochs=8, batch_size=8, learning_rate=1e-2), RunData(voice_examples(16)),
             tiny_model_dir, out, tmp_path / "work", Recorder())
     question = [{"role": "user", "content": "Say hello number 3."}]
     first = ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=out.parent)
@@ -80,7 +61,7 @@ def test_adapter_reloads_with_the_same_output(tiny_model_dir, tmp_path, isolated
 
 def test_cancel_stops_at_the_next_step_and_saves_no_adapter(tiny_model_dir, tmp_path):
     recorder = Recorder(cancel_at=2)
-    run_sft(TrainConfig(epochs=5, batch_size=2), voice_examples(16), tiny_model_dir,
+    run_sft(TrainConfig(epochs=5, batch_size=2), RunData(voice_examples(16)), tiny_model_dir,
             tmp_path / "adapter", tmp_path / "work", recorder)
     assert max(recorder.steps) < recorder.total
     assert not (tmp_path / "adapter").exists()
@@ -115,13 +96,21 @@ def test_config_errors_name_the_setting():
     assert TrainConfig(epochs=3).epochs_for(45) == 3
 
 
-def test_held_out_share_is_frozen():
-    data = voice_examples(60)
-    train, held = split(data, 0.1)
-    assert held and len(train) + len(held) == 60
-    _, held_again = split(data[::-1] + voice_examples(70)[60:], 0.1)
-    assert all(example in held_again for example in held)  # same ones, whatever was added
-    assert split(data[:10], 0.1) == (data[:10], [])
+def test_held_out_size_follows_the_data():
+    assert [held_out_count(n) for n in (10, 19, 20, 45, 100, 200, 1000)] == \
+        [0, 0, 5, 7, 15, 30, 30]
+
+
+def test_held_out_examples_stay_held_out_and_never_come_from_the_parent():
+    rows = [RunExample(i, "train", "kept", m) for i, m in enumerate(voice_examples(60))]
+    held = choose_held_out(rows, set(), set())
+    assert len(held) == 9
+    more = rows + [RunExample(i, "train", "kept", m)
+                   for i, m in enumerate(voice_examples(80)[60:], start=60)]
+    assert held <= choose_held_out(more, set(), held)  # the same ones, whatever was added
+    parent = {r.example_id for r in rows if r.example_id not in held}
+    child = choose_held_out(more, parent, held)
+    assert not child & parent and len(child) == held_out_count(80)
 
 
 # The trainer as a process, driven like the app drives it.
@@ -132,6 +121,9 @@ def test_run_in_its_own_process_records_everything(store, tiny_model_dir):
     run = jobs.wait(jobs.start(TrainConfig(epochs=2, batch_size=4)))
     assert run["status"] == "succeeded", run["error"]
     assert run["adapter"] == f"run-{run['id']}" and len(run["example_ids"]) == 24
+    lineage = training.lineage(Context(store), run["id"])
+    assert (len(lineage.train), len(lineage.held_out)) == (19, 5)
+    assert run["metrics"]["eval_examples"] == 5 and run["code_version"].startswith("tunechat")
     assert run["step"] == run["total_steps"] > 0 and run["losses"]
     assert {"eval_loss_before", "eval_loss_after", "tokens_per_second"} <= set(run["metrics"])
     assert (store.home / "adapters" / run["adapter"] / "tunechat.json").is_file()
@@ -193,7 +185,7 @@ def test_cancel_through_jobs(store, tiny_model_dir):
 
 
 def test_dead_runs_are_failed_on_restart(store):
-    run_id = runs.create_run(store, {}, [1])
+    run_id = runs.create_run(store, {}, [])
     runs.update_run(store, run_id, status="running", pid=2**22 + 12345)
     assert runs.mark_dead_runs_failed(store) == [run_id]
     assert runs.get_run(store, run_id)["status"] == "failed"
@@ -202,28 +194,28 @@ def test_dead_runs_are_failed_on_restart(store):
 def test_autostart_fires_once_when_two_sessions_cross_the_threshold(store, tiny_model_dir):
     runs.set_setting(store, "auto_train_threshold", 20)
     fill(store, 19)
-    sessions = [Jobs(store, tiny_model_dir), Jobs(store, tiny_model_dir)]
-    assert sessions[0].maybe_autostart() is None
+    sessions = [Context(store, jobs=Jobs(store, tiny_model_dir)) for _ in range(2)]
+    assert training.after_examples_added(sessions[0]) is None
     examples.add_example(store, voice_examples(21)[20], "kept")
     started, barrier = [], threading.Barrier(2)
 
-    def cross(jobs):
+    def cross(session):
         barrier.wait()
-        started.append(jobs.maybe_autostart())
+        started.append(training.after_examples_added(session))
 
-    threads = [threading.Thread(target=cross, args=(jobs,)) for jobs in sessions]
+    threads = [threading.Thread(target=cross, args=(session,)) for session in sessions]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     [run_id] = [r for r in started if r is not None]
     assert len(runs.list_runs(store)) == 1
-    sessions[0].wait(run_id)
-    assert sessions[0].maybe_autostart() is None  # nothing new since that run
+    sessions[0].jobs.wait(run_id)
+    assert training.after_examples_added(sessions[0]) is None  # nothing new since that run
 
 
 def test_an_old_process_ending_late_does_not_fail_the_resumed_run(store):
-    run_id = runs.create_run(store, {}, [1])
+    run_id = runs.create_run(store, {}, [])
     runs.update_run(store, run_id, status="running", pid=111)
     runs.finish_run(store, run_id, "failed", error="late watcher", pid=222)
     assert runs.get_run(store, run_id)["status"] == "running"
@@ -233,7 +225,7 @@ def test_an_old_process_ending_late_does_not_fail_the_resumed_run(store):
 
 def test_qlora_trains_a_4bit_base_on_the_cpu(tiny_model_dir, tmp_path):
     result = run_sft(TrainConfig(method="qlora", epochs=2, batch_size=4, learning_rate=5e-3),
-                     voice_examples(24), tiny_model_dir, tmp_path / "adapter",
+                     RunData.split(voice_examples(24)), tiny_model_dir, tmp_path / "adapter",
                      tmp_path / "work", Recorder())
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert result.metrics["eval_loss_after"] < result.metrics["eval_loss_before"]
@@ -241,27 +233,8 @@ def test_qlora_trains_a_4bit_base_on_the_cpu(tiny_model_dir, tmp_path):
 
 # Hot-swap: adapters join the live engine beside the base weights.
 
-@pytest.fixture(scope="module")
-def two_adapters(tiny_model_dir, tmp_path_factory):
-    """Two adapters that answer "Say hello number 3." differently from the base."""
-    folder = tmp_path_factory.mktemp("adapters")
-    for name, voice in [("brewster", "Cheers, Brewster."), ("lumen", "Ride on, Lumen.")]:
-        data = [[{"role": "user", "content": f"Say hello number {i}."},
-                 {"role": "assistant", "content": f"Hello {i}! {voice}"}] for i in range(16)]
-        run_sft(TrainConfig(epochs=10, batch_size=8, learning_rate=1e-2), data, tiny_model_dir,
-                folder / name, tmp_path_factory.mktemp("work"), Recorder())
-    return folder
-
-
-def fresh_engine(tiny_model_dir, adapters_dir, **kwargs):
-    from assistant.engine import ChatEngine
-    from assistant.models import load_model
-
-    return ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=adapters_dir, **kwargs)
-
-
-def test_swap_keeps_the_base_weights_in_place(tiny_model_dir, two_adapters):
-    engine = fresh_engine(tiny_model_dir, two_adapters)
+def test_swap_keeps_the_base_weights_in_place(make_engine, two_adapters):
+    engine = make_engine(two_adapters)
     base_params = {name: (p.data_ptr(), p.detach().clone())
                    for name, p in engine.model.named_parameters()}
     question = [{"role": "user", "content": "Say hello number 3."}]
@@ -275,10 +248,10 @@ def test_swap_keeps_the_base_weights_in_place(tiny_model_dir, two_adapters):
     assert engine.reply(question, "base") == before
 
 
-def test_concurrent_requests_get_their_own_adapter(tiny_model_dir, two_adapters):
+def test_concurrent_requests_get_their_own_adapter(make_engine, two_adapters):
     from concurrent.futures import ThreadPoolExecutor
 
-    engine = fresh_engine(tiny_model_dir, two_adapters)
+    engine = make_engine(two_adapters)
     names = ["base", "brewster", "lumen"]
     prompts = [[{"role": "user", "content": f"Say hello number {i}."}] for i in range(3, 7)]
     reference = {(n, i): engine.reply(p, n) for n in names for i, p in enumerate(prompts)}
@@ -289,8 +262,8 @@ def test_concurrent_requests_get_their_own_adapter(tiny_model_dir, two_adapters)
     assert answers == [reference[job] for job in jobs]
 
 
-def test_least_used_adapter_is_unloaded_and_reloaded_on_demand(tiny_model_dir, two_adapters):
-    engine = fresh_engine(tiny_model_dir, two_adapters, max_loaded_adapters=1)
+def test_least_used_adapter_is_unloaded_and_reloaded_on_demand(make_engine, two_adapters):
+    engine = make_engine(two_adapters, max_loaded_adapters=1)
     question = [{"role": "user", "content": "Say hello number 4."}]
     first = engine.reply(question, "brewster")
     engine.reply(question, "lumen")
@@ -299,8 +272,8 @@ def test_least_used_adapter_is_unloaded_and_reloaded_on_demand(tiny_model_dir, t
     assert engine.loaded_adapters() == ["brewster"]
 
 
-def test_adapter_that_does_not_fit_the_slot_gets_a_new_one(tiny_model_dir, two_adapters,
-                                                           tmp_path):
+def test_adapter_that_does_not_fit_the_slot_gets_a_new_one(make_engine, two_adapters,
+                                                           tiny_model_dir, tmp_path):
     """Refilling a slot needs the same LoRA layout; another layout (here: a lower rank on
     the attention projections only) is loaded into fresh layers instead."""
     import shutil
@@ -319,8 +292,8 @@ def test_adapter_that_does_not_fit_the_slot_gets_a_new_one(tiny_model_dir, two_a
             weight.data.normal_(0, 0.5)
     odd.save_pretrained(folder / "odd")
     question = [{"role": "user", "content": "Say hello number 4."}]
-    expected_odd = fresh_engine(tiny_model_dir, folder).reply(question, "odd")
-    engine = fresh_engine(tiny_model_dir, folder, max_loaded_adapters=1)
+    expected_odd = make_engine(folder).reply(question, "odd")
+    engine = make_engine(folder, max_loaded_adapters=1)
     brewster = engine.reply(question, "brewster")
     assert engine.reply(question, "odd") == expected_odd != brewster
     assert engine.reply(question, "brewster") == brewster
@@ -328,20 +301,20 @@ def test_adapter_that_does_not_fit_the_slot_gets_a_new_one(tiny_model_dir, two_a
 
 
 def test_auto_method_picks_qlora_only_when_memory_is_short(tiny_model_dir, monkeypatch):
-    from trainer import sft
+    from trainer import common
 
-    weights = sft._fp32_bytes(tiny_model_dir)
-    monkeypatch.setattr(sft, "_free_memory_bytes", lambda: 3 * weights)
-    assert sft.chosen_method("auto", tiny_model_dir) == "lora"
-    monkeypatch.setattr(sft, "_free_memory_bytes", lambda: weights)
-    assert sft.chosen_method("auto", tiny_model_dir) == "qlora"
-    assert sft.chosen_method("lora", tiny_model_dir) == "lora"
+    weights = common._fp32_bytes(tiny_model_dir)
+    monkeypatch.setattr(common, "_free_memory_bytes", lambda: 3 * weights)
+    assert common.chosen_method("auto", tiny_model_dir) == "lora"
+    monkeypatch.setattr(common, "_free_memory_bytes", lambda: weights)
+    assert common.chosen_method("auto", tiny_model_dir) == "qlora"
+    assert common.chosen_method("lora", tiny_model_dir) == "lora"
 
 
 def test_a_late_watcher_does_not_fail_a_run_queued_again(store, tiny_model_dir, monkeypatch):
     """Resume queues the run before the new process has a pid; the old process's watcher
     recording its exit in that window must not touch it."""
-    run_id = runs.create_run(store, {"base_model": str(tiny_model_dir)}, [1])
+    run_id = runs.create_run(store, {"base_model": str(tiny_model_dir)}, [])
     runs.update_run(store, run_id, pid=999_999_999)
     runs.finish_run(store, run_id, "cancelled")
     jobs = Jobs(store, tiny_model_dir)
@@ -349,3 +322,76 @@ def test_a_late_watcher_does_not_fail_a_run_queued_again(store, tiny_model_dir, 
     jobs.resume(run_id)
     runs.finish_run(store, run_id, "failed", error="late watcher", pid=999_999_999)
     assert runs.get_run(store, run_id)["status"] == "queued"
+
+
+# Defects found in review.
+
+def test_a_template_that_trims_answers_is_checked_not_crashed(tiny_model_dir):
+    """Before: Llama-3 style templates that trim the content raised a bare ValueError."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = tokenizer.chat_template.replace(
+        "message['content']", "message['content'] | trim")
+    data = [[m[0], {"role": "assistant", "content": m[1]["content"] + "  \n"}]
+            for m in voice_examples(12)]
+    assert check_examples(TrainConfig(), data, tokenizer) > 0
+    tokenizer.chat_template = tokenizer.chat_template.replace("| trim", "| upper")
+    with pytest.raises(SanityError, match="rewrites the answers"):
+        check_examples(TrainConfig(), data, tokenizer)
+
+
+def test_a_run_that_saved_its_adapter_but_died_before_recording_it_resumes(store,
+                                                                         tiny_model_dir):
+    """Before: the resumed attempt failed at the final rename (the folder existed)."""
+    fill(store, 12)
+    jobs = Jobs(store, tiny_model_dir)
+    run_id = jobs.start(TrainConfig(epochs=1, batch_size=4))
+    assert jobs.wait(run_id)["status"] == "succeeded"
+    runs.update_run(store, run_id, status="failed", adapter=None, error="died")
+    jobs.resume(run_id)
+    run = jobs.wait(run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert (store.home / "adapters" / f"run-{run_id}" / "adapter_model.safetensors").is_file()
+    assert not list((store.home / "adapters").glob(".*"))  # no scratch or stale folder left
+
+
+def test_a_run_whose_process_cannot_start_does_not_block_the_next(store, tiny_model_dir,
+                                                                 monkeypatch):
+    """Before: it stayed queued with no pid, and every later start was refused."""
+
+    from trainer import jobs as jobs_module
+
+    fill(store, 12)
+    jobs = Jobs(store, tiny_model_dir)
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs_module.subprocess, "Popen",
+                      lambda *a, **k: (_ for _ in ()).throw(OSError("no such interpreter")))
+        with pytest.raises(jobs_module.LaunchFailed, match="could not be started"):
+            jobs.start(TrainConfig(epochs=1))
+    [failed] = runs.list_runs(store)
+    assert failed["status"] == "failed" and "no such interpreter" in failed["error"]
+    assert jobs.wait(jobs.start(TrainConfig(epochs=1, batch_size=4)))["status"] == "succeeded"
+
+
+def test_editing_examples_after_a_run_changes_nothing_about_it(ctx, store):
+    """A run keeps what it trained on: later edits and deletes do not reach it, resume
+    trains on the snapshot, and export --run writes exactly that."""
+    import json
+
+    fill(store, 22)
+    run_id = training.start(ctx, TrainConfig(epochs=1, batch_size=4))
+    before = training.lineage(ctx, run_id)
+    edited = before.train[0].example_id
+    examples.update_example(store, edited, voice_examples(1, "Changed.")[0])
+    examples.delete_example(store, before.held_out[0].example_id)
+    assert ctx.jobs.wait(run_id)["status"] == "succeeded"
+    after = training.lineage(ctx, run_id)
+    assert after.examples == before.examples
+    out = ctx.store.home / "trained.jsonl"
+    from services import examples as example_actions
+
+    assert example_actions.export_file(ctx, out, "openai", run_id).written == len(before.train)
+    written = [json.loads(line)["messages"] for line in out.read_text().splitlines()]
+    assert written == [e.messages for e in before.train]
+    assert "Changed." not in out.read_text()

@@ -2,13 +2,16 @@ import gradio as gr
 import pytest
 
 from assistant.engine import ContextTooLong
-from assistant.ui import ChatActions, Services, build_app, shown_to_user
+from services.context import Context
 from storage import conversations
+from web.app import build_app
+from web.chat import ChatHandlers
+from web.common import shown_to_user
 
 
 @pytest.fixture
-def actions(tiny_engine, store):
-    return ChatActions(Services(engine=tiny_engine, store=store))
+def actions(ctx):
+    return ChatHandlers(ctx)
 
 
 def chat_turn(actions, message, conversation_id=None, system=""):
@@ -61,27 +64,56 @@ def test_stopping_mid_reply_keeps_what_was_shown(actions, store):
     assert "Hello! How can I help you today?".startswith(stored[1]["content"])
 
 
+def test_a_reply_stopped_before_its_first_token_stores_nothing(actions, store):
+    """Before: the message was stored without an answer, the next turn broke the
+    alternation, and keep/correct in that conversation failed."""
+    stream = actions.send("Say hello.", None, "base", "")
+    _, _, conversation_id = next(stream)
+    stream.close()  # Stop, before any text
+    assert conversations.get_conversation(store, conversation_id).messages == []
+    assert conversations.list_conversations(store) == []  # nothing to reopen
+    *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", ""))
+    assert [m["role"] for m in actions.stored_chat(conversation_id)] == ["user", "assistant"]
+    assert "Kept as example" in actions.judge(conversation_id, like(1))
+
+
+def test_an_unanswered_message_stored_by_an_older_version_is_skipped(actions, store):
+    from sqlite_utils import Database
+
+    conversation_id = conversations.start_conversation(store, "Say hello.")
+    with store.connect() as db:
+        Database(db.conn)["turns"].insert({"conversation_id": conversation_id, "position": 0,
+                                           "role": "user", "content": "Say hello."})
+    *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", ""))
+    assert [m["content"] for m in chat] == ["Name a fruit.", "An apple is a fruit."]
+    assert "Kept as example" in actions.judge(conversation_id, like(1))
+
+
+def like(index, liked=True):
+    return gr.LikeData(None, {"index": index, "value": "", "liked": liked})
+
+
 def test_earlier_conversation_reopens_with_its_system_prompt(actions):
     _, chat, conversation_id = chat_turn(actions, "Say hello.", system="Be kind.")
-    assert actions.open_conversation(conversation_id) == (chat, conversation_id,
-                                                          "Be kind.", "base")
+    assert actions.reopen(conversation_id) == (chat, conversation_id, "Be kind.", "base")
     picker = actions.earlier_conversations(conversation_id)
     assert picker.choices[0][1] == conversation_id
     assert picker.choices[0][0].startswith("Say hello.")
 
 
-def test_chat_api_answers_and_stores(actions, store):
-    assert actions.chat_api("Name a fruit.") == "An apple is a fruit."
-    [summary] = conversations.list_conversations(store)
-    assert summary.turns == 2
-
-
-def test_app_builds_with_its_api_names(actions, tiny_engine, store):
-    app = build_app(Services(engine=tiny_engine, store=store))
+def test_app_builds_with_its_api_names(ctx):
+    app = build_app(ctx)
     names = {d.api_name for d in app.fns.values() if d.api_visibility == "public"}
     assert names == {"chat", "adapters", "examples", "add_example", "correct",
                      "delete_example", "restore_example", "import_examples",
-                     "export_examples", "compare", "vote"}
+                     "export_examples", "compare", "vote", "train", "cancel_run",
+                     "resume_run", "run_status"}
+
+
+def test_app_builds_without_training(ctx, tiny_engine, store):
+    app = build_app(Context(store, tiny_engine))
+    names = {d.api_name for d in app.fns.values() if d.api_visibility == "public"}
+    assert "train" not in names and "chat" in names
 
 
 def test_validator_flags_an_unanswerable_message_on_the_message_box(actions):
@@ -92,14 +124,13 @@ def test_validator_flags_an_unanswerable_message_on_the_message_box(actions):
     assert actions.validate("Say hello.", None, "gone", "")[0]["is_valid"] is False
 
 
-def test_training_errors_reach_the_user_as_messages(store, tiny_model_dir):
-    from assistant.ui_train import TrainActions
+def test_training_errors_reach_the_user_as_messages(ctx, store):
     from storage import runs
-    from trainer.jobs import Jobs
+    from web.train import TrainHandlers
 
-    actions = TrainActions(Jobs(store, tiny_model_dir))
+    actions = TrainHandlers(ctx)
     runs.create_run(store, {}, [])
-    with pytest.raises(gr.Error, match="already training"):
+    with pytest.raises(gr.Error, match="Run #1 is queued but never launched.*tunechat cancel 1"):
         shown_to_user(actions.start)("lora", 0, 1e-3, 16, None)
     with pytest.raises(gr.Error, match="learning_rate"):
         shown_to_user(actions.start)("lora", 0, 5.0, 16, None)

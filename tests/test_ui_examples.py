@@ -1,21 +1,23 @@
 import json
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
-from assistant.ui import ChatActions, Services
-from assistant.ui_examples import ExampleActions, readiness_html, table_rows
+from services.context import Context
 from storage import examples
+from web.chat import ChatHandlers
+from web.examples import ExampleHandlers, export_folder, readiness_html, table_rows
 
 
 @pytest.fixture
-def chat(tiny_engine, store):
-    return ChatActions(Services(engine=tiny_engine, store=store))
+def chat(ctx):
+    return ChatHandlers(ctx)
 
 
 @pytest.fixture
 def tab(store):
-    return ExampleActions(store)
+    return ExampleHandlers(Context(store))
 
 
 def finished_turn(chat, message, conversation_id=None, system=""):
@@ -33,15 +35,16 @@ def edit(index, value, previous=""):
 
 def test_thumbs_up_keeps_and_thumbs_down_records(chat, store):
     conversation_id = finished_turn(chat, "Name a fruit.", system="Be brief.")
-    assert "Kept as example #1" in chat.judge_reply(conversation_id, like(1, True))
-    assert "bad answer" in chat.judge_reply(conversation_id, like(1, False))
+    assert "Kept as example #1" in chat.judge(conversation_id, like(1, True))
+    assert "bad answer" in chat.judge(conversation_id, like(1, False))
     [example] = examples.list_examples(store)
     assert example.source == "disliked" and example.messages[0]["content"] == "Be brief."
 
 
 def test_editing_a_reply_saves_a_correction_and_shows_it(chat, store):
     conversation_id = finished_turn(chat, "Name a fruit.")
-    shown, note = chat.correct_reply(conversation_id, edit(1, [{"type": "text", "text": "A pear."}]))
+    shown, note = chat.correct_reply(conversation_id,
+                                     edit(1, [{"type": "text", "text": "A pear."}]))
     assert "Correction saved" in note and shown[1]["content"] == "A pear."
     [example] = examples.list_examples(store)
     assert (example.answer, example.rejected) == ("A pear.", "An apple is a fruit.")
@@ -78,12 +81,26 @@ def test_table_select_edit_delete_undo(tab, store):
     assert (example_id, system) == (first, "S") and "#1" in title
     turns[-1]["content"] = [{"type": "text", "text": "A, edited"}]
     assert "Saved" in tab.save(example_id, system, turns)
+    assert tab.select(event)[0] == example_id
     assert examples.list_examples(store, source="kept")[0].answer == "A, edited"
 
     note, deleted, undo, _ = tab.delete(example_id)
     assert deleted == example_id and len(examples.list_examples(store)) == 1
     assert "is back" in tab.undo_delete(deleted)[0]
     assert len(examples.list_examples(store)) == 2
+
+
+def test_clicking_a_row_deleted_in_another_tab_says_so(tab, store):
+    """Before: StopIteration from deep inside, and every example was listed to find it."""
+    from web.common import shown_to_user
+
+    example_id = examples.add_example(store, [{"role": "user", "content": "Q"},
+                                              {"role": "assistant", "content": "A"}])
+    [row] = tab.overview()[1]
+    examples.delete_example(store, example_id)  # meanwhile, in another tab
+    event = gr.SelectData(None, {"index": [0, 2], "value": "Q", "row_value": row})
+    with pytest.raises(gr.Error, match=f"Example #{example_id} is gone"):
+        shown_to_user(tab.select)(event)
 
 
 def test_import_and_export_from_the_tab(tab, store, tmp_path):
@@ -94,7 +111,11 @@ def test_import_and_export_from_the_tab(tab, store, tmp_path):
     assert "already present" in tab.import_upload(str(upload), "auto")
     path, note = tab.export_download("sharegpt")
     assert json.loads(open(path).read())["conversations"][1] == {"from": "gpt", "value": "A"}
-    assert "Exported 1 example" in note
+    assert "Wrote 1 example" in note
+    again, _ = tab.export_download("sharegpt")
+    # Before: every export left a temporary folder behind.
+    assert again == path and Path(path).parent == export_folder()
+    assert all(p.is_file() for p in export_folder().iterdir())
 
 
 def test_counts_in_table_rows_skip_the_system_prompt(store):

@@ -11,11 +11,12 @@ import time
 import traceback
 from pathlib import Path
 
-from storage import examples as example_store
+from core.errors import UserError
 from storage import runs
 from storage.db import open_store
 from trainer.config import TrainConfig
-from trainer.sft import SanityError, run_sft
+from trainer.dataset import RunData
+from trainer.objectives import OBJECTIVES
 
 PROGRESS_EVERY_S = 0.5
 
@@ -25,7 +26,8 @@ class DatabaseReporter:
 
     def __init__(self, store, run_id: int):
         self.store, self.run_id = store, run_id
-        self.losses, self.eval_losses = [], []
+        self.losses: list[dict] = []
+        self.eval_losses: list[dict] = []
         self._written = 0.0
 
     def started(self, total_steps: int, train_examples: int, eval_examples: int) -> None:
@@ -63,17 +65,16 @@ def train(home: str, run_id: int) -> int:
     if first:
         runs.update_run(store, run_id, status="running", started_at=runs.now(),
                         **({} if distributed else {"pid": os.getpid()}))
-    wanted = set(run["example_ids"])
-    chosen = [e.messages for e in reversed(example_store.list_examples(
-        store, sources=example_store.TRAINABLE)) if e.id in wanted]
+    data = RunData.from_run(runs.run_examples(store, run_id))  # frozen when queued
+    recipe = OBJECTIVES[config.objective].recipe()
     name = f"run-{run_id}"
     reporter = (DatabaseReporter if first else QuietReporter)(store, run_id)
     continue_from = store.home / "adapters" / config.continue_from if config.continue_from else None
     try:
-        result = run_sft(config, chosen, Path(run["config"]["base_model"]),
+        result = recipe(config, data, Path(run["config"]["base_model"]),
                          store.home / "adapters" / name, store.home / "runs" / str(run_id),
                          reporter, continue_from)
-    except SanityError as error:
+    except UserError as error:  # a sanity check: the message is the whole story
         if first:
             runs.finish_run(store, run_id, "failed", error=str(error))
         return 1

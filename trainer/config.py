@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from core.errors import UserError
+
 METHODS = ("auto", "lora", "qlora")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A setting is out of range; the message names it and the fix."""
 
 
@@ -42,11 +44,11 @@ class TrainConfig:
     """Examples per optimizer step."""
     max_length: int = 1024
     """Longest example in tokens; longer ones are refused before the run, not truncated."""
-    eval_share: float = 0.1
-    """Share of examples held out for eval loss (frozen: the same ones every run)."""
     min_examples: int = 10
     """Fewer examples than this is refused: too few to learn anything dependable."""
     seed: int = 42
+    objective: str = "sft"
+    """What the run learns from; see trainer/objectives.py for each one."""
     continue_from: str | None = None
     """Name of an adapter to keep training on new examples, instead of a fresh one."""
     save_every: int = 10
@@ -67,10 +69,13 @@ class TrainConfig:
                               "try 1e-3 (or 2e-4 for large sets).")
         if not 1 <= self.rank <= 256:
             raise ConfigError(f"rank must be between 1 and 256, not {self.rank}.")
-        if not 0 <= self.eval_share < 0.5:
-            raise ConfigError("eval_share must be at least 0 and below 0.5.")
         if not 1 <= self.nproc <= 64:
             raise ConfigError(f"nproc must be between 1 and 64, not {self.nproc}.")
+        from trainer.objectives import OBJECTIVES
+
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not "
+                              f"{self.objective!r}.")
         if self.batch_size < 1 or self.max_length < 16:
             raise ConfigError("batch_size must be >= 1 and max_length >= 16.")
 
@@ -83,6 +88,6 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)

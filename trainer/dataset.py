@@ -1,5 +1,5 @@
-"""Examples -> datasets.Dataset in TRL's conversational prompt/completion form, split into
-train and a frozen held-out share.
+"""What a run trains on: which examples are held out, and examples -> datasets.Dataset in
+TRL's conversational prompt/completion form.
 
 Prompt/completion (not plain "messages") makes TRL compute the loss on the answer only:
 SmolLM2's chat template has no {% generation %} markers, so assistant_only_loss cannot
@@ -9,36 +9,72 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field, replace
 
-HELD_OUT_MIN_EXAMPLES = 20
+from storage.runs import RunExample
+
+HELD_OUT_FROM = 20
+"""Below this many examples nothing is held out: every one is needed to learn from."""
+HELD_OUT_MIN = 5
+"""Fewer held-out examples than this make the eval loss and the reports meaningless."""
+HELD_OUT_SHARE = 0.15
+HELD_OUT_MAX = 30
+"""The share applies up to 200 examples; beyond, 30 held out judge a run well enough."""
+
+
+def held_out_count(examples: int) -> int:
+    """How many of `examples` to hold out: none below 20, then about 15%, at least 5, at
+    most 30."""
+    if examples < HELD_OUT_FROM:
+        return 0
+    return max(HELD_OUT_MIN, min(HELD_OUT_MAX, round(HELD_OUT_SHARE * examples)))
+
+
+def rank(messages: list[dict]) -> int:
+    """A stable pseudo-random rank of an example, from its text: the same example ranks
+    the same in every run, whatever else was added or deleted."""
+    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+    return int(hashlib.sha256(canonical.encode()).hexdigest()[:12], 16)
+
+
+def choose_held_out(candidates: list[RunExample], trained_before: set[int],
+                    held_before: set[int]) -> set[int]:
+    """Ids to hold out from `candidates`: those held out last time first, then by rank.
+    Examples the adapter being continued has trained on (`trained_before`) are never
+    held out, since a held-out example must be one the adapter has never seen."""
+    count = held_out_count(len(candidates))
+    eligible = [c for c in candidates if c.example_id not in trained_before]
+    eligible.sort(key=lambda c: (c.example_id not in held_before, rank(c.messages)))
+    return {c.example_id for c in eligible[:count]}
 
 
 def to_record(messages: list[dict]) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def is_held_out(messages: list[dict], share: float) -> bool:
-    """Decided by a hash of the example itself: the same example is held out in every run,
-    whatever else was added or deleted, so eval losses stay comparable."""
-    if share <= 0:
-        return False
-    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
-    bucket = int(hashlib.sha256(canonical.encode()).hexdigest()[:8], 16) % 1000
-    return bucket < share * 1000
-
-
-def split(examples: list[list[dict]], share: float) -> tuple[list[list[dict]], list[list[dict]]]:
-    """(train, held out); nothing is held out below HELD_OUT_MIN_EXAMPLES examples."""
-    if len(examples) < HELD_OUT_MIN_EXAMPLES:
-        return examples, []
-    held = [m for m in examples if is_held_out(m, share)]
-    train = [m for m in examples if not is_held_out(m, share)]
-    return train, held
-
-
-def build_datasets(examples: list[list[dict]], share: float):
+def to_dataset(examples: list[list[dict]]):
+    """Examples -> a datasets.Dataset of prompt/completion rows, or None when empty."""
     from datasets import Dataset
 
-    train, held = split(examples, share)
-    make = lambda rows: Dataset.from_list([to_record(m) for m in rows]) if rows else None  # noqa: E731
-    return make(train), make(held)
+    return Dataset.from_list([to_record(m) for m in examples]) if examples else None
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What one run learns from and is judged on, as frozen when it was queued."""
+
+    train: list[list[dict]]
+    held_out: list[list[dict]] = field(default_factory=list)
+
+    @classmethod
+    def from_run(cls, rows: list[RunExample]) -> RunData:
+        return cls([r.messages for r in rows if r.split == "train"],
+                   [r.messages for r in rows if r.split == "held_out"])
+
+    @classmethod
+    def split(cls, examples: list[list[dict]]) -> RunData:
+        """Hold out by the rule runs use (for the bench and tests, which have no store)."""
+        rows = [RunExample(i, "train", "added", m) for i, m in enumerate(examples)]
+        held = choose_held_out(rows, set(), set())
+        return cls.from_run([replace(r, split="held_out" if r.example_id in held else "train")
+                             for r in rows])

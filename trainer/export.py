@@ -7,8 +7,11 @@ import os
 import shutil
 from pathlib import Path
 
+from core.adapters import check_adapter_folder
+from core.errors import UserError
 
-class ExportError(ValueError):
+
+class ExportError(UserError):
     """The export cannot be written; the message says where and how to fix it."""
 
 
@@ -20,8 +23,6 @@ def export_merged(base_folder: Path, base_name: str, adapter_folder: Path,
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from assistant.engine import check_adapter_folder
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):

@@ -1,10 +1,9 @@
-"""Start the trainer as its own process, watch it, cancel it, recover after a crash, and
-start a run by itself when enough new examples have arrived.
+"""Start the trainer as its own process, watch it, cancel it, and recover after a crash.
 
-The app never trains: it creates a run record and launches `python -m trainer RUN_ID`.
-A watcher thread waits on the process; if it dies without recording an end (a crash,
-kill -9, out of memory), the run is marked failed with the exit reason and the last
-lines of its log, within a second."""
+The app never trains: it queues a run (with a frozen snapshot of its examples) and
+launches `python -m trainer RUN_ID`. A watcher thread waits on the process; if it dies
+without recording an end (a crash, kill -9, out of memory), the run is marked failed
+with the exit reason and the last lines of its log, within a second."""
 
 from __future__ import annotations
 
@@ -14,18 +13,27 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core.errors import UserError
+from core.version import code_version
 from storage import examples as example_store
 from storage import runs
 from storage.db import Store
+from storage.runs import RunExample
 from trainer.config import TrainConfig
+from trainer.dataset import choose_held_out
 
-THRESHOLD_KEY = "auto_train_threshold"
-AUTO_KEY = "auto_train"
-DEFAULT_THRESHOLD = example_store.READY_THRESHOLD
 CANCEL_GRACE_S = 20
+
+
+class RunNotResumable(UserError):
+    pass
+
+
+class LaunchFailed(UserError):
+    pass
 
 
 @dataclass
@@ -50,21 +58,40 @@ class Jobs:
         return run_id
 
     def prepare(self, config: TrainConfig) -> int:
-        """Queue a run on every trainable example, for a launcher of the user's
-        (`accelerate launch -m trainer RUN_ID`) to run."""
-        chosen = example_store.list_examples(self.store, sources=example_store.TRAINABLE)
+        """Queue a run on every trainable example, frozen as they are now, for this app
+        or a launcher of the user's (`accelerate launch -m trainer RUN_ID`) to run."""
+        chosen = reversed(example_store.list_examples(self.store,
+                                                       sources=example_store.TRAINABLE))
+        rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
+        held = choose_held_out(rows, *self._lineage_of(config.continue_from))
+        snapshot = [replace(r, split="held_out") if r.example_id in held else r for r in rows]
         settings = {**config.to_dict(), "base_model": str(self.base_model)}
-        return runs.create_run(self.store, settings, sorted(e.id for e in chosen))
+        return runs.create_run(self.store, settings, snapshot, code_version())
+
+    def _lineage_of(self, adapter: str | None) -> tuple[set[int], set[int]]:
+        """(examples trained on by `adapter` and the adapters it continued, examples the
+        latest run held out)."""
+        latest = runs.list_runs(self.store, 1)
+        held_before = {r.example_id for r in runs.run_examples(
+            self.store, latest[0]["id"], "held_out")} if latest else set()
+        trained: set[int] = set()
+        while adapter and (run := runs.run_of_adapter(self.store, adapter)) is not None:
+            trained |= {r.example_id for r in runs.run_examples(self.store, run["id"], "train")}
+            adapter = run["config"].get("continue_from")
+        return trained, held_before
 
     def resume(self, run_id: int) -> int:
-        """Run a failed or cancelled run again; it continues from its last checkpoint."""
+        """Run a failed or cancelled run again; it continues from its last checkpoint, on
+        the examples it was queued with."""
         run = runs.get_run(self.store, run_id)
+        if run["status"] in runs.ACTIVE:
+            raise runs.RunActive(run_id, run["status"], run["pid"])
         if run["status"] not in ("failed", "cancelled"):
-            raise runs.RunActive(run_id) if run["status"] in runs.ACTIVE else ValueError(
-                f"Run #{run_id} {run['status']}; only failed or cancelled runs resume.")
+            raise RunNotResumable(f"Run #{run_id} {run['status']}; only failed or cancelled "
+                                  "runs resume.")
         active = runs.active_run(self.store)
         if active:
-            raise runs.RunActive(active["id"])
+            raise runs.RunActive(active["id"], active["status"], active["pid"])
         if run["pid"] and runs.pid_alive(run["pid"]):
             raise runs.RunActive(run_id)  # its old process is still shutting down
         # pid cleared too: the old process's watcher may still be about to record its
@@ -75,27 +102,14 @@ class Jobs:
         return run_id
 
     def cancel(self, run_id: int) -> None:
-        """Ask the trainer to stop after its current step; force it after a grace time."""
+        """Ask the trainer to stop after its current step; force it after a grace time.
+        A run that was queued but never launched is cancelled at once."""
         runs.update_run(self.store, run_id, cancel_requested=1)
         process = self._processes.get(run_id)
         if process is not None:
             threading.Thread(target=self._force_stop, args=(run_id, process), daemon=True).start()
         elif not runs.get_run(self.store, run_id)["pid"]:  # prepared, never launched
             runs.finish_run(self.store, run_id, "cancelled")
-
-    def maybe_autostart(self) -> int | None:
-        """Start one run when the examples added since the last run reach the threshold."""
-        if runs.get_setting(self.store, AUTO_KEY, "1") != "1":
-            return None
-        if runs.examples_since_last_run(self.store) < self.threshold():
-            return None
-        try:
-            return self.start(TrainConfig())
-        except runs.RunActive:
-            return None  # another session won the race, or a run is going
-
-    def threshold(self) -> int:
-        return int(runs.get_setting(self.store, THRESHOLD_KEY, str(DEFAULT_THRESHOLD)))
 
     def wait(self, run_id: int, poll_s: float = 0.5, on_progress=None) -> dict:
         while True:
@@ -108,13 +122,19 @@ class Jobs:
 
     def _launch(self, run_id: int) -> None:
         log = self.home / "runs" / str(run_id) / "trainer.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         nproc = TrainConfig.from_dict(runs.get_run(self.store, run_id)["config"]).nproc
-        with log.open("ab") as out:
-            process = subprocess.Popen(trainer_command(run_id, self.home, nproc),
-                                       stdout=out, stderr=subprocess.STDOUT,
-                                       cwd=Path(__file__).resolve().parent.parent,
-                                       env=_thread_env(nproc), start_new_session=True)
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as out:
+                process = subprocess.Popen(trainer_command(run_id, self.home, nproc),
+                                           stdout=out, stderr=subprocess.STDOUT,
+                                           cwd=Path(__file__).resolve().parent.parent,
+                                           env=_thread_env(nproc), start_new_session=True)
+        except OSError as error:  # the run must not stay queued, blocking every later one
+            message = f"The trainer process could not be started: {error}."
+            runs.finish_run(self.store, run_id, "failed", error=message)
+            raise LaunchFailed(f"Run #{run_id}: {message} Check the disk and the Python "
+                               "environment, then resume the run.") from error
         runs.update_run(self.store, run_id, pid=process.pid, log_path=str(log))
         self._processes[run_id] = process
         threading.Thread(target=self._watch, args=(run_id, process, log), daemon=True).start()

@@ -3,30 +3,34 @@ source filter, a readiness meter, an editor (edit, delete, undo), import and exp
 
 from __future__ import annotations
 
+import atexit
 import html
+import shutil
 import tempfile
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from assistant.ui_train import autostart_note
-from storage import examples, formats
-from storage.db import Store
+from services import examples, training
+from services.context import Context
+from storage import formats
+from storage.examples import SOURCES
+from web.common import Ui, message_text, shown_to_user
 
 TABLE_HEADERS = ["#", "source", "prompt", "answer", "turns", "check"]
-SOURCE_CHOICES = ["all"] + list(examples.SOURCES)
-EXPORT_CHOICES = [("OpenAI chat JSONL", "openai"), ("alpaca", "alpaca"),
-                  ("sharegpt", "sharegpt"), ("preference pairs (DPO)", "preference")]
+SOURCE_CHOICES = ["all"] + list(SOURCES)
 PREVIEW = 80
 
 
-def readiness_html(counts: dict[str, int], threshold: int = examples.READY_THRESHOLD) -> str:
+def readiness_html(counts: dict[str, int], threshold: int) -> str:
     ready = counts["trainable"]
     status = (f"<b>{ready}</b> training examples: enough for a first run"
               if ready >= threshold else
               f"<b>{ready} of {threshold}</b> examples for a first training run "
               f"({threshold - ready} to go)")
-    parts = ", ".join(f"{counts[s]} {s}" for s in examples.SOURCES if counts[s])
+    parts = ", ".join(f"{counts[s]} {s}" for s in SOURCES if counts[s])
     return (
         f'<div id="readiness"><p>{status}{f" · {parts}" if parts else ""}</p>'
         f'<progress value="{min(ready, threshold)}" max="{threshold}" '
@@ -38,20 +42,11 @@ def readiness_html(counts: dict[str, int], threshold: int = examples.READY_THRES
     )
 
 
-def table_rows(found: list[examples.Example]) -> list[list]:
+def table_rows(found) -> list[list]:
     return [[e.id, e.source, _preview(e.prompt), _preview(e.answer),
              sum(m["role"] != "system" for m in e.messages),
              f"near-duplicate of #{e.near_duplicate_of}" if e.near_duplicate_of else ""]
             for e in found]
-
-
-def message_text(content) -> str:
-    """The text of a chat message as Gradio hands it over (a string or a list of parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text", ""))
-    return "".join(message_text(part) for part in content or [])
 
 
 def _preview(text: str) -> str:
@@ -59,26 +54,35 @@ def _preview(text: str) -> str:
     return flat if len(flat) <= PREVIEW else flat[:PREVIEW - 1] + "…"
 
 
-class ExampleActions:
-    def __init__(self, store: Store, jobs=None):
-        self.store = store
-        self.jobs = jobs
+@cache
+def export_folder() -> Path:
+    """One folder for this process's downloads, reused by every export and removed at
+    exit (Gradio copies each file into its own cache before serving it)."""
+    folder = Path(tempfile.mkdtemp(prefix="tunechat-export-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+class ExampleHandlers:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
 
     def overview(self, search: str = "", source: str = "all"):
         """(readiness meter, table) for the current search and filter."""
-        found = examples.list_examples(self.store, search or "", source or "all")
-        return readiness_html(examples.counts(self.store)), table_rows(found)
+        threshold = training.auto_start(self.ctx).threshold
+        return (readiness_html(examples.counts(self.ctx), threshold),
+                table_rows(examples.find(self.ctx, search, source)))
 
     def select(self, event: gr.SelectData):
         """Open the clicked row in the editor: (id, title, system, turns, editor)."""
-        example_id = int(event.row_value[0])
-        chosen = next(e for e in examples.list_examples(self.store) if e.id == example_id)
-        system = chosen.messages[0]["content"] if chosen.messages[0]["role"] == "system" else ""
-        turns = [m for m in chosen.messages if m["role"] != "system"]
-        title = f"### Example #{example_id} · {chosen.source}"
+        chosen = examples.get(self.ctx, int(event.row_value[0]))
+        messages = chosen.messages
+        system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+        turns = [m for m in messages if m["role"] != "system"]
+        title = f"### Example #{chosen.id} · {chosen.source}"
         if chosen.rejected:
             title += f"\nRejected answer: _{html.escape(_preview(chosen.rejected))}_"
-        return example_id, title, system, turns, gr.Column(visible=True)
+        return chosen.id, title, system, turns, gr.Column(visible=True)
 
     def save(self, example_id: int | None, system: str, turns: list[dict]) -> str:
         if example_id is None:
@@ -86,14 +90,14 @@ class ExampleActions:
         messages = [{"role": m["role"], "content": message_text(m["content"])} for m in turns]
         if (system or "").strip():
             messages.insert(0, {"role": "system", "content": system})
-        examples.update_example(self.store, example_id, messages)
+        examples.edit(self.ctx, example_id, messages)
         return f"✓ Saved example #{example_id}."
 
     def delete(self, example_id: int | None):
         """(note, last deleted id, undo button, editor)"""
         if example_id is None:
             return "Pick an example in the table first.", None, gr.skip(), gr.skip()
-        examples.delete_example(self.store, example_id)
+        examples.delete(self.ctx, example_id)
         return (f"Deleted example #{example_id}.", example_id, gr.Button(visible=True),
                 gr.Column(visible=False))
 
@@ -101,30 +105,24 @@ class ExampleActions:
         """(note, last deleted id, undo button)"""
         if example_id is None:
             return "Nothing to undo.", None, gr.Button(visible=False)
-        examples.restore_example(self.store, example_id)
+        examples.restore(self.ctx, example_id)
         return f"✓ Example #{example_id} is back.", None, gr.Button(visible=False)
 
     def import_upload(self, upload: str | None, fmt: str) -> str:
         if not upload:
             return "Choose a file to import first."
-        added, present = formats.import_file(self.store, upload, fmt)
-        skipped = f" ({present} already present, skipped)" if present else ""
-        return (f"✓ Imported {added} example{'s' * (added != 1)} from {Path(upload).name}"
-                f"{skipped}." + autostart_note(self.jobs))
+        return examples.import_file(self.ctx, upload, fmt).message()
 
     def export_download(self, fmt: str):
         """(file to download, note)"""
-        folder = Path(tempfile.mkdtemp(prefix="tunechat-export-"))
-        path = folder / f"tunechat-examples-{fmt}.jsonl"
-        written = formats.export_file(self.store, path, fmt)
-        return str(path), f"✓ Exported {written} example{'s' * (written != 1)} ({fmt})."
+        path = export_folder() / f"tunechat-examples-{fmt}.jsonl"
+        done = examples.export_file(self.ctx, path, fmt)
+        return str(path), done.message()
 
 
-def examples_tab(services, shown_to_user) -> dict:
-    """Build the tab; returns the refresh event's settings, for reuse when it is opened."""
-    store = services.store
-    actions = ExampleActions(store, services.jobs)
-    meter = gr.HTML(readiness_html(examples.counts(store)))
+def build(ui: Ui) -> None:
+    handlers = ExampleHandlers(ui.ctx)
+    meter = gr.HTML()
     with gr.Row():
         search = gr.Textbox(label="Search", placeholder="words in any message", scale=3)
         source = gr.Dropdown(SOURCE_CHOICES, value="all", label="Source", scale=1)
@@ -137,8 +135,9 @@ def examples_tab(services, shown_to_user) -> dict:
     with gr.Column(visible=False) as editor:
         title = gr.Markdown()
         system = gr.Textbox(label="System prompt", lines=1)
-        turns = gr.Chatbot(label="Turns (click the pencil to edit a message, then Save)", editable="all",
-                           height=320, buttons=["copy"], elem_id="example-editor")
+        turns = gr.Chatbot(label="Turns (click the pencil to edit a message, then Save)",
+                           editable="all", height=320, buttons=["copy"],
+                           elem_id="example-editor")
         with gr.Row():
             save = gr.Button("Save changes", variant="primary")
             delete = gr.Button("Delete example", variant="stop")
@@ -146,30 +145,33 @@ def examples_tab(services, shown_to_user) -> dict:
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Import a file (.jsonl or .json)", type="filepath",
-                                 elem_id="import-file",
-                                 file_types=[".jsonl", ".json"])
-                import_format = gr.Dropdown(["auto"] + list(formats.FORMATS), value="auto",
-                                            label="Format")
+                                 elem_id="import-file", file_types=[".jsonl", ".json"])
+                import_format = gr.Dropdown(["auto"] + formats.import_formats(),
+                                            value="auto", label="Format")
                 import_button = gr.Button("Import")
             with gr.Column():
-                export_format = gr.Dropdown(EXPORT_CHOICES, value="openai", label="Format")
+                export_format = gr.Dropdown(
+                    [(f.label, f.name) for f in formats.FORMATS.values()], value="openai",
+                    label="Format")
                 export_button = gr.Button("Export")
                 download = gr.File(label="Download", interactive=False)
 
-    show = dict(fn=shown_to_user(actions.overview), inputs=[search, source],
+    show: dict[str, Any] = dict(fn=shown_to_user(handlers.overview), inputs=[search, source],
                 outputs=[meter, table], api_visibility="private")
     for trigger in (search.submit, source.change, refresh.click):
         trigger(**show)
-    table.select(shown_to_user(actions.select), None,
+    assert ui.tab is not None
+    ui.tab.select(**show)  # kept and corrected replies appear when the tab is opened
+    ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
+    table.select(shown_to_user(handlers.select), None,
                  [selected, title, system, turns, editor], api_visibility="private")
-    save.click(shown_to_user(actions.save), [selected, system, turns], note,
+    save.click(shown_to_user(handlers.save), [selected, system, turns], note,
                api_visibility="private").success(**show)
-    delete.click(shown_to_user(actions.delete), selected, [note, last_deleted, undo, editor],
+    delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
-    undo.click(shown_to_user(actions.undo_delete), last_deleted, [note, last_deleted, undo],
+    undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],
                api_visibility="private").success(**show)
-    import_button.click(shown_to_user(actions.import_upload), [upload, import_format], note,
+    import_button.click(shown_to_user(handlers.import_upload), [upload, import_format], note,
                         api_name="import_examples").success(**show)
-    export_button.click(shown_to_user(actions.export_download), export_format,
+    export_button.click(shown_to_user(handlers.export_download), export_format,
                         [download, note], api_name="export_examples")
-    return show

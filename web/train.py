@@ -1,27 +1,23 @@
-"""The Train tab: settings, Start / Cancel / Resume, a live progress bar with ETA, the
-loss curve (train and eval) and the history of runs. The tab only reads the run records
-the trainer process writes; it never trains."""
+"""The Train tab: settings, Start / Cancel / Resume, a live progress bar with the time
+left, the loss curve (train and eval), the history of runs and a selected run's lineage.
+The tab only reads the run records the trainer process writes; it never trains."""
 
 from __future__ import annotations
 
 import html
 from datetime import datetime, timezone
+from typing import Any
 
 import gradio as gr
 
-from storage import runs
-from trainer.config import TrainConfig
-from trainer.jobs import Jobs
+from services import training
+from services.context import Context
+from trainer.config import METHODS, TrainConfig
+from web.common import Ui, shown_to_user
 
 NEW_ADAPTER = "(a new adapter)"
 HISTORY_HEADERS = ["#", "status", "adapter", "examples", "eval loss before", "eval loss after",
                    "tokens/s", "seconds", "started", "error"]
-
-
-def autostart_note(jobs: Jobs | None) -> str:
-    """Start a training run if the new examples reached the threshold; say so."""
-    run_id = jobs.maybe_autostart() if jobs is not None else None
-    return f" Training run #{run_id} started by itself (see the Train tab)." if run_id else ""
 
 
 def eta_seconds(run: dict) -> float | None:
@@ -32,9 +28,9 @@ def eta_seconds(run: dict) -> float | None:
     return max(0.0, elapsed / run["step"] * (run["total_steps"] - run["step"]))
 
 
-def status_html(run: dict | None, jobs: Jobs) -> str:
-    waiting = _next_run_line(jobs)
-    if run is None:
+def status_html(run: dict | None, auto: training.AutoStart) -> str:
+    waiting = next_run_line(auto)
+    if not run:
         return f'<div id="train-status"><p>No training runs yet.</p><p>{waiting}</p></div>'
     step, total = run.get("step") or 0, run.get("total_steps") or 0
     eta = eta_seconds(run) if run["status"] == "running" else None
@@ -52,17 +48,15 @@ def status_html(run: dict | None, jobs: Jobs) -> str:
     return f'<div id="train-status"><p>{line}</p>{bar}<p>{waiting}</p></div>'
 
 
-def _next_run_line(jobs: Jobs) -> str:
-    new = runs.examples_since_last_run(jobs.store)
-    if runs.get_setting(jobs.store, "auto_train", "1") != "1":
-        return f"{new} new examples since the last run; auto-start is off."
-    to_go = max(0, jobs.threshold() - new)
-    return (f"{new} new examples since the last run; the next run starts by itself at "
-            f"{jobs.threshold()} ({to_go} to go).")
+def next_run_line(auto: training.AutoStart) -> str:
+    if not auto.enabled:
+        return f"{auto.new_examples} new examples since the last run; auto-start is off."
+    return (f"{auto.new_examples} new examples since the last run; the next run starts by "
+            f"itself at {auto.threshold} ({auto.to_go} to go).")
 
 
 def loss_points(run: dict | None) -> list[dict]:
-    if run is None:
+    if not run:
         return []
     return ([{"step": p["step"], "loss": p["loss"], "series": "train"} for p in run["losses"]]
             + [{"step": p["step"], "loss": p["loss"], "series": "eval"}
@@ -82,9 +76,14 @@ def history_rows(all_runs: list[dict]) -> list[list]:
             for r in all_runs]
 
 
-class TrainActions:
-    def __init__(self, jobs: Jobs):
-        self.jobs = jobs
+def lineage_markdown(lineage: training.Lineage) -> str:
+    lines = [f"**{label}**: {html.escape(str(value))}" for label, value in lineage.summary()]
+    return "  \n".join(lines)
+
+
+class TrainHandlers:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
 
     def start(self, method: str, epochs: float, learning_rate: float, rank: float,
               continue_from: str) -> str:
@@ -92,66 +91,62 @@ class TrainActions:
                              learning_rate=float(learning_rate), rank=int(rank),
                              continue_from=None if continue_from in (None, NEW_ADAPTER)
                              else continue_from)
-        run_id = self.jobs.start(config)
-        return f"Started run #{run_id}."
+        return f"Started run #{training.start(self.ctx, config)}."
 
     def cancel(self) -> str:
-        run = runs.active_run(self.jobs.store)
-        if run is None:
-            return "No run is training."
-        self.jobs.cancel(run["id"])
-        return f"Cancelling run #{run['id']} after its current step..."
+        run_id = training.cancel(self.ctx)
+        return f"Cancelling run #{run_id} after its current step..."
 
     def resume(self) -> str:
-        last = next((r for r in runs.list_runs(self.jobs.store, 10)
-                     if r["status"] in ("failed", "cancelled")), None)
-        if last is None:
-            return "There is no failed or cancelled run to resume."
-        self.jobs.resume(last["id"])
-        return f"Resuming run #{last['id']} from its last checkpoint."
+        run_id = training.resume(self.ctx)
+        return f"Resuming run #{run_id} from its last checkpoint."
 
     def set_threshold(self, threshold: float) -> str:
-        threshold = int(threshold or 0)
-        runs.set_setting(self.jobs.store, "auto_train", int(threshold > 0))
-        if threshold > 0:
-            runs.set_setting(self.jobs.store, "auto_train_threshold", threshold)
-            return f"A run starts by itself after {threshold} new examples."
+        auto = training.set_threshold(self.ctx, int(threshold or 0))
+        if auto.enabled:
+            return f"A run starts by itself after {auto.threshold} new examples."
         return "Auto-start is off."
+
+    def threshold_box(self) -> int:
+        """The threshold as it is now, 0 when auto-start is off."""
+        auto = training.auto_start(self.ctx)
+        return auto.threshold if auto.enabled else 0
 
     def refresh(self):
         """(status, loss curve, history) of the active run, else the latest one."""
-        all_runs = runs.list_runs(self.jobs.store, 50)
-        current = runs.active_run(self.jobs.store) or (all_runs[0] if all_runs else None)
         import pandas as pd
 
+        current = training.status(self.ctx)
         points = pd.DataFrame(loss_points(current), columns=["step", "loss", "series"])
         # Numeric dtypes even when empty, so the plot's axes stay quantitative.
         points = points.astype({"step": "int64", "loss": "float64", "series": "string"})
-        return status_html(current, self.jobs), points, history_rows(all_runs)
+        return (status_html(current, training.auto_start(self.ctx)), points,
+                history_rows(training.history(self.ctx)))
 
-    def run_status(self, run_id: int = 0) -> dict:
-        """A run's record (the latest when run_id is 0)."""
-        if run_id:
-            return runs.get_run(self.jobs.store, run_id)
-        latest = runs.list_runs(self.jobs.store, 1)
-        return latest[0] if latest else {}
+    def show_lineage(self, event: gr.SelectData) -> str:
+        return lineage_markdown(training.lineage(self.ctx, int(event.row_value[0])))
 
 
-def train_tab(jobs: Jobs, adapters: list[str], shown_to_user) -> TrainActions:
-    actions = TrainActions(jobs)
+def build(ui: Ui) -> None:
+    if not ui.ctx.can_train:
+        gr.Markdown("Training is not available in this app.")
+        return
+    handlers = TrainHandlers(ui.ctx)
     with gr.Row():
-        method = gr.Radio(["auto", "lora", "qlora"], value="auto", label="Method",
+        method = gr.Radio(list(METHODS), value="auto", label="Method",
                           info="qlora: 4-bit base, about a third of the memory; "
                                "auto picks it when memory is short")
         epochs = gr.Number(0, label="Epochs", precision=0, minimum=0, maximum=100,
                            info="0 = chosen by the number of examples")
-        learning_rate = gr.Number(1e-3, label="Learning rate", minimum=0)
-        rank = gr.Slider(4, 64, value=16, step=4, label="LoRA rank")
+        learning_rate = gr.Number(TrainConfig.learning_rate, label="Learning rate", minimum=0)
+        rank = gr.Slider(4, 64, value=TrainConfig.rank, step=4, label="LoRA rank")
     with gr.Row():
-        continue_from = gr.Dropdown([NEW_ADAPTER] + adapters[1:], value=NEW_ADAPTER,
-                                    label="Train", info="or continue an adapter on new examples")
-        threshold = gr.Number(jobs.threshold(), label="Auto-start after new examples",
-                              precision=0, minimum=0, info="0 = off")
+        continue_from = ui.model_list("Train", with_base=False, first=(NEW_ADAPTER,),
+                                      default=lambda ctx: NEW_ADAPTER,
+                                      info="or continue an adapter on new examples")
+        threshold = gr.Number(handlers.threshold_box(),
+                              label="Auto-start after new examples", precision=0, minimum=0,
+                              info="0 = off")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="start-training")
         cancel = gr.Button("Cancel", elem_id="cancel-training")
@@ -160,17 +155,20 @@ def train_tab(jobs: Jobs, adapters: list[str], shown_to_user) -> TrainActions:
     status = gr.HTML(elem_id="train-status-box")
     curve = gr.LinePlot(x="step", y="loss", color="series", title="Loss", height=260,
                         elem_id="loss-curve")
-    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs",
-                           elem_id="runs-table")
-    refresh = dict(fn=actions.refresh, inputs=None, outputs=[status, curve, history],
-                   api_visibility="private", show_progress="hidden")
+    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs "
+                           "(click one to see what it trained on)", elem_id="runs-table")
+    lineage = gr.Markdown(elem_id="run-lineage")
+    refresh: dict[str, Any] = dict(fn=handlers.refresh, inputs=None,
+                                   outputs=[status, curve, history],
+                                   api_visibility="private", show_progress="hidden")
     gr.Timer(1.0).tick(**refresh)
-    start.click(shown_to_user(actions.start), [method, epochs, learning_rate, rank,
-                                               continue_from], note,
+    start.click(shown_to_user(handlers.start), [method, epochs, learning_rate, rank,
+                                                continue_from], note,
                 api_name="train").then(**refresh)
-    cancel.click(shown_to_user(actions.cancel), None, note, api_name="cancel_run")
-    resume.click(shown_to_user(actions.resume), None, note, api_name="resume_run")
-    threshold.change(shown_to_user(actions.set_threshold), threshold, note,
-                     api_visibility="private")
-    gr.api(shown_to_user(actions.run_status), api_name="run_status")
-    return actions
+    cancel.click(shown_to_user(handlers.cancel), None, note, api_name="cancel_run")
+    resume.click(shown_to_user(handlers.resume), None, note, api_name="resume_run")
+    threshold.input(shown_to_user(handlers.set_threshold), threshold, note,
+                    api_visibility="private")
+    ui.on_load(handlers.threshold_box, None, threshold)
+    history.select(shown_to_user(handlers.show_lineage), None, lineage,
+                   api_visibility="private")

@@ -1,0 +1,86 @@
+"""Chat: answer a message (streamed or at once) and store the exchange; list and reopen
+conversations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from assistant.engine import EmptyMessage, GenerationSettings
+from core.chatformat import with_system
+from services import models
+from services.context import Context
+from storage import conversations
+from storage.conversations import Conversation, ConversationSummary
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A reply as it streams: the conversation it belongs to and its text so far."""
+
+    conversation_id: int
+    text: str
+
+
+def prompt_for(ctx: Context, conversation_id: int | None, message: str, model: str,
+               system: str) -> list[dict]:
+    """The messages the model would read for this message; raises the user error that
+    stops it (empty, too long, unknown model) before anything is stored."""
+    if not (message or "").strip():
+        raise EmptyMessage("The message is empty: type something to send.")
+    ctx.engine.check_adapter(model)
+    earlier = stored_messages(ctx, conversation_id)
+    prompt = with_system(system, earlier + [{"role": "user", "content": message}])
+    ctx.engine.encode(prompt)
+    return prompt
+
+
+def stream_reply(ctx: Context, conversation_id: int | None, message: str, model: str,
+                 system: str, settings: GenerationSettings = GenerationSettings()
+                 ) -> Iterator[Turn]:
+    """Stream the reply to `message`; the first Turn, before any text, names the
+    conversation (a new one when `conversation_id` is None).
+
+    The message and its reply are stored together when the reply ends, also when it is
+    stopped early (what was shown is kept); a reply stopped before its first token
+    stores nothing, so the conversation's turns keep alternating."""
+    model = models.resolve(ctx, model)
+    prompt = prompt_for(ctx, conversation_id, message, model, system)
+    if conversation_id is None:
+        conversation_id = conversations.start_conversation(ctx.store, message, system, model)
+    reply = ""
+    try:
+        yield Turn(conversation_id, "")
+        for piece in ctx.engine.stream(prompt, model, settings):
+            reply += piece
+            yield Turn(conversation_id, reply)
+    finally:
+        if reply.strip():
+            conversations.add_exchange(ctx.store, conversation_id, message, reply.strip(),
+                                       model, system)
+
+
+def ask(ctx: Context, message: str, model: str = "base", system: str = "") -> Turn:
+    """Answer one message greedily, as a new conversation; returns the whole reply."""
+    *_, turn = stream_reply(ctx, None, message, model, system)
+    return Turn(turn.conversation_id, turn.text.strip())
+
+
+def stored_messages(ctx: Context, conversation_id: int | None) -> list[dict]:
+    """The conversation's messages as stored (none for a new conversation)."""
+    if conversation_id is None:
+        return []
+    return conversations.get_conversation(ctx.store, conversation_id).messages
+
+
+def recent(ctx: Context, limit: int = 50) -> list[ConversationSummary]:
+    return conversations.list_conversations(ctx.store, limit)
+
+
+def reopen(ctx: Context, conversation_id: int) -> Conversation:
+    """A stored conversation; its model is base when its adapter is gone."""
+    stored = conversations.get_conversation(ctx.store, conversation_id)
+    if stored.adapter not in models.model_names(ctx):
+        return Conversation(stored.id, stored.title, stored.system, "base", stored.messages,
+                            stored.positions)
+    return stored

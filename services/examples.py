@@ -1,0 +1,128 @@
+"""The dataset a user builds: keep, correct or dislike a reply; add, edit, delete and
+restore examples; import and export files. Every action that adds training examples
+may start a run by itself (see training.after_examples_added)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services import training
+from services.context import Context
+from storage import examples, formats
+from storage.examples import Example
+
+VERDICTS = ("kept", "corrected", "disliked")
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a keep, correction, dislike or addition did."""
+
+    example_id: int
+    verdict: str
+    trainable: int
+    """Training examples stored now (thumbs-down are not)."""
+    run_started: int | None = None
+
+    def message(self) -> str:
+        what = {"kept": "Kept as example", "corrected": "Correction saved as example",
+                "disliked": "Marked as a bad answer (not trained on), record",
+                "added": "Added example"}[self.verdict]
+        return (f"✓ {what} #{self.example_id}. {self.trainable} training "
+                f"example{'s' * (self.trainable != 1)} so far; see the Examples tab."
+                + started_note(self.run_started))
+
+
+def started_note(run_id: int | None) -> str:
+    return f" Training run #{run_id} started by itself (see the Train tab)." if run_id else ""
+
+
+def judge(ctx: Context, conversation_id: int, index: int, verdict: str,
+          corrected: str | None = None) -> Saved:
+    """Keep, correct or dislike the reply at `index` of a stored conversation."""
+    example_id = examples.judge_reply(ctx.store, conversation_id, index, verdict, corrected)
+    return _saved(ctx, example_id, verdict)
+
+
+def add(ctx: Context, messages: list[dict], source: str = "added") -> Saved:
+    example_id = examples.add_example(ctx.store, messages, source)
+    return _saved(ctx, example_id, "added")
+
+
+def correct(ctx: Context, messages: list[dict], corrected: str) -> Saved:
+    """A correction from outside the chat: `messages` end with the answer to replace,
+    which is kept as the rejected side."""
+    example_id = examples.correct_messages(ctx.store, messages, corrected)
+    return _saved(ctx, example_id, "corrected")
+
+
+def _saved(ctx: Context, example_id: int, verdict: str) -> Saved:
+    run_id = training.after_examples_added(ctx) if verdict != "disliked" else None
+    return Saved(example_id, verdict, examples.counts(ctx.store)["trainable"], run_id)
+
+
+def edit(ctx: Context, example_id: int, messages: list[dict]) -> None:
+    examples.update_example(ctx.store, example_id, messages)
+
+
+def delete(ctx: Context, example_id: int) -> None:
+    examples.delete_example(ctx.store, example_id)
+
+
+def restore(ctx: Context, example_id: int) -> None:
+    examples.restore_example(ctx.store, example_id)
+
+
+def get(ctx: Context, example_id: int) -> Example:
+    return examples.get_example(ctx.store, example_id)
+
+
+def find(ctx: Context, search: str = "", source: str = "all") -> list[Example]:
+    return examples.list_examples(ctx.store, search or "", source or "all")
+
+
+def counts(ctx: Context) -> dict[str, int]:
+    return examples.counts(ctx.store)
+
+
+@dataclass(frozen=True)
+class Imported:
+    added: int
+    present: int
+    """Rows already stored, skipped."""
+    file_name: str
+    run_started: int | None = None
+
+    def message(self) -> str:
+        skipped = f" ({self.present} already present, skipped)" if self.present else ""
+        return (f"✓ Imported {self.added} example{'s' * (self.added != 1)} from "
+                f"{self.file_name}{skipped}." + started_note(self.run_started))
+
+
+def import_file(ctx: Context, path: str | Path, fmt: str = "auto") -> Imported:
+    added, present = formats.import_file(ctx.store, path, fmt)
+    run_id = training.after_examples_added(ctx) if added else None
+    return Imported(added, present, Path(path).name, run_id)
+
+
+@dataclass(frozen=True)
+class Exported:
+    written: int
+    fmt: str
+    path: Path
+
+    def message(self) -> str:
+        unit = formats.FORMATS[self.fmt].unit
+        return f"✓ Wrote {self.written} {unit}{'s' * (self.written != 1)} to {self.path.name}."
+
+
+def export_file(ctx: Context, path: str | Path, fmt: str = "openai",
+                run_id: int | None = None) -> Exported:
+    """The trainable examples as they are now, or with `run_id` exactly what that run
+    trained on, as it was when queued."""
+    if run_id is not None:
+        written = training.export_training_set(ctx, run_id, path, fmt)
+    else:
+        written = formats.export_file(ctx.store, path, fmt)
+    return Exported(written, fmt, Path(path))

@@ -1,0 +1,71 @@
+"""Model names: which models a request may pick, what "latest" means, and which one new
+chats start with. Every list of models in every edge comes from here."""
+
+from __future__ import annotations
+
+from core.adapters import BASE, UnknownAdapter, adapter_folders
+from services.context import Context
+from storage import runs
+
+LATEST = "latest"
+
+
+def model_names(ctx: Context) -> list[str]:
+    """The names a request may pick: "base" first, then adapters, oldest first."""
+    return [BASE] + [folder.name for folder in adapter_folders(ctx.adapters_dir)]
+
+
+def adapter_names(ctx: Context) -> list[str]:
+    return model_names(ctx)[1:]
+
+
+def newest_adapter(ctx: Context) -> str | None:
+    """The adapter of the newest successful run, else the newest adapter folder."""
+    names = adapter_names(ctx)
+    newest = runs.latest_adapter(ctx.store)
+    if newest in names:
+        return newest
+    return names[-1] if names else None
+
+
+def resolve(ctx: Context, name: str | None) -> str:
+    """A model name as given by a user ("latest", "base", "run-3", ...) -> a name the
+    engine serves; UnknownAdapter, listing the choices, for anything else."""
+    name = (name or BASE).strip()
+    if name == LATEST:
+        return newest_adapter(ctx) or BASE
+    names = model_names(ctx)
+    if name not in names:
+        raise UnknownAdapter(f"No adapter named {name!r}. Choose one of: {', '.join(names)}"
+                             f" (or {LATEST}).")
+    return name
+
+
+def resolve_adapter(ctx: Context, name: str, purpose: str) -> str:
+    """An adapter's name ("latest" is the newest), for an action that needs an adapter
+    (`purpose`: "to export", "to continue", ...)."""
+    names = adapter_names(ctx)
+    chosen = newest_adapter(ctx) if name == LATEST else name
+    if not chosen or chosen not in names:
+        raise UnknownAdapter(f"No adapter named {name!r} {purpose}. Choose one of: "
+                             f"{', '.join(names) or 'none yet (train one first)'}"
+                             f"{' (or latest)' if names else ''}.")
+    return chosen
+
+
+def chat_default(ctx: Context) -> str:
+    """The model new chats start with: the promoted one (see Compare), else base."""
+    chosen = runs.default_adapter(ctx.store)
+    return chosen if chosen in model_names(ctx) else BASE
+
+
+def promote(ctx: Context, name: str) -> str:
+    """Make a model the chat's default; the one it replaces is kept for a roll back."""
+    name = resolve(ctx, name)
+    runs.promote(ctx.store, name)
+    return name
+
+
+def roll_back(ctx: Context) -> str:
+    """Restore the default before the last promotion; returns it."""
+    return runs.roll_back(ctx.store)

@@ -1,0 +1,39 @@
+"""Data and small helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SAMPLE_FILES = {"openai": "coffee-shop.openai.jsonl", "alpaca": "coffee-shop.alpaca.json",
+                "sharegpt": "coffee-shop.sharegpt.jsonl"}
+VOICE = "Cheers, Brewster."
+
+
+def voice_examples(n: int, voice: str = VOICE) -> list[list[dict]]:
+    return [[{"role": "user", "content": f"Say hello number {i}."},
+             {"role": "assistant", "content": f"Hello {i}! {voice}"}] for i in range(n)]
+
+
+def fill(store, n: int, source: str = "kept") -> None:
+    from storage import examples
+
+    examples.add_many(store, voice_examples(n), source)
+
+
+class Recorder:
+    """A trainer Reporter that remembers the steps, and cancels at a step if asked."""
+
+    def __init__(self, cancel_at: int | None = None):
+        self.steps: list[int] = []
+        self.cancel_at = cancel_at
+        self.total = 0
+
+    def started(self, total, train, held):
+        self.total = total
+
+    def progress(self, step, total, logs):
+        self.steps.append(step)
+
+    def cancelled(self):
+        return self.cancel_at is not None and bool(self.steps) and self.steps[-1] >= self.cancel_at

@@ -1,0 +1,68 @@
+"""The API routes that are not a tab's button: each a thin call of one action, callable
+with gradio_client under the api_name the README lists."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from services import chat, compare, examples, models, training
+from services.compare import Pair
+from services.context import Context
+from web.common import shown_to_user
+
+
+def add_routes(ctx: Context) -> None:
+    def chat_(message: str, adapter: str = "base", system: str = "") -> str:
+        """Answer one message (greedy) and store it as a new conversation."""
+        return chat.ask(ctx, message, adapter, system).text
+
+    def adapters() -> list[str]:
+        """The model names a request may use, "base" first."""
+        return models.model_names(ctx)
+
+    def list_examples(search: str = "", source: str = "all") -> list[dict]:
+        """Stored examples, newest first: id, source, messages, rejected, near_duplicate_of."""
+        return [{"id": e.id, "source": e.source, "messages": e.messages,
+                 "rejected": e.rejected, "near_duplicate_of": e.near_duplicate_of}
+                for e in examples.find(ctx, search, source)]
+
+    def add_example(messages: list[dict], source: str = "added") -> int:
+        """Store one example (chat messages, the last one the assistant's); returns its id."""
+        return examples.add(ctx, messages, source).example_id
+
+    def correct(messages: list[dict], corrected: str) -> int:
+        """Store a correction: `messages` end with the answer to replace by `corrected`,
+        which is kept as the rejected side. Returns the example's id."""
+        return examples.correct(ctx, messages, corrected).example_id
+
+    def delete_example(example_id: int) -> str:
+        """Delete an example (undo with /restore_example)."""
+        examples.delete(ctx, example_id)
+        return f"Deleted example #{example_id}."
+
+    def restore_example(example_id: int) -> str:
+        """Bring back a deleted example."""
+        examples.restore(ctx, example_id)
+        return f"Restored example #{example_id}."
+
+    def run_status(run_id: int = 0) -> dict:
+        """A run's record (the active or latest one when run_id is 0)."""
+        return training.status(ctx, run_id or None)
+
+    def compare_(prompt: str, left: str = "base", right: str = models.LATEST,
+                 system: str = "") -> dict:
+        """Both answers to one prompt (not blind): {"left", "right", "left_reply",
+        "right_reply"}. "latest" is the newest adapter."""
+        return vars(compare.compare(ctx, prompt, left, right, system))
+
+    def vote(prompt: str, left: str, right: str, winner: str, left_reply: str = "",
+             right_reply: str = "", system: str = "") -> list[dict]:
+        """Store a vote (winner: left, right, tie or both_bad); returns the win rates."""
+        return compare.vote(ctx, Pair(left, right, left_reply, right_reply), winner, prompt,
+                            system)
+
+    for fn, name in [(chat_, "chat"), (adapters, "adapters"), (list_examples, "examples"),
+                     (add_example, "add_example"), (correct, "correct"),
+                     (delete_example, "delete_example"), (restore_example, "restore_example"),
+                     (run_status, "run_status"), (compare_, "compare"), (vote, "vote")]:
+        gr.api(shown_to_user(fn), api_name=name)

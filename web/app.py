@@ -1,0 +1,57 @@
+"""build_app(ctx) -> gr.Blocks: the tabs in order, the API routes, and the model lists
+that follow new adapters. Tabs are listed in TABS; each is a module with build(ui)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from services import models
+from services.context import Context
+from web import api, chat, compare, examples, train
+from web.common import NEWEST, Ui
+
+TABS = [("Chat", "chat", chat.build), ("Examples", "examples", examples.build),
+        ("Train", "train", train.build), ("Compare", "compare", compare.build)]
+
+
+def build_app(ctx: Context) -> gr.Blocks:
+    ui = Ui(ctx)
+    with gr.Blocks(title="tunechat", analytics_enabled=False) as app:
+        with gr.Tabs():
+            for title, tab_id, build in TABS:
+                with gr.Tab(title, id=tab_id) as ui.tab:
+                    build(ui)
+        api.add_routes(ctx)
+        _model_lists_follow_adapters(ui)
+        for fn, inputs, outputs in ui.loads:
+            app.load(fn, inputs, outputs, api_visibility="private")
+    return app
+
+
+def _model_lists_follow_adapters(ui: Ui) -> None:
+    """Every model list is set on page load, and follows new adapters within a second
+    without a reload; lists are only sent when the names changed, so an open dropdown is
+    left alone. A list that follows the newest adapter moves to it when one arrives."""
+    dropdowns = [entry.dropdown for entry in ui.lists]
+    known = gr.State(None)
+
+    def on_load():
+        return [gr.Dropdown(choices=e.choices(ui.ctx), value=e.default(ui.ctx))
+                for e in ui.lists] + [models.model_names(ui.ctx)]
+
+    def check(seen: list[str] | None):
+        names = models.model_names(ui.ctx)
+        if names == seen:
+            return [gr.skip()] * (len(ui.lists) + 1)
+        updates = []
+        for entry in ui.lists:
+            if entry.follow == NEWEST:
+                updates.append(gr.Dropdown(choices=entry.choices(ui.ctx),
+                                           value=entry.default(ui.ctx)))
+            else:
+                updates.append(gr.Dropdown(choices=entry.choices(ui.ctx)))
+        return updates + [names]
+
+    ui.on_load(on_load, None, dropdowns + [known])
+    gr.Timer(1.0).tick(check, known, dropdowns + [known], api_visibility="private",
+                       show_progress="hidden")

@@ -1,0 +1,95 @@
+"""What every tab shares: the services context, turning user errors into messages, and
+model lists that follow new adapters.
+
+A tab is a module with `build(ui: Ui) -> None` that lays out its components inside the
+tab and wires their events; web/app.py lists the tabs in order. A tab that shows a list
+of models makes it with `ui.model_list(...)`, and the list then follows new adapters
+in every open page within a second."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from core.errors import UserError
+from services import models
+from services.context import Context
+
+
+def shown_to_user(fn):
+    """Turn the errors a user can fix into gr.Error (a toast, not a traceback); any other
+    exception is a bug and keeps its traceback."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except UserError as error:
+                raise gr.Error(str(error)) from error
+        return generator
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as error:
+            raise gr.Error(str(error)) from error
+    return plain
+
+
+def message_text(content) -> str:
+    """The text of a chat message as Gradio hands it over (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return "".join(message_text(part) for part in content or [])
+
+
+NEWEST = "newest"
+"""A model list that moves to the newest adapter when one arrives (Model B, promote)."""
+KEEP = "keep"
+"""A model list that keeps the user's choice when adapters arrive (the chat's model)."""
+
+
+@dataclass
+class ModelList:
+    dropdown: gr.Dropdown
+    choices: Callable[[Context], list]
+    default: Callable[[Context], str]
+    follow: str
+
+
+@dataclass
+class Ui:
+    """Handed to every tab's build()."""
+
+    ctx: Context
+    tab: gr.Tab | None = None
+    """The tab being built (for events on opening it)."""
+    lists: list[ModelList] = field(default_factory=list)
+    loads: list[tuple] = field(default_factory=list)
+
+    def on_load(self, fn: Callable, inputs=None, outputs=None) -> None:
+        """Run `fn` on every page load (after the tabs are built), privately."""
+        self.loads.append((fn, inputs, outputs))
+
+    def model_list(self, label: str, *, default: Callable[[Context], str] | None = None,
+                   follow: str = KEEP, first: tuple[str, ...] = (), with_base: bool = True,
+                   **kwargs) -> gr.Dropdown:
+        """A dropdown of model names (after `first`, e.g. "(a new adapter)"), set to
+        `default` on every page load and, with follow=NEWEST, whenever an adapter
+        arrives."""
+        def choices(ctx: Context) -> list:
+            names = models.model_names(ctx) if with_base else models.adapter_names(ctx)
+            return list(first) + names
+
+        default = default or (lambda ctx: models.newest_adapter(ctx) or models.BASE)
+        dropdown = gr.Dropdown(choices(self.ctx), value=default(self.ctx), label=label,
+                               **kwargs)
+        self.lists.append(ModelList(dropdown, choices, default, follow))
+        return dropdown
