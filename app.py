@@ -213,7 +213,7 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
     from storage.db import open_store
     from storage.formats import MAX_IMPORT_BYTES
     from trainer.jobs import Jobs
-    from web.app import build_app
+    from web.app import CSS, build_app
 
     store = open_store(settings.home)
     print(f"Data home: {store.home}", file=sys.stderr)
@@ -232,7 +232,7 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
     # Uploads (imports) are capped where Gradio receives them, before they reach a disk.
     app.launch(server_name=settings.host, server_port=settings.port, share=False,
                footer_links=["api"], auth=settings.auth,
-               max_file_size=MAX_IMPORT_BYTES)
+               max_file_size=MAX_IMPORT_BYTES, css=CSS)
 
 
 def ask(settings: Settings, args: argparse.Namespace) -> None:

@@ -42,6 +42,9 @@ class GenerationSettings:
     """0 decodes greedily (same prompt, same answer); above 0 samples."""
     top_p: float = 0.95
     """Nucleus sampling cut-off, used only when temperature > 0."""
+    stop_loops: bool = True
+    """End a reply that has started repeating itself (see repeats_at_end): small models
+    often loop until the token limit, and nobody should wait for a wall of repeats."""
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -228,17 +231,18 @@ class ChatEngine:
         return inputs
 
     def stream(self, messages: list[dict], adapter: str = BASE,
-               settings: GenerationSettings = GenerationSettings()
-               ) -> Generator[str, None, None]:
+               settings: GenerationSettings = GenerationSettings(),
+               stop: Callable[[], bool] | None = None) -> Generator[str, None, None]:
         """Yield the reply in pieces as they are generated (only new text, no prompt).
 
-        Closing the iterator early (a closed tab) stops generation at the next token.
+        Closing the iterator early (a closed tab) stops generation at the next token; so
+        does `stop()` turning true, also before the first piece has arrived.
         """
         self.check_adapter(adapter)
         inputs = self.encode(messages)
         budget = min(settings.max_new_tokens, self.context_window - inputs["input_ids"].shape[1])
         with self._slots, self.using(adapter):
-            yield from _Generation(self, inputs, budget, settings, adapter).run()
+            yield from _Generation(self, inputs, budget, settings, adapter, stop).run()
 
     def reply(self, messages: list[dict], adapter: str = BASE,
               settings: GenerationSettings = GenerationSettings()) -> str:
@@ -255,10 +259,12 @@ class _Generation:
     """One request: model.generate in a worker thread feeding a private streamer."""
 
     def __init__(self, engine: ChatEngine, inputs: dict, budget: int,
-                 settings: GenerationSettings, adapter: str = BASE):
+                 settings: GenerationSettings, adapter: str = BASE,
+                 stop: Callable[[], bool] | None = None):
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         self.engine = engine
+        self.stop = stop
         self.cancelled = threading.Event()
         self.error: BaseException | None = None
         self.streamer = TextIteratorStreamer(
@@ -266,9 +272,15 @@ class _Generation:
         )
         cancelled = self.cancelled
 
+        prompt_length = inputs["input_ids"].shape[1]
+        stop_loops = settings.stop_loops
+
         class StopWhenCancelled(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return cancelled.is_set()
+                if cancelled.is_set() or (stop is not None and stop()):
+                    return True
+                tail = input_ids[0, max(prompt_length, input_ids.shape[1] - LOOP_WINDOW):]
+                return stop_loops and repeats_at_end(tail.tolist())
 
         sampling = (
             {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
@@ -282,6 +294,8 @@ class _Generation:
         )
 
     def run(self) -> Iterator[str]:
+        if self.stop is not None and self.stop():  # stopped while it waited its turn
+            return
         worker = threading.Thread(target=self._generate, daemon=True)
         worker.start()
         try:
@@ -306,6 +320,26 @@ class _Generation:
             self.streamer.end()
         finally:
             _routing.adapter_names = None
+
+
+LOOP_WINDOW = 160
+"""Generated tokens looked at for a loop: a period of up to 80 tokens, seen twice."""
+
+
+def repeats_at_end(tokens: list[int]) -> bool:
+    """Do the last tokens repeat one sequence over and over? A sequence of 8 tokens or
+    more seen twice in a row, or a shorter one repeated over 16 tokens or more (three
+    times at least). Exact repeats that long are a loop in prose; lists and tables
+    differ from line to line."""
+    for period in range(1, min(len(tokens), LOOP_WINDOW) // 2 + 1):
+        times = 2 if period >= 8 else max(3, -(-16 // period))
+        span = period * times
+        if span > len(tokens):
+            continue
+        tail = tokens[-span:]
+        if tail == tail[:period] * times:
+            return True
+    return False
 
 
 # Which adapter each generating thread uses. PEFT's own `generate(adapter_names=...)`

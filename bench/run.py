@@ -127,6 +127,50 @@ def bench_generate(spec: str | None, repeats: int, new_tokens: int = 64) -> dict
             "baseline_tokens_per_s": round(statistics.median(baseline[1:]), 1)}
 
 
+def bench_chat_while_training(spec: str | None, base: Path, work: Path,
+                              repeats: int) -> dict:
+    """How long a chat reply takes while a run trains: idle, with the trainer below the
+    app (as tunechat starts it), and with the trainer at the app's priority."""
+    from assistant.engine import ChatEngine, GenerationSettings
+    from assistant.models import load_model
+
+    engine = ChatEngine(load_model(spec))
+    settings = GenerationSettings(max_new_tokens=48, stop_loops=False)
+
+    def reply_seconds() -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            engine.reply(PROMPT, settings=settings)
+            times.append(time.perf_counter() - started)
+        return round(statistics.median(times), 2)
+
+    reply_seconds()  # warm-up
+    result = {"idle_reply_s": reply_seconds()}
+    for label, nice in (("training_reply_s", "1"), ("training_same_priority_reply_s", "0")):
+        trainer = subprocess.Popen(
+            [sys.executable, "-m", "bench.train_one", "tunechat", str(base),
+             str(work / "split.json"), "50", str(work / f"busy-{nice}"), nice],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_until_training(trainer, work / f"busy-{nice}" / "work")
+            result[label] = reply_seconds()
+        finally:
+            trainer.kill()
+            trainer.wait()
+    return result
+
+
+def _wait_until_training(trainer: subprocess.Popen, work_dir: Path) -> None:
+    """Past imports and loading: the trainer makes its work folder as it starts."""
+    deadline = time.perf_counter() + 180
+    while not work_dir.exists() and trainer.poll() is None:
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the busy trainer of the benchmark did not start")
+        time.sleep(0.2)
+    time.sleep(2)  # its first steps
+
+
 def bench_cold_start(spec: str | None, work: Path) -> dict:
     """`tunechat serve` until the page answers, and until it says the model is ready
     (the page is served while the model loads)."""
@@ -224,6 +268,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
         report = {"machine": _machine(), "train": train,
                   "swap": bench_swap(spec, Path(train.pop("adapter")), repeats, work),
                   "generate": bench_generate(spec, repeats),
+                  "chat_while_training": bench_chat_while_training(spec, base, work, repeats),
                   **bench_cold_start(spec, work),
                   "limit": bench_limit(spec, train["tunechat_tokens_per_s"])}
     return report
@@ -241,7 +286,8 @@ def _machine() -> str:
 
 
 def print_table(report: dict) -> None:
-    train, swap, gen, limit = (report[k] for k in ("train", "swap", "generate", "limit"))
+    train, swap, gen, limit, busy = (report[k] for k in (
+        "train", "swap", "generate", "limit", "chat_while_training"))
     rows = [
         ("training tokens/s", train["tunechat_tokens_per_s"], train["trl_tokens_per_s"],
          f"{train['speedup']}x"),
@@ -250,6 +296,9 @@ def print_table(report: dict) -> None:
         ("decode tokens/s", gen["tokens_per_s"], gen["baseline_tokens_per_s"],
          f"{gen['tokens_per_s'] / gen['baseline_tokens_per_s']:.2f}x"),
         ("time to first token (ms)", gen["ttft_ms"], "", ""),
+        ("chat reply while training (s)", busy["training_reply_s"],
+         f"{busy['training_same_priority_reply_s']} (same priority)",
+         f"idle {busy['idle_reply_s']}"),
         ("adapter swap p50 / p95 (ms)", f"{swap['p50_ms']} / {swap['p95_ms']}",
          f"{swap['reload_ms']} (full reload)", ""),
         ("cold start: page / model ready (s)",

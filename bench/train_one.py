@@ -1,6 +1,7 @@
 """One side of the training benchmark, in its own process so that its peak memory is
-its own: `python -m bench.train_one tunechat|trl BASE DATA.json EPOCHS OUT`.
-Prints one JSON line: tokens_per_s, train_seconds, eval_loss, peak_rss_mb."""
+its own: `python -m bench.train_one tunechat|trl BASE DATA.json EPOCHS OUT [1]` (1: run
+below the app's priority, as tunechat's trainer does). Prints one JSON line:
+tokens_per_s, train_seconds, eval_loss, peak_rss_mb."""
 
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def train_trl(base: Path, train: list, epochs: int, out: Path) -> tuple[Path, fl
 
 def main() -> None:
     which, base_arg, data, epochs_arg, out_arg = sys.argv[1:6]
+    if sys.argv[6:] == ["1"]:  # below the app, as tunechat starts its trainer
+        from trainer.common import lower_priority
+
+        lower_priority()
     base, out, epochs = Path(base_arg), Path(out_arg), int(epochs_arg)
     split = json.loads(Path(data).read_text())
     train, held = split["train"], split["held_out"]

@@ -3,7 +3,7 @@ conversations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from assistant.engine import EmptyMessage, GenerationSettings
@@ -36,14 +36,16 @@ def prompt_for(ctx: Context, conversation_id: int | None, message: str, model: s
 
 
 def stream_reply(ctx: Context, conversation_id: int | None, message: str, model: str,
-                 system: str, settings: GenerationSettings = GenerationSettings()
-                 ) -> Iterator[Turn]:
+                 system: str, settings: GenerationSettings = GenerationSettings(),
+                 stop: Callable[[], bool] | None = None
+                 ) -> Generator[Turn, None, None]:
     """Stream the reply to `message`; the first Turn, before any text, names the
     conversation (a new one when `conversation_id` is None).
 
     The message and its reply are stored together when the reply ends, also when it is
-    stopped early (what was shown is kept); a reply stopped before its first token
-    stores nothing, so the conversation's turns keep alternating."""
+    stopped early (`stop()` turning true, or the stream closed: what was shown is
+    kept); a reply stopped before its first token stores nothing, so the
+    conversation's turns keep alternating."""
     model = models.resolve(ctx, model)
     prompt = prompt_for(ctx, conversation_id, message, model, system)
     if conversation_id is None:
@@ -51,7 +53,7 @@ def stream_reply(ctx: Context, conversation_id: int | None, message: str, model:
     reply = ""
     try:
         yield Turn(conversation_id, "")
-        for piece in ctx.engine.stream(prompt, model, settings):
+        for piece in ctx.engine.stream(prompt, model, settings, stop):
             reply += piece
             yield Turn(conversation_id, reply)
     finally:

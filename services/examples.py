@@ -12,26 +12,33 @@ from services.context import Context
 from storage import examples, formats
 from storage.examples import Example
 
-VERDICTS = ("kept", "corrected", "disliked")
+VERDICTS = ("kept", "corrected", "disliked", "undo")
+SAID = {"kept": "kept", "corrected": "your correction", "disliked": "a bad answer"}
 
 
 @dataclass(frozen=True)
 class Saved:
-    """What a keep, correction, dislike or addition did."""
+    """What a keep, correction, dislike, undo or addition did."""
 
     example_id: int
     verdict: str
-    trainable: int
-    """Training examples stored now (thumbs-down are not)."""
+    progress: str
+    """Where the training examples stand (training.progress_line)."""
     run_started: int | None = None
+    previous: str | None = None
+    """The verdict this one replaced on the same reply."""
 
     def message(self) -> str:
-        what = {"kept": "Kept as example", "corrected": "Correction saved as example",
-                "disliked": "Marked as a bad answer (not trained on), record",
-                "added": "Added example"}[self.verdict]
-        return (f"✓ {what} #{self.example_id}. {self.trainable} training "
-                f"example{'s' * (self.trainable != 1)} so far; see the Examples tab."
-                + started_note(self.run_started))
+        number = f"#{self.example_id}"
+        what = {"kept": f"Kept as example {number}",
+                "corrected": f"Correction saved as example {number}",
+                "disliked": f"Marked as a bad answer ({number}, stored, never trained on)",
+                "added": f"Added example {number}",
+                "undo": f"Undone: {number} ({SAID.get(self.previous or '', 'judged')}) is "
+                        "removed; Undo delete in the Examples tab brings it back"}[self.verdict]
+        if self.previous and self.previous != self.verdict and self.verdict != "undo":
+            what += f", instead of {SAID[self.previous]}"
+        return f"✓ {what}. {self.progress}." + started_note(self.run_started)
 
 
 def started_note(run_id: int | None) -> str:
@@ -40,9 +47,10 @@ def started_note(run_id: int | None) -> str:
 
 def judge(ctx: Context, conversation_id: int, index: int, verdict: str,
           corrected: str | None = None) -> Saved:
-    """Keep, correct or dislike the reply at `index` of a stored conversation."""
-    example_id = examples.judge_reply(ctx.store, conversation_id, index, verdict, corrected)
-    return _saved(ctx, example_id, verdict)
+    """Keep, correct or dislike the reply at `index` of a stored conversation, or undo
+    a keep or a dislike (verdict "undo")."""
+    judged = examples.judge_reply(ctx.store, conversation_id, index, verdict, corrected)
+    return _saved(ctx, judged.example_id, verdict, judged.previous)
 
 
 def add(ctx: Context, messages: list[dict], source: str = "added") -> Saved:
@@ -57,9 +65,20 @@ def correct(ctx: Context, messages: list[dict], corrected: str) -> Saved:
     return _saved(ctx, example_id, "corrected")
 
 
-def _saved(ctx: Context, example_id: int, verdict: str) -> Saved:
-    run_id = training.after_examples_added(ctx) if verdict != "disliked" else None
-    return Saved(example_id, verdict, examples.counts(ctx.store)["trainable"], run_id)
+def _saved(ctx: Context, example_id: int, verdict: str, previous: str | None = None) -> Saved:
+    adds = verdict in ("kept", "corrected", "added")
+    run_id = training.after_examples_added(ctx) if adds else None
+    return Saved(example_id, verdict, training.progress_line(ctx), run_id, previous)
+
+
+def verdicts(ctx: Context, conversation_id: int) -> list[str | None]:
+    """The verdict on each message of a stored conversation (None where there is none),
+    in the order get_conversation returns them."""
+    from storage import conversations
+
+    stored = conversations.get_conversation(ctx.store, conversation_id)
+    judged = examples.verdicts(ctx.store, conversation_id)
+    return [judged.get(position) for position in stored.positions]
 
 
 def edit(ctx: Context, example_id: int, messages: list[dict]) -> None:

@@ -42,6 +42,22 @@ def auto_start(ctx: Context) -> AutoStart:
                      runs.examples_since_last_run(ctx.store))
 
 
+def progress_line(ctx: Context) -> str:
+    """Where the training examples stand, counted the same way everywhere: "12 of 20
+    examples for the first run". Thumbs-down replies are not examples."""
+    state = auto_start(ctx)
+    trainable = examples.counts(ctx.store)["trainable"]
+    if not state.enabled:
+        return (f"{trainable} training example{'s' * (trainable != 1)}; auto-start is off "
+                "(start a run in the Train tab)")
+    first = not runs.list_runs(ctx.store, 1)
+    count = trainable if first else state.new_examples
+    which = "the first run" if first else "the next run"
+    if count >= state.threshold:
+        return f"{count} {'new ' * (not first)}examples: enough for {which}"
+    return f"{count} of {state.threshold} {'new ' * (not first)}examples for {which}"
+
+
 def set_threshold(ctx: Context, threshold: int) -> AutoStart:
     """0 turns auto-start off (the threshold is kept for when it is turned on again)."""
     if threshold < 0:
@@ -112,6 +128,15 @@ def status(ctx: Context, run_id: int | None = None) -> dict:
         return runs.get_run(ctx.store, run_id)
     current = runs.active_run(ctx.store) or next(iter(runs.list_runs(ctx.store, 1)), None)
     return current or {}
+
+
+def held_out_now(ctx: Context) -> dict[int, int]:
+    """Examples the newest run holds out (never trained on) -> that run's id."""
+    newest = runs.list_runs(ctx.store, 1)
+    if not newest:
+        return {}
+    return {e.example_id: newest[0]["id"]
+            for e in runs.run_examples(ctx.store, newest[0]["id"], "held_out")}
 
 
 def history(ctx: Context, limit: int = 50) -> list[dict]:

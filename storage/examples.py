@@ -169,20 +169,34 @@ def add_many(store: Store, items: list[list[dict]], source: str = "imported") ->
     return added, len(checked) - added
 
 
+class JudgementRefused(UserError):
+    """A later judgement would silently destroy an earlier one (a correction)."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    example_id: int
+    previous: str | None
+    """The verdict this one replaced (kept, corrected, disliked), if any."""
+
+
 def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
-                corrected: str | None = None) -> int:
+                corrected: str | None = None) -> Judgement:
     """Keep, dislike or correct the assistant reply at `index` of a conversation's
-    messages (as get_conversation returns them).
+    messages (as get_conversation returns them), or undo the judgement ("undo").
 
     The example is the conversation up to that reply (its system prompt included). A
-    second verdict on the same reply replaces the first. A correction also rewrites the
-    stored turn, so the conversation goes on from the fixed answer, and keeps the
-    original as the rejected side of a preference pair."""
+    second verdict on the same reply replaces the first, except that a correction is
+    never turned into a keep or a dislike (its rejected side would be lost). A
+    correction also rewrites the stored turn, so the conversation goes on from the
+    fixed answer, and keeps the original as the rejected side of a preference pair."""
     conversation = get_conversation(store, conversation_id)
     if not 0 <= index < len(conversation.messages) or \
             conversation.messages[index]["role"] != "assistant":
         raise InvalidExample("reply", "only the assistant's replies can be kept or corrected")
     position = conversation.positions[index]
+    if verdict == "undo":
+        return _undo(store, conversation_id, position)
     turns = conversation.messages[:index + 1]
     original = turns[-1]["content"]
     rejected = None
@@ -195,10 +209,12 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
     system = [{"role": "system", "content": conversation.system}] if conversation.system else []
     messages = validate_messages(system + turns)
     with store.connect() as db:
-        previous = db.execute(
-            "SELECT id FROM examples WHERE conversation_id = ? AND turn_position = ? AND "
-            "deleted_at IS NULL", [conversation_id, position]).fetchone()
-        previous_id = previous[0] if previous else None
+        previous_id, previous = _judged(db, conversation_id, position)
+        if previous == "corrected" and verdict != "corrected":
+            raise JudgementRefused(
+                f"This reply is your correction (example #{previous_id}), kept with the "
+                "model's first answer as its rejected side; a thumb does not change it. "
+                "Correct it again with the pencil, or delete the example in the Examples tab.")
         if (original_id := _existing_id(db, messages, previous_id)) is not None:
             raise DuplicateExample(original_id)
         row = _row(messages, verdict, rejected=rejected, conversation_id=conversation_id,
@@ -207,10 +223,41 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
             db.execute("UPDATE turns SET content = ? WHERE conversation_id = ? AND position = ?",
                        [corrected, conversation_id, position])
         if previous_id is None:
-            return new_id(db.table("examples").insert(row))
+            return Judgement(new_id(db.table("examples").insert(row)), None)
         row.pop("created_at")
         db.table("examples").update(previous_id, row)
-        return previous_id
+        return Judgement(previous_id, previous)
+
+
+def _judged(db: Database, conversation_id: int, position: int) -> tuple[int | None, str | None]:
+    """(example id, verdict) of the live example made from this reply, if any."""
+    row = db.execute("SELECT id, source FROM examples WHERE conversation_id = ? AND "
+                     "turn_position = ? AND deleted_at IS NULL",
+                     [conversation_id, position]).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _undo(store: Store, conversation_id: int, position: int) -> Judgement:
+    """Take back a keep or a dislike (the example is deleted softly: Undo delete in the
+    Examples tab restores it). A correction is undone in the Examples tab."""
+    with store.connect() as db:
+        example_id, previous = _judged(db, conversation_id, position)
+        if example_id is None:
+            raise JudgementRefused("There is no judgement on this reply to undo.")
+        if previous == "corrected":
+            raise JudgementRefused(
+                f"This reply is your correction (example #{example_id}); delete the example "
+                "in the Examples tab to undo it.")
+        db.table("examples").update(example_id, {"deleted_at": now()})
+    return Judgement(example_id, previous)
+
+
+def verdicts(store: Store, conversation_id: int) -> dict[int, str]:
+    """Stored position of each judged reply in a conversation -> its verdict."""
+    with store.read() as db:
+        rows = db.execute("SELECT turn_position, source FROM examples WHERE conversation_id "
+                          "= ? AND deleted_at IS NULL", [conversation_id]).fetchall()
+    return dict(rows)
 
 
 def _first_answer(store: Store, conversation_id: int, position: int) -> str | None:

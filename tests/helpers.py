@@ -21,6 +21,15 @@ def fill(store, n: int, source: str = "kept") -> None:
     examples.add_many(store, voice_examples(n), source)
 
 
+def shown(update) -> list[dict]:
+    """The messages a chat update shows ({"role", "content"}), whether the handler
+    returned a list or a gr.Chatbot (which holds them with content as parts)."""
+    from web.common import message_text
+
+    messages = getattr(update, "value", update)
+    return [{"role": m["role"], "content": message_text(m["content"])} for m in messages]
+
+
 class Recorder:
     """A trainer Reporter that remembers the steps, and cancels at a step if asked."""
 

@@ -11,6 +11,8 @@ KEYS = {
     "swap": {"p50_ms", "p95_ms", "reload_ms"},
     "generate": {"ttft_ms", "tokens_per_s", "baseline_tokens_per_s"},
     "limit": {"bf16_gflops", "fp32_gflops", "fraction_of_peak"},
+    "chat_while_training": {"idle_reply_s", "training_reply_s",
+                            "training_same_priority_reply_s"},
 }
 
 

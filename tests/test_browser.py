@@ -83,13 +83,14 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
     with Server(home, model=str(tiny_model_dir)) as server:
         page.goto(server.url)
         page.get_by_role("tab", name="Train").click()
+        page.get_by_text("Advanced settings").click()
         page.get_by_label("Epochs").fill("40")
         page.get_by_label("Learning rate").fill("0.01")
         page.locator("#start-training").click()
         page.locator("#train-note").get_by_text("Started run #1").wait_for()
         page.locator("#train-status").get_by_text("running · step").wait_for()
         page.locator("#loss-curve").locator("canvas, svg").first.wait_for()  # plot drawn
-        page.locator("#train-status").get_by_text("succeeded").wait_for(timeout=120_000)
+        page.locator("#train-status").get_by_text("succeeded").wait_for(timeout=300_000)
         from gradio_client import Client
 
         run = Client(server.url, verbose=False).predict(0, api_name="/run_status")

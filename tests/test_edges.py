@@ -61,11 +61,12 @@ def test_keep_counts_and_auto_start_are_the_same_from_chat_and_api(ctx, store):
     import gradio as gr
 
     note = handlers.judge(conversation_id, gr.LikeData(None, {"index": 1, "value": "",
-                                                               "liked": True}))
+                                                               "liked": True}))[0]
     api = example_actions.add(ctx, voice_examples(1)[0])  # what /add_example does
-    assert note == "✓ Kept as example #1. 1 training example so far; see the Examples tab."
-    assert api.message() == ("✓ Added example #2. 2 training examples so far; see the "
-                             "Examples tab.")
+    assert note == ("✓ Kept as example #1. 1 training example; auto-start is off (start a "
+                    "run in the Train tab).")
+    assert api.message() == ("✓ Added example #2. 2 training examples; auto-start is off "
+                             "(start a run in the Train tab).")
     assert examples.counts(store)["trainable"] == 2 and runs.list_runs(store) == []
 
 

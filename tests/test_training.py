@@ -173,15 +173,21 @@ def test_cancel_through_jobs(store, tiny_model_dir):
     jobs.cancel(run_id)
     run = jobs.wait(run_id)
     assert run["status"] == "cancelled" and run["adapter"] is None
-    while True:  # resume at once: refused only while the old process is still exiting
-        try:
-            jobs.resume(run_id)
-            break
-        except runs.RunActive:
-            time.sleep(0.1)
+    resume_when_stopped(jobs, run_id)
     run = jobs.wait(run_id)
     assert run["status"] == "succeeded", run["error"]
     assert run["adapter"] == f"run-{run_id}"
+
+
+def resume_when_stopped(jobs, run_id):
+    """Resume at once: refused only while the old process is still exiting."""
+    from trainer.jobs import StillStopping
+
+    while True:
+        try:
+            return jobs.resume(run_id)
+        except StillStopping:
+            time.sleep(0.1)
 
 
 def test_dead_runs_are_failed_on_restart(store):
@@ -349,7 +355,7 @@ def test_a_run_that_saved_its_adapter_but_died_before_recording_it_resumes(store
     run_id = jobs.start(TrainConfig(epochs=1, batch_size=4))
     assert jobs.wait(run_id)["status"] == "succeeded"
     runs.update_run(store, run_id, status="failed", adapter=None, error="died")
-    jobs.resume(run_id)
+    resume_when_stopped(jobs, run_id)
     run = jobs.wait(run_id)
     assert run["status"] == "succeeded", run["error"]
     assert (store.home / "adapters" / f"run-{run_id}" / "adapter_model.safetensors").is_file()

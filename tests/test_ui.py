@@ -8,6 +8,8 @@ from web.app import build_app
 from web.chat import ChatHandlers
 from web.common import shown_to_user
 
+from helpers import shown
+
 
 @pytest.fixture
 def actions(ctx):
@@ -73,8 +75,9 @@ def test_a_reply_stopped_before_its_first_token_stores_nothing(actions, store):
     assert conversations.get_conversation(store, conversation_id).messages == []
     assert conversations.list_conversations(store) == []  # nothing to reopen
     *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", ""))
-    assert [m["role"] for m in actions.stored_chat(conversation_id)] == ["user", "assistant"]
-    assert "Kept as example" in actions.judge(conversation_id, like(1))
+    assert [m["role"] for m in shown(actions.stored_chat(conversation_id))] == [
+        "user", "assistant"]
+    assert "Kept as example" in actions.judge(conversation_id, like(1))[0]
 
 
 def test_an_unanswered_message_stored_by_an_older_version_is_skipped(actions, store):
@@ -86,7 +89,7 @@ def test_an_unanswered_message_stored_by_an_older_version_is_skipped(actions, st
                                            "role": "user", "content": "Say hello."})
     *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", ""))
     assert [m["content"] for m in chat] == ["Name a fruit.", "An apple is a fruit."]
-    assert "Kept as example" in actions.judge(conversation_id, like(1))
+    assert "Kept as example" in actions.judge(conversation_id, like(1))[0]
 
 
 def like(index, liked=True):
@@ -95,7 +98,8 @@ def like(index, liked=True):
 
 def test_earlier_conversation_reopens_with_its_system_prompt(actions):
     _, chat, conversation_id = chat_turn(actions, "Say hello.", system="Be kind.")
-    assert actions.reopen(conversation_id) == (chat, conversation_id, "Be kind.", "base")
+    messages, *rest = actions.reopen(conversation_id)
+    assert (shown(messages), *rest) == (chat, conversation_id, "Be kind.", "base", "")
     picker = actions.earlier_conversations(conversation_id)
     assert picker.choices[0][1] == conversation_id
     assert picker.choices[0][0].startswith("Say hello.")

@@ -9,6 +9,8 @@ from storage import examples
 from web.chat import ChatHandlers
 from web.examples import ExampleHandlers, export_folder, readiness_html, table_rows
 
+from helpers import shown as messages_of
+
 
 @pytest.fixture
 def chat(ctx):
@@ -35,8 +37,8 @@ def edit(index, value, previous=""):
 
 def test_thumbs_up_keeps_and_thumbs_down_records(chat, store):
     conversation_id = finished_turn(chat, "Name a fruit.", system="Be brief.")
-    assert "Kept as example #1" in chat.judge(conversation_id, like(1, True))
-    assert "bad answer" in chat.judge(conversation_id, like(1, False))
+    assert "Kept as example #1" in chat.judge(conversation_id, like(1, True))[0]
+    assert "bad answer" in chat.judge(conversation_id, like(1, False))[0]
     [example] = examples.list_examples(store)
     assert example.source == "disliked" and example.messages[0]["content"] == "Be brief."
 
@@ -45,7 +47,7 @@ def test_editing_a_reply_saves_a_correction_and_shows_it(chat, store):
     conversation_id = finished_turn(chat, "Name a fruit.")
     shown, note = chat.correct_reply(conversation_id,
                                      edit(1, [{"type": "text", "text": "A pear."}]))
-    assert "Correction saved" in note and shown[1]["content"] == "A pear."
+    assert "Correction saved" in note and messages_of(shown)[1]["content"] == "A pear."
     [example] = examples.list_examples(store)
     assert (example.answer, example.rejected) == ("A pear.", "An apple is a fruit.")
 
@@ -53,15 +55,15 @@ def test_editing_a_reply_saves_a_correction_and_shows_it(chat, store):
 def test_editing_a_user_message_is_refused_and_undone(chat, store):
     conversation_id = finished_turn(chat, "Name a fruit.")
     shown, note = chat.correct_reply(conversation_id, edit(0, "Something else"))
-    assert "only the assistant" in note and shown[0]["content"] == "Name a fruit."
+    assert "only the assistant" in note and messages_of(shown)[0]["content"] == "Name a fruit."
     assert examples.list_examples(store) == []
 
 
 def test_readiness_meter_counts_against_the_threshold():
     counts = {s: 0 for s in examples.SOURCES} | {"kept": 3, "disliked": 2, "trainable": 3}
-    meter = readiness_html(counts, threshold=20)
-    assert "3 of 20" in meter and "17 to go" in meter and "100 to 1,000" in meter
-    assert "enough for a first run" in readiness_html(counts | {"trainable": 25}, 20)
+    meter = readiness_html(counts, "3 of 20 examples for the first run", 20)
+    assert "3 of 20 examples" in meter and 'value="3" max="20"' in meter
+    assert "3 kept, 2 disliked" in meter and "100 to 1,000" in meter
 
 
 def test_table_select_edit_delete_undo(tab, store):
@@ -71,16 +73,16 @@ def test_table_select_edit_delete_undo(tab, store):
     examples.add_example(store, [{"role": "system", "content": "S"},
                                  {"role": "user", "content": "q!"},
                                  {"role": "assistant", "content": "b"}])
-    meter, rows = tab.overview()
+    meter, rows, _ = tab.overview()
     assert [row[0] for row in rows] == [first + 1, first]
-    assert rows[0][5] == f"near-duplicate of #{first}"
+    assert rows[0][5].startswith(f"near-duplicate of #{first}: keep one")
     assert tab.overview("nothing matches")[1] == []
 
     event = gr.SelectData(None, {"index": [1, 2], "value": "Q", "row_value": rows[1]})
-    example_id, title, system, turns, _ = tab.select(event)
-    assert (example_id, system) == (first, "S") and "#1" in title
-    turns[-1]["content"] = [{"type": "text", "text": "A, edited"}]
-    assert "Saved" in tab.save(example_id, system, turns)
+    example_id, title, messages, _ = tab.select(event)
+    assert (example_id, messages[0]["content"]) == (first, "S") and "#1" in title
+    texts = [m["content"] for m in messages[:-1]] + ["A, edited"]
+    assert "Saved" in tab.save(example_id, [m["role"] for m in messages], *texts)
     assert tab.select(event)[0] == example_id
     assert examples.list_examples(store, source="kept")[0].answer == "A, edited"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from core.errors import UserError
 from storage import runs
 from storage.db import open_store
+from trainer.common import lower_priority
 from trainer.config import TrainConfig
 from trainer.dataset import RunData
 from trainer.objectives import OBJECTIVES
@@ -34,8 +35,9 @@ class DatabaseReporter:
         runs.update_run(self.store, self.run_id, total_steps=total_steps)
 
     def progress(self, step: int, total: int, logs: dict) -> None:
-        if "loss" in logs:
-            self.losses.append({"step": step, "loss": round(float(logs["loss"]), 4)})
+        if "loss" in logs:  # with the time, for the time left (see web/train.py)
+            self.losses.append({"step": step, "loss": round(float(logs["loss"]), 4),
+                                "t": round(time.time(), 2)})
         if "eval_loss" in logs:
             self.eval_losses.append({"step": step, "loss": round(float(logs["eval_loss"]), 4)})
         if logs or time.monotonic() - self._written > PROGRESS_EVERY_S:
@@ -55,6 +57,7 @@ class QuietReporter(DatabaseReporter):
 
 
 def train(home: str, run_id: int) -> int:
+    lower_priority()
     store = open_store(home)
     run = runs.get_run(store, run_id)
     config = TrainConfig.from_dict(run["config"])

@@ -19,6 +19,17 @@ from trainer.dataset import to_record
 
 METADATA_FILE = "tunechat.json"
 EAGER_ATTENTION_UP_TO = 256
+TRAINER_NICENESS = 10
+"""How much lower than the app the trainer runs: on a machine with few cores the chat
+would otherwise wait behind training (see the README's benchmark)."""
+
+
+def lower_priority() -> None:
+    """Let the app answer first when both want the CPU; training takes what is left."""
+    try:
+        os.nice(TRAINER_NICENESS)
+    except OSError:  # not allowed here: train at the same priority
+        pass
 
 
 class SanityError(UserError):

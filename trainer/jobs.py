@@ -36,6 +36,10 @@ class LaunchFailed(UserError):
     pass
 
 
+class StillStopping(UserError):
+    pass
+
+
 @dataclass
 class Jobs:
     """Runs for one data home and one base model."""
@@ -93,7 +97,8 @@ class Jobs:
         if active:
             raise runs.RunActive(active["id"], active["status"], active["pid"])
         if run["pid"] and runs.pid_alive(run["pid"]):
-            raise runs.RunActive(run_id)  # its old process is still shutting down
+            raise StillStopping(f"Run #{run_id}'s trainer process is still shutting down; "
+                                "resume it again in a few seconds.")
         # pid cleared too: the old process's watcher may still be about to record its
         # exit, scoped to its pid, and must not fail the run now queued again.
         runs.update_run(self.store, run_id, status="queued", error=None, cancel_requested=0,

@@ -12,6 +12,8 @@ from web.common import NEWEST, Ui
 
 TABS = [("Chat", "chat", chat.build), ("Examples", "examples", examples.build),
         ("Train", "train", train.build), ("Compare", "compare", compare.build)]
+CSS = chat.CSS
+"""The page's own styles, handed to launch() (Gradio 6 takes them there)."""
 
 
 def build_app(ctx: Context) -> gr.Blocks:

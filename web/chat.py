@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
+from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
 from core.errors import UserError
-from services import chat, examples, models
+from services import chat, examples, models, training
 from services.context import Context
 from web.common import Ui, message_text, shown_to_user
 
 RECENT_CONVERSATIONS = 50
+FEEDBACK = {"kept": "Like", "disliked": "Dislike"}
+# The pencil corrects the model's replies; on the user's own messages it would only be
+# refused, so it is not offered there. The inline editor gets room to write in.
+CSS = """
+#chat .message-buttons-right button[aria-label="Edit"] { display: none; }
+#chat textarea { min-height: 8em; }
+"""
+
+
+class StopRequests:
+    """Stop presses per browser session. A reply stops when Stop was pressed after its
+    message was sent: while it streams, before its first token, or while it still
+    waited for its turn."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sent: dict[str, float] = {}
+        self._stopped: dict[str, float] = {}
+
+    def sent(self, session: str) -> None:
+        with self._lock:
+            self._sent[session] = time.monotonic()
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            self._stopped[session] = time.monotonic()
+
+    def requested(self, session: str) -> bool:
+        with self._lock:
+            return self._stopped.get(session, -1.0) > self._sent.get(session, float("inf"))
 
 
 class ChatHandlers:
@@ -19,29 +53,45 @@ class ChatHandlers:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.stops = StopRequests()
 
     def earlier_conversations(self, selected: int | None = None):
         choices = [(f"{c.title} · {c.updated_at[:16].replace('T', ' ')}", c.id)
                    for c in chat.recent(self.ctx, RECENT_CONVERSATIONS)]
         return gr.Radio(choices=choices, value=selected)
 
-    def send(self, message: str, conversation_id: int | None, model: str, system: str):
-        """Stream a reply into the chat; yields (chat, message box, conversation id)."""
+    def send(self, message: str, conversation_id: int | None, model: str, system: str,
+             request: gr.Request | None = None):
+        """Stream a reply into the chat; yields (chat, message box, conversation id).
+        Stop ends it at the next token, keeping what was shown; a reply stopped before
+        its first word stores nothing and puts the message back in the box."""
         if not (message or "").strip():
             yield gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
             return
+        session = _session(request)
         turns = chat.stored_messages(self.ctx, conversation_id) + [
             {"role": "user", "content": message}]
-        for turn in chat.stream_reply(self.ctx, conversation_id, message, model, system):
-            shown = turns + [{"role": "assistant", "content": turn.text}]
-            if not turn.text:
-                yield shown, "", turn.conversation_id
-            else:  # gr.skip(): leave alone what the user types while the reply streams
-                yield shown, gr.skip(), gr.skip()
+        text = ""
+        stopped = functools.partial(self.stops.requested, session)
+        with closing(chat.stream_reply(self.ctx, conversation_id, message, model, system,
+                                       stop=stopped)) as stream:
+            for turn in stream:
+                conversation_id, text = turn.conversation_id, turn.text
+                if stopped():
+                    break  # closing the stream stores what was shown
+                shown = turns + [{"role": "assistant", "content": text}]
+                if not text:
+                    yield shown, "", conversation_id
+                else:  # gr.skip(): leave alone what the user types while the reply streams
+                    yield shown, gr.skip(), gr.skip()
+        if not text.strip():  # stopped before a word: nothing stored, the message is back
+            yield chat.stored_messages(self.ctx, conversation_id), message, conversation_id
 
-    def validate(self, message: str, conversation_id: int | None, model: str, system: str):
-        """Runs before send: a message that cannot be answered is flagged on the message
-        box, and the chat stays as it was."""
+    def validate(self, message: str, conversation_id: int | None, model: str, system: str,
+                 request: gr.Request | None = None):
+        """Runs when a message is sent, before it is queued: a message that cannot be
+        answered is flagged on the message box, and the chat stays as it was."""
+        self.stops.sent(_session(request))
         problem = ""
         if (message or "").strip():
             try:
@@ -50,37 +100,92 @@ class ChatHandlers:
                 problem = str(error)
         return [gr.validate(not problem, problem)] + [gr.validate(True, "")] * 3
 
+    def stop(self, request: gr.Request | None = None) -> None:
+        self.stops.stop(_session(request))
+
     def judge(self, conversation_id: int | None, like: gr.LikeData):
-        """Thumbs up keeps the reply as an example; thumbs down records it as bad."""
-        verdict = "kept" if like.liked is True else "disliked" if like.liked is False else None
+        """Thumbs up keeps the reply; thumbs down records it as bad and opens the
+        correction box; pressing a lit thumb again undoes it. Returns (note, the
+        correction box, its original, its text, the reply's index)."""
+        verdicts: dict[bool | str, str] = {True: "kept", False: "disliked", "": "undo"}
+        verdict = verdicts.get(like.liked)
+        nothing = (gr.skip(),) * 5
         if verdict is None or conversation_id is None:
-            return gr.skip()
+            return nothing
+        index = _index(like.index)
         try:
-            return examples.judge(self.ctx, conversation_id, _index(like.index),
-                                  verdict).message()
+            note = examples.judge(self.ctx, conversation_id, index, verdict).message()
         except UserError as error:
-            return f"⚠ {error}"
+            return (f"⚠ {error}",) + nothing[1:]
+        if verdict != "disliked":
+            return note, gr.Column(visible=False), gr.skip(), gr.skip(), None
+        original = chat.stored_messages(self.ctx, conversation_id)[index]["content"]
+        return (note + " If you know a better answer, write it below.",
+                gr.Column(visible=True), original, original, index)
 
     def correct_reply(self, conversation_id: int | None, edit: gr.EditData):
         """An edited reply becomes a corrected example; the chat shows what is stored."""
         if conversation_id is None:
             return gr.skip(), gr.skip()
+        return self._correct(conversation_id, _index(edit.index), message_text(edit.value))
+
+    def save_correction(self, conversation_id: int | None, index: int | None, text: str):
+        """The correction box's Save: (chat, note, correction box)."""
+        if conversation_id is None or index is None:
+            return gr.skip(), "Pick a reply to correct first.", gr.skip()
+        shown, note = self._correct(conversation_id, index, text)
+        return shown, note, gr.Column(visible=note.startswith("⚠"))
+
+    def _correct(self, conversation_id: int, index: int, text: str):
         try:
-            note = examples.judge(self.ctx, conversation_id, _index(edit.index), "corrected",
-                                  message_text(edit.value)).message()
+            note = examples.judge(self.ctx, conversation_id, index, "corrected",
+                                  text).message()
         except UserError as error:
             note = f"⚠ Not saved: {error}"
-        return chat.stored_messages(self.ctx, conversation_id), note
+        return self.stored_chat(conversation_id), note
 
     def reopen(self, conversation_id: int | None):
-        """Reopen a stored conversation: (chat, conversation id, system prompt, model)."""
+        """Reopen a stored conversation: (chat, conversation id, system prompt, model,
+        note on its earlier judgements)."""
         if conversation_id is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 5
         stored = chat.reopen(self.ctx, conversation_id)
-        return stored.messages, stored.id, stored.system, stored.adapter
+        verdicts = [v for v in examples.verdicts(self.ctx, conversation_id) if v]
+        summary = ", ".join(f"{verdicts.count(v)} {examples.SAID[v]}"
+                            for v in ("kept", "corrected", "disliked") if v in verdicts)
+        note = (f"In this conversation: {summary}. A lit thumb pressed again undoes it."
+                if summary else "")
+        return (self.stored_chat(conversation_id), stored.id, stored.system, stored.adapter,
+                note)
 
-    def stored_chat(self, conversation_id: int | None) -> list[dict]:
-        return chat.stored_messages(self.ctx, conversation_id)
+    def stored_chat(self, conversation_id: int | None):
+        """The conversation as stored, with the thumbs it was given."""
+        if conversation_id is None:
+            return []
+        messages = chat.stored_messages(self.ctx, conversation_id)
+        verdicts = examples.verdicts(self.ctx, conversation_id)
+        feedback = [FEEDBACK.get(v or "") for m, v in zip(messages, verdicts)
+                    if m["role"] == "assistant"]
+        return gr.Chatbot(value=messages, feedback_value=feedback)  # type: ignore[arg-type]
+
+    def start_over(self):
+        """A new conversation, on the model new chats start with (see Compare)."""
+        return [], None, None, models.chat_default(self.ctx), "", gr.Column(visible=False)
+
+    def intro(self) -> str:
+        auto = training.auto_start(self.ctx)
+        when = (f"a training run starts by itself once there are {auto.threshold} examples"
+                if auto.enabled else "start a training run in the Train tab")
+        return ("**Chat with the model, and teach it your way of answering.** Under each "
+                "reply: 👍 keeps it as a training example, the ✏️ pencil fixes it (your "
+                "fix is what it learns), 👎 marks it as bad. " + when[0].upper() + when[1:] + "; "
+                "the new model then appears in the *Model* list, and the *Compare* tab "
+                "shows whether it was worth it. "
+                f"({training.progress_line(self.ctx)}.)")
+
+
+def _session(request: gr.Request | None) -> str:
+    return (request.session_hash if request is not None else None) or "api"
 
 
 def _index(index: int | tuple[int, int]) -> int:
@@ -90,7 +195,8 @@ def _index(index: int | tuple[int, int]) -> int:
 
 def build(ui: Ui) -> None:
     handlers = ChatHandlers(ui.ctx)
-    conversation_id = gr.State(None)
+    conversation_id, correcting = gr.State(None), gr.State(None)
+    intro = gr.Markdown(elem_id="chat-intro")
     with gr.Row():
         with gr.Column(scale=1, min_width=240):
             new_button = gr.Button("+ New conversation")
@@ -107,39 +213,48 @@ def build(ui: Ui) -> None:
                                  feedback_options=("Like", "Dislike"),
                                  buttons=["copy", "copy_all"], elem_id="chat",
                                  placeholder="Say something to start a conversation.")
-            gr.Markdown("Under each reply: **thumbs up** keeps it as a training example; "
-                        "the **pencil** lets you correct it (your fix becomes the example, "
-                        "the original is kept as the rejected side); **thumbs down** marks "
-                        "it as bad.",
-                        elem_classes="hint")
             note = gr.Markdown(elem_id="chat-note")
+            with gr.Column(visible=False, elem_id="correction-box") as correction_box:
+                with gr.Row():
+                    original = gr.Textbox(label="The model said", lines=8, interactive=False)
+                    fix = gr.Textbox(label="What it should have said", lines=8,
+                                     elem_id="correction-text")
+                with gr.Row():
+                    save_fix = gr.Button("Save my correction", variant="primary")
+                    close_fix = gr.Button("Not now")
             with gr.Row():
                 message = gr.Textbox(label="Message", show_label=False, scale=6, autofocus=True,
                                      placeholder="Type a message and press Enter")
                 send_button = gr.Button("Send", variant="primary", scale=1)
-                stop_button = gr.Button("Stop", scale=1)
+                stop_button = gr.Button("Stop", scale=1, elem_id="stop")
 
     send_inputs = [message, conversation_id, model, system]
     send_outputs = [chatbot, message, conversation_id]
     refresh = handlers.earlier_conversations
-    events = [
+    for trigger in (message.submit, send_button.click):
+        # always_last: a message sent while a reply streams is answered after it.
         trigger(shown_to_user(handlers.send), send_inputs, send_outputs,
-                api_visibility="private", validator=handlers.validate, show_progress="hidden")
-        # Show exactly what is stored, so a reply's place in the chat is its place in
-        # the database (keep and correct rely on it).
-        .then(handlers.stored_chat, conversation_id, chatbot, api_visibility="private")
-        .then(refresh, conversation_id, earlier, api_visibility="private")
-        for trigger in (message.submit, send_button.click)
-    ]
-    stop_button.click(None, None, None, cancels=events, api_visibility="private")
-    start_over: dict[str, Any] = dict(fn=lambda: ([], None, None), inputs=None,
-                      outputs=[chatbot, conversation_id, earlier], api_visibility="private")
+                api_visibility="private", validator=handlers.validate,
+                show_progress="hidden", trigger_mode="always_last") \
+            .then(handlers.stored_chat, conversation_id, chatbot, api_visibility="private") \
+            .then(refresh, conversation_id, earlier, api_visibility="private")
+    stop_button.click(handlers.stop, None, None, api_visibility="private",
+                      concurrency_limit=None, show_progress="hidden")
+    start_over: dict[str, Any] = dict(
+        fn=handlers.start_over, inputs=None,
+        outputs=[chatbot, conversation_id, earlier, model, note, correction_box],
+        api_visibility="private")
     new_button.click(**start_over)
     chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
-    chatbot.like(shown_to_user(handlers.judge), conversation_id, note,
-                 api_visibility="private")
+    chatbot.like(shown_to_user(handlers.judge), conversation_id,
+                 [note, correction_box, original, fix, correcting], api_visibility="private")
     chatbot.edit(shown_to_user(handlers.correct_reply), conversation_id, [chatbot, note],
                  api_visibility="private")
+    save_fix.click(shown_to_user(handlers.save_correction), [conversation_id, correcting, fix],
+                   [chatbot, note, correction_box], api_visibility="private")
+    close_fix.click(lambda: gr.Column(visible=False), None, correction_box,
+                    api_visibility="private")
     earlier.input(shown_to_user(handlers.reopen), earlier,
-                  [chatbot, conversation_id, system, model], api_visibility="private")
+                  [chatbot, conversation_id, system, model, note], api_visibility="private")
     ui.on_load(refresh, None, earlier)
+    ui.on_load(handlers.intro, None, intro)

@@ -15,9 +15,9 @@ from web.common import NEWEST, Ui, shown_to_user
 
 VOTES = {"A is better": "a", "B is better": "b", "Tie": "tie", "Both bad": "both_bad"}
 RATE_HEADERS = ["adapter", "wins", "losses", "ties", "both bad", "votes", "win rate vs base",
-                "95% interval"]
+                "likely range"]
 REPLAY_HEADERS = ["#", "source", "prompt", "what you wrote", "base", "adapter",
-                  "base chrF", "adapter chrF"]
+                  "base: closeness", "adapter: closeness"]
 
 
 def rate_rows(rates: list[dict]) -> list[list]:
@@ -74,9 +74,10 @@ class CompareHandlers:
                  r["base_chrf"], r["adapter_chrf"]] for r in results]
         base_mean = sum(r["base_chrf"] for r in results) / len(results)
         tuned_mean = sum(r["adapter_chrf"] for r in results) / len(results)
-        summary = (f"On {len(results)} held-out examples (never trained on), closeness to "
-                   f"what you wrote (chrF, 0-100): base **{base_mean:.1f}**, {adapter} "
-                   f"**{tuned_mean:.1f}**.")
+        summary = (f"On {len(results)} held-out examples (never trained on), how close each "
+                   f"answer is to what you wrote, 0-100: base **{base_mean:.1f}**, {adapter} "
+                   f"**{tuned_mean:.1f}**. (chrF: shared character sequences; 100 is the "
+                   "same text.)")
         return rows, summary
 
     def rates(self) -> list[list]:
@@ -106,7 +107,8 @@ def build(ui: Ui) -> None:
         vote_buttons = [gr.Button(choice) for choice in VOTES]
     note = gr.Markdown(elem_id="compare-note")
     rates = gr.Dataframe(headers=RATE_HEADERS, interactive=False,
-                         label="Win rate against the base (blind and open votes)",
+                         label="Win rate against the base (blind and open votes; the "
+                               "likely range is a 95% interval: more votes narrow it)",
                          elem_id="win-rates")
     with gr.Accordion("Chat default", open=False):
         with gr.Row():

@@ -17,36 +17,47 @@ from services import examples, training
 from services.context import Context
 from storage import formats
 from storage.examples import SOURCES
-from web.common import Ui, message_text, shown_to_user
+from web.common import Ui, shown_to_user
 
 TABLE_HEADERS = ["#", "source", "prompt", "answer", "turns", "check"]
+COLUMN_WIDTHS: list[str | int] = ["6%", "10%", "30%", "30%", "6%", "18%"]
 SOURCE_CHOICES = ["all"] + list(SOURCES)
 PREVIEW = 80
+HELD_OUT = "held out (tests run #{run})"
 
 
-def readiness_html(counts: dict[str, int], threshold: int) -> str:
+def readiness_html(counts: dict[str, int], progress: str, threshold: int) -> str:
     ready = counts["trainable"]
-    status = (f"<b>{ready}</b> training examples: enough for a first run"
-              if ready >= threshold else
-              f"<b>{ready} of {threshold}</b> examples for a first training run "
-              f"({threshold - ready} to go)")
     parts = ", ".join(f"{counts[s]} {s}" for s in SOURCES if counts[s])
     return (
-        f'<div id="readiness"><p>{status}{f" · {parts}" if parts else ""}</p>'
+        f'<div id="readiness"><p><b>{progress}</b>{f" · {parts}" if parts else ""}</p>'
         f'<progress value="{min(ready, threshold)}" max="{threshold}" '
         f'style="width:100%"></progress>'
         "<p><small>A first adapter from a few dozen examples picks up a style or a voice. "
         "For dependable behaviour, collect 100 to 1,000 or more. Kept, corrected, added and "
-        "imported examples are trained on; thumbs-down replies are stored but not.</small>"
-        "</p></div>"
+        "imported examples are trained on; thumbs-down replies are stored but not. Rows "
+        "marked <i>held out</i> were kept out of the newest run's training on purpose: "
+        "answering them well shows that it learned your way of answering, not the "
+        "examples by heart.</small></p></div>"
     )
 
 
-def table_rows(found) -> list[list]:
+def table_rows(found, held_out: dict[int, int] | None = None) -> list[list]:
+    """Rows of the table; `held_out` maps an example to the run that holds it out."""
+    held_out = held_out or {}
     return [[e.id, e.source, _preview(e.prompt), _preview(e.answer),
-             sum(m["role"] != "system" for m in e.messages),
-             f"near-duplicate of #{e.near_duplicate_of}" if e.near_duplicate_of else ""]
+             sum(m["role"] != "system" for m in e.messages), _check(e, held_out)]
             for e in found]
+
+
+def _check(example, held_out: dict[int, int]) -> str:
+    notes = []
+    if example.id in held_out:
+        notes.append(HELD_OUT.format(run=held_out[example.id]))
+    if example.near_duplicate_of:
+        notes.append(f"near-duplicate of #{example.near_duplicate_of}: keep one, unless "
+                     "both teach something")
+    return "; ".join(notes)
 
 
 def _preview(text: str) -> str:
@@ -68,28 +79,35 @@ class ExampleHandlers:
         self.ctx = ctx
 
     def overview(self, search: str = "", source: str = "all"):
-        """(readiness meter, table) for the current search and filter."""
-        threshold = training.auto_start(self.ctx).threshold
-        return (readiness_html(examples.counts(self.ctx), threshold),
-                table_rows(examples.find(self.ctx, search, source)))
+        """(readiness meter, table, note on an empty result) for the search and filter."""
+        found = examples.find(self.ctx, search, source)
+        meter = readiness_html(examples.counts(self.ctx), training.progress_line(self.ctx),
+                               training.auto_start(self.ctx).threshold)
+        empty = ""
+        if not found:
+            empty = ("No matches: try other words, or the source *all*."
+                     if (search or "").strip() or source not in (None, "all") else
+                     "No examples yet: keep or correct replies in the Chat tab, or import a "
+                     "file below.")
+        return meter, table_rows(found, training.held_out_now(self.ctx)), empty
 
     def select(self, event: gr.SelectData):
-        """Open the clicked row in the editor: (id, title, system, turns, editor)."""
+        """Open the clicked row in the editor: (id, title, its messages, editor)."""
         chosen = examples.get(self.ctx, int(event.row_value[0]))
-        messages = chosen.messages
-        system = messages[0]["content"] if messages[0]["role"] == "system" else ""
-        turns = [m for m in messages if m["role"] != "system"]
         title = f"### Example #{chosen.id} · {chosen.source}"
         if chosen.rejected:
             title += f"\nRejected answer: _{html.escape(_preview(chosen.rejected))}_"
-        return chosen.id, title, system, turns, gr.Column(visible=True)
+        messages = chosen.messages
+        if messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": ""}] + messages
+        return chosen.id, title, messages, gr.Column(visible=True)
 
-    def save(self, example_id: int | None, system: str, turns: list[dict]) -> str:
+    def save(self, example_id: int | None, roles: list[str], *texts: str) -> str:
+        """Save the editor's boxes as they are on the screen (roles in order)."""
         if example_id is None:
             return "Pick an example in the table first."
-        messages = [{"role": m["role"], "content": message_text(m["content"])} for m in turns]
-        if (system or "").strip():
-            messages.insert(0, {"role": "system", "content": system})
+        messages = [{"role": role, "content": text} for role, text in zip(roles, texts)
+                    if role != "system" or (text or "").strip()]
         examples.edit(self.ctx, example_id, messages)
         return f"✓ Saved example #{example_id}."
 
@@ -128,19 +146,29 @@ def build(ui: Ui) -> None:
         source = gr.Dropdown(SOURCE_CHOICES, value="all", label="Source", scale=1)
         refresh = gr.Button("Refresh", scale=0)
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
-                         elem_id="examples-table", max_height=420)
+                         elem_id="examples-table", max_height=420,
+                         column_widths=COLUMN_WIDTHS)
+    empty = gr.Markdown(elem_id="examples-empty")
     note = gr.Markdown(elem_id="examples-note")
     undo = gr.Button("Undo delete", visible=False, elem_id="undo-delete")
-    selected, last_deleted = gr.State(None), gr.State(None)
+    selected, last_deleted, editing = gr.State(None), gr.State(None), gr.State([])
     with gr.Column(visible=False) as editor:
         title = gr.Markdown()
-        system = gr.Textbox(label="System prompt", lines=1)
-        turns = gr.Chatbot(label="Turns (click the pencil to edit a message, then Save)",
-                           editable="all", height=320, buttons=["copy"],
-                           elem_id="example-editor")
-        with gr.Row():
-            save = gr.Button("Save changes", variant="primary")
-            delete = gr.Button("Delete example", variant="stop")
+
+        @gr.render(inputs=editing)
+        def turn_boxes(messages: list[dict]):
+            """One box per message, so Save takes exactly what is on the screen."""
+            boxes = [gr.Textbox(m["content"], lines=2 if m["role"] == "system" else 3,
+                                label="system prompt (optional)" if m["role"] == "system"
+                                else m["role"], key=f"turn-{i}", elem_classes="turn-box")
+                     for i, m in enumerate(messages)]
+            roles = gr.State([m["role"] for m in messages])
+            save = gr.Button("Save changes", variant="primary", elem_id="save-example")
+            inputs: list[gr.components.Component] = [selected, roles, *boxes]
+            save.click(shown_to_user(handlers.save), inputs, note,
+                       api_visibility="private").success(**show)
+
+        delete = gr.Button("Delete example", variant="stop")
     with gr.Accordion("Import and export", open=False):
         with gr.Row():
             with gr.Column():
@@ -157,16 +185,14 @@ def build(ui: Ui) -> None:
                 download = gr.File(label="Download", interactive=False)
 
     show: dict[str, Any] = dict(fn=shown_to_user(handlers.overview), inputs=[search, source],
-                outputs=[meter, table], api_visibility="private")
+                                outputs=[meter, table, empty], api_visibility="private")
     for trigger in (search.submit, source.change, refresh.click):
         trigger(**show)
     assert ui.tab is not None
     ui.tab.select(**show)  # kept and corrected replies appear when the tab is opened
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
-    table.select(shown_to_user(handlers.select), None,
-                 [selected, title, system, turns, editor], api_visibility="private")
-    save.click(shown_to_user(handlers.save), [selected, system, turns], note,
-               api_visibility="private").success(**show)
+    table.select(shown_to_user(handlers.select), None, [selected, title, editing, editor],
+                 api_visibility="private")
     delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],

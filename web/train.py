@@ -5,7 +5,7 @@ The tab only reads the run records the trainer process writes; it never trains."
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+import math
 from typing import Any
 
 import gradio as gr
@@ -16,30 +16,47 @@ from trainer.config import METHODS, TrainConfig
 from web.common import Ui, shown_to_user
 
 NEW_ADAPTER = "(a new adapter)"
-HISTORY_HEADERS = ["#", "status", "adapter", "examples", "eval loss before", "eval loss after",
-                   "tokens/s", "seconds", "started", "error"]
+HISTORY_HEADERS = ["#", "status", "adapter", "examples", "held-out error before", "after",
+                   "tokens/s", "seconds", "started", "note"]
+COLORS = {"train": "#2563eb", "held out": "#f97316"}
 
 
 def eta_seconds(run: dict) -> float | None:
-    if not run.get("started_at") or not run.get("step") or not run.get("total_steps"):
+    """Time left from the pace of the steps so far (loading the model and the first
+    evaluation are not steps, so they do not count); None until two steps are done."""
+    timed = [p for p in run.get("losses") or [] if "t" in p]
+    total = run.get("total_steps") or 0
+    if len(timed) < 2 or not total or timed[-1]["step"] <= timed[0]["step"]:
         return None
-    started = datetime.fromisoformat(run["started_at"])
-    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
-    return max(0.0, elapsed / run["step"] * (run["total_steps"] - run["step"]))
+    pace = (timed[-1]["t"] - timed[0]["t"]) / (timed[-1]["step"] - timed[0]["step"])
+    return max(0.0, pace * (total - (run.get("step") or timed[-1]["step"])))
 
 
-def status_html(run: dict | None, auto: training.AutoStart) -> str:
-    waiting = next_run_line(auto)
+def verdict(run: dict) -> str:
+    """Did the run make things worse on its held-out examples? Said next to succeeded."""
+    metrics = run.get("metrics") or {}
+    before, after = metrics.get("eval_loss_before"), metrics.get("eval_loss_after")
+    if run.get("status") != "succeeded" or before is None or after is None or after <= before:
+        return ""
+    parent = run["config"].get("continue_from")
+    return (f"worse than {parent}, the adapter it continued" if parent else
+            "worse than the base model") + " on its held-out examples"
+
+
+def status_html(run: dict | None, auto: training.AutoStart, progress: str) -> str:
+    waiting = next_run_line(auto, progress)
     if not run:
         return f'<div id="train-status"><p>No training runs yet.</p><p>{waiting}</p></div>'
     step, total = run.get("step") or 0, run.get("total_steps") or 0
-    eta = eta_seconds(run) if run["status"] == "running" else None
     line = f"Run #{run['id']} · <b>{run['status']}</b>"
     if total:
         line += f" · step {step} of {total}"
-    if eta is not None:
-        line += f" · about {eta:.0f} s left"
+    if run["status"] == "running":
+        eta = eta_seconds(run)
+        line += f" · about {eta:.0f} s left" if eta is not None else " · timing the steps..."
     if run["status"] == "succeeded":
+        worse = verdict(run)
+        line += f" · <b>{worse}</b>" if worse else ""
         line += f" · adapter <b>{run['adapter']}</b> is ready in the Chat tab's Model list"
     if run.get("error"):
         line += f"<br><span style='color:#b91c1c'>{html.escape(run['error'])}</span>"
@@ -48,19 +65,18 @@ def status_html(run: dict | None, auto: training.AutoStart) -> str:
     return f'<div id="train-status"><p>{line}</p>{bar}<p>{waiting}</p></div>'
 
 
-def next_run_line(auto: training.AutoStart) -> str:
+def next_run_line(auto: training.AutoStart, progress: str) -> str:
     if not auto.enabled:
-        return f"{auto.new_examples} new examples since the last run; auto-start is off."
-    return (f"{auto.new_examples} new examples since the last run; the next run starts by "
-            f"itself at {auto.threshold} ({auto.to_go} to go).")
+        return f"{progress}."
+    return f"{progress}; the next run starts by itself at {auto.threshold}."
 
 
 def loss_points(run: dict | None) -> list[dict]:
     if not run:
         return []
     return ([{"step": p["step"], "loss": p["loss"], "series": "train"} for p in run["losses"]]
-            + [{"step": p["step"], "loss": p["loss"], "series": "eval"}
-               for p in run["eval_losses"]])
+            + [{"step": step, "loss": loss, "series": "held out"}  # one point a step
+               for step, loss in {p["step"]: p["loss"] for p in run["eval_losses"]}.items()])
 
 
 def history_rows(all_runs: list[dict]) -> list[list]:
@@ -72,7 +88,7 @@ def history_rows(all_runs: list[dict]) -> list[list]:
              number(r["metrics"].get("eval_loss_after")),
              number(r["metrics"].get("tokens_per_second"), 1),
              number(r["metrics"].get("train_seconds"), 1),
-             (r["started_at"] or "")[:16].replace("T", " "), r["error"] or ""]
+             (r["started_at"] or "")[:16].replace("T", " "), r["error"] or verdict(r)]
             for r in all_runs]
 
 
@@ -117,11 +133,15 @@ class TrainHandlers:
         import pandas as pd
 
         current = training.status(self.ctx)
-        points = pd.DataFrame(loss_points(current), columns=["step", "loss", "series"])
-        # Numeric dtypes even when empty, so the plot's axes stay quantitative.
+        # The page draws only the series that were in the data when it built the chart
+        # (a Train tab opened before a run stayed blank): every series is there from
+        # the start, with an empty point, which a line does not draw.
+        placeholders = [{"step": 0, "loss": math.nan, "series": name} for name in COLORS]
+        points = pd.DataFrame(placeholders + loss_points(current))
         points = points.astype({"step": "int64", "loss": "float64", "series": "string"})
-        return (status_html(current, training.auto_start(self.ctx)), points,
-                history_rows(training.history(self.ctx)))
+        return (status_html(current, training.auto_start(self.ctx),
+                            training.progress_line(self.ctx)),
+                points, history_rows(training.history(self.ctx)))
 
     def show_lineage(self, event: gr.SelectData) -> str:
         return lineage_markdown(training.lineage(self.ctx, int(event.row_value[0])))
@@ -132,29 +152,38 @@ def build(ui: Ui) -> None:
         gr.Markdown("Training is not available in this app.")
         return
     handlers = TrainHandlers(ui.ctx)
-    with gr.Row():
-        method = gr.Radio(list(METHODS), value="auto", label="Method",
-                          info="qlora: 4-bit base, about a third of the memory; "
-                               "auto picks it when memory is short")
-        epochs = gr.Number(0, label="Epochs", precision=0, minimum=0, maximum=100,
-                           info="0 = chosen by the number of examples")
-        learning_rate = gr.Number(TrainConfig.learning_rate, label="Learning rate", minimum=0)
-        rank = gr.Slider(4, 64, value=TrainConfig.rank, step=4, label="LoRA rank")
+    gr.Markdown("**Just press Start: the settings are chosen for your data.** Runs also "
+                "start by themselves when enough new examples arrive (below). A run takes "
+                "a minute or two for a few dozen examples; the chat stays usable meanwhile.")
     with gr.Row():
         continue_from = ui.model_list("Train", with_base=False, first=(NEW_ADAPTER,),
                                       default=lambda ctx: NEW_ADAPTER,
-                                      info="or continue an adapter on new examples")
+                                      info="a new adapter, or continue one on new examples",
+                                      elem_id="continue-from")
         threshold = gr.Number(handlers.threshold_box(),
-                              label="Auto-start after new examples", precision=0, minimum=0,
-                              info="0 = off")
+                              label="Start by itself after this many new examples",
+                              precision=0, minimum=0, info="0 = only when you press Start")
+    with gr.Accordion("Advanced settings", open=False):
+        with gr.Row():
+            method = gr.Radio(list(METHODS), value="auto", label="Method",
+                              info="qlora loads the base in 4 bits: about a third of the "
+                                   "memory; auto picks it when memory is short")
+            epochs = gr.Number(0, label="Epochs", precision=0, minimum=0, maximum=100,
+                               info="passes over your examples; 0 = chosen by their number")
+            learning_rate = gr.Number(TrainConfig.learning_rate, label="Learning rate",
+                                      minimum=0, info="how big each step is; too high "
+                                      "forgets what the model knew, too low learns little")
+            rank = gr.Slider(4, 64, value=TrainConfig.rank, step=4, label="LoRA rank",
+                             info="the adapter's capacity: 8-32 suits a voice or a format")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="start-training")
         cancel = gr.Button("Cancel", elem_id="cancel-training")
         resume = gr.Button("Resume last failed run")
     note = gr.Markdown(elem_id="train-note")
     status = gr.HTML(elem_id="train-status-box")
-    curve = gr.LinePlot(x="step", y="loss", color="series", title="Loss", height=260,
-                        elem_id="loss-curve")
+    curve = gr.LinePlot(x="step", y="loss", color="series", title="Error while learning "
+                        "(lower is better)", height=260, elem_id="loss-curve",
+                        y_title="error (loss)", color_map=COLORS)
     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs "
                            "(click one to see what it trained on)", elem_id="runs-table")
     lineage = gr.Markdown(elem_id="run-lineage")
@@ -169,6 +198,6 @@ def build(ui: Ui) -> None:
     resume.click(shown_to_user(handlers.resume), None, note, api_name="resume_run")
     threshold.input(shown_to_user(handlers.set_threshold), threshold, note,
                     api_visibility="private")
-    ui.on_load(handlers.threshold_box, None, threshold)
     history.select(shown_to_user(handlers.show_lineage), None, lineage,
                    api_visibility="private")
+    ui.on_load(handlers.threshold_box, None, threshold)
