@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = ChatEngine(load_model(None))
     free = GenerationSettings(max_new_tokens=args.max_new_tokens, stop_loops=False)
-    rows = []
+    rows: list[dict] = []
     for prompt in PROMPTS:
         started = time.perf_counter()
         reply = engine.reply([{"role": "user", "content": prompt}], settings=free)
