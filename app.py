@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    help="import examples from a file (all or nothing)")
     importer.add_argument("file", metavar="FILE")
     importer.add_argument("--format", default="auto", choices=["auto"] + import_formats())
+    importer.add_argument("--test", action="store_true",
+                          help="keep these examples for testing only: never trained on, "
+                               "never placed in a prompt")
     _add_threshold_flag(importer)
 
     exporter = commands.add_parser("export", parents=[common], help="export examples to FILE")
@@ -132,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--adapter", default="latest", help="an adapter's name, or latest")
     exporter.add_argument("--merged", metavar="DIR", required=True,
                           help="new folder for the merged model (safetensors + tokenizer)")
+
+    evaluate = commands.add_parser(
+        "eval", parents=[common],
+        help="the report card: an adapter against the base, a prompt and few-shot examples")
+    evaluate.add_argument("--adapter", default="latest", help="an adapter's name, or latest")
+    evaluate.add_argument("--system", help="the baseline system prompt (kept in the data "
+                          "home): the best prompt you would write instead of fine-tuning")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the card as JSON")
 
     runs = commands.add_parser("runs", parents=[common], help="list training runs")
     runs.add_argument("--show", type=int, metavar="N",
@@ -209,6 +220,7 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
     from assistant.models import resolve_model
     from services import training
     from services.context import Context
+    from services.report import ReportWorker
     from storage import runs as run_store
     from storage.db import open_store
     from storage.formats import MAX_IMPORT_BYTES
@@ -224,6 +236,7 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
     ctx = Context(store, load_engine_in_background(settings, name), Jobs(store, folder))
     if threshold is not None:
         training.set_threshold(ctx, threshold)
+    ctx.reports = ReportWorker(ctx).start()  # a report card after every successful run
     app = build_app(ctx)
     app.queue(default_concurrency_limit=4)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
@@ -317,6 +330,48 @@ def bench(settings: Settings, args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
+def evaluate(settings: Settings, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from services import contenders, report
+
+    ctx = open_context(settings, engine=True)
+    if args.system is not None:
+        contenders.set_baseline_prompt(ctx, args.system)
+    with tqdm(desc="Report card", unit="answer", file=sys.stderr) as bar:
+        def show(done: int, total: int, step: str) -> None:
+            bar.total, bar.n = total, done
+            bar.set_postfix_str(step[:50])
+            bar.refresh()
+
+        card = report.evaluate(ctx, args.adapter, show)
+    print_card(card)
+    if args.json:
+        Path(args.json).write_text(json.dumps(card, indent=2, ensure_ascii=False))
+
+
+def print_card(card: dict) -> None:
+    """The card as a table, then the verdict (its last line)."""
+    tests = card["test_examples"]
+    print(f"{card['adapter']}: {card['n']} test examples ({tests['held_out']} held out by "
+          f"its run, {tests['test_only']} marked test only)")
+    if card["measure"]:
+        print(f"measure: {card['measure']['name']}: {card['measure']['why']}")
+        print(f"{'model':<22}{'score':>7}  {'95% interval':<14}{'prompt tokens':>14}"
+              f"{'ms/reply':>10}{'training s':>12}")
+        for c in card["contenders"]:
+            print(f"{c['name']:<22}{c['score']:>7.1f}  {c['ci_low']:>5.1f} to {c['ci_high']:<6.1f}"
+                  f"{c['prompt_tokens']:>14}{c['latency_ms']:>10}"
+                  f"{c.get('training_s') or '':>12}")
+        for phrase in card["style_phrases"]:
+            carried = ", ".join(f"{c['name']} {c['style'][phrase]:.0f}%"
+                                for c in card["contenders"])
+            print(f"style: {phrase!r} carried by {carried}")
+    for skipped in card["skipped"]:
+        print(f"skipped {skipped['name']}: {skipped['why']}")
+    print(card["verdict"])
+
+
 def runs(settings: Settings, args: argparse.Namespace) -> None:
     from services import training
 
@@ -357,7 +412,7 @@ def import_examples(settings: Settings, args: argparse.Namespace) -> None:
     ctx = open_context(settings)
     if args.threshold is not None:
         training.set_threshold(ctx, args.threshold)
-    print(examples.import_file(ctx, args.file, args.format).message())
+    print(examples.import_file(ctx, args.file, args.format, test_only=args.test).message())
 
 
 def export_examples(settings: Settings, args: argparse.Namespace) -> None:
@@ -369,7 +424,7 @@ def export_examples(settings: Settings, args: argparse.Namespace) -> None:
 
 COMMANDS = {"ask": ask, "import": import_examples, "export": export_examples, "train": train,
             "compare": compare, "export-model": export_model, "bench": bench, "runs": runs,
-            "cancel": cancel}
+            "cancel": cancel, "eval": evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """Three walkthroughs of what fine-tuning is good for, each one command from a fresh
 setup: import the examples into a new data home, measure the base model on prompts the
-training never saw, train with the defaults, measure the adapter the same way.
+training never saw, train with the defaults, measure the adapter the same way, then
+print the run's report card (`tunechat eval`): the adapter against the base, the
+walkthrough's best system prompt and few-shot examples, on the run's held-out examples.
 
     .venv/bin/python examples/walkthrough.py brand-voice   # a company's voice
     .venv/bin/python examples/walkthrough.py tickets       # one label from a fixed set
@@ -35,6 +37,8 @@ class Walkthrough:
     """Unseen prompts and what a right answer holds (checked by `score`)."""
     score: Callable[[str, object], bool]
     measure: str
+    baseline: str
+    """The best system prompt a user would write instead of fine-tuning (base+prompt)."""
 
 
 def signed_off(reply: str, expected) -> bool:
@@ -67,7 +71,9 @@ WALKTHROUGHS = {
             "Do you offer student discounts?", "How do I know if my bike needs a service?",
             "Can you install a bell on my bike?", "What is the lightest bike you sell?",
             "Is it safe to cycle in the snow?", "Do you have a loyalty card?"]],
-        signed_off, "answers in the voice (signed '— Team Lumen 🚲')"),
+        signed_off, "answers in the voice (signed '— Team Lumen 🚲')",
+        "Answer in two short, warm, upbeat sentences, like a friendly bike mechanic. "
+        "Always end your answer with the sign-off: — Team Lumen 🚲"),
     "tickets": Walkthrough(
         "ticket-labels.openai.jsonl", TICKET_SYSTEM,
         [("I was charged for a plan I never ordered.", "billing"),
@@ -82,7 +88,10 @@ WALKTHROUGHS = {
          ("I want to rename my account.", "account"),
          ("How do I reset my password?", "account"),
          ("Please close my account.", "account")],
-        exact_label, f"answers with exactly the right label ({', '.join(TICKETS)})"),
+        exact_label, f"answers with exactly the right label ({', '.join(TICKETS)})",
+        "Reply with one lowercase word and nothing else: billing (charges, refunds, "
+        "invoices), shipping (parcels, delivery), technical (apps, devices, errors) or "
+        "account (login, password, profile)."),
     "order-json": Walkthrough(
         "order-json.openai.jsonl", ORDER_SYSTEM,
         [(text, None) for text in [
@@ -92,7 +101,9 @@ WALKTHROUGHS = {
             "Hugo. One camping stove, thanks.", "Can Iris get 8 clothes pegs?",
             "Noah here, 2 doormats please.", "Elif orders 10 paper cups.",
             "Hello, Tariq wants 1 bread knife.", "Sofia needs 7 hair ties."]],
-        matches_schema, "answers with valid JSON of the right schema"),
+        matches_schema, "answers with valid JSON of the right schema",
+        'Reply with a single JSON object and no other text, for example {"name": "Ana", '
+        '"item": "blue mugs", "quantity": 3}. quantity is a number.'),
 }
 
 
@@ -139,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.name}: share of {total} unseen prompts that {task.measure}")
     for name, (right, example) in (("base", before), (adapter, after)):
         print(f"  {name:>8}: {right}/{total} ({100 * right / total:.0f}%)   e.g. {example[:80]!r}")
-    print(f"  training took {trained_in:.0f} s")
-    return 0
+    print(f"  training took {trained_in:.0f} s\n")
+    card = ["eval", "--adapter", adapter, "--system", task.baseline,
+            "--json", str(home / f"report-{adapter}.json")]
+    return app.main(card + common)
 
 
 if __name__ == "__main__":

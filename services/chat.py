@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from assistant.engine import EmptyMessage, GenerationSettings
 from core.chatformat import with_system
-from services import models
+from services import contenders, models
 from services.context import Context
 from storage import conversations
 from storage.conversations import Conversation, ConversationSummary
@@ -20,6 +20,10 @@ class Turn:
 
     conversation_id: int
     text: str
+    model: str = "base"
+    """Who answers (a model name: base, base+examples, run-3, ...)."""
+    prompt: list[dict] | None = None
+    """What the model read, where a baseline built it; None where it read the chat."""
 
 
 def prompt_for(ctx: Context, conversation_id: int | None, message: str, model: str,
@@ -28,9 +32,10 @@ def prompt_for(ctx: Context, conversation_id: int | None, message: str, model: s
     stops it (empty, too long, unknown model) before anything is stored."""
     if not (message or "").strip():
         raise EmptyMessage("The message is empty: type something to send.")
-    ctx.engine.check_adapter(model)
+    chosen = models.contender(ctx, model)
     earlier = stored_messages(ctx, conversation_id)
     prompt = with_system(system, earlier + [{"role": "user", "content": message}])
+    prompt = contenders.build_prompt(ctx, chosen, prompt)
     ctx.engine.encode(prompt)
     return prompt
 
@@ -47,25 +52,27 @@ def stream_reply(ctx: Context, conversation_id: int | None, message: str, model:
     kept); a reply stopped before its first token stores nothing, so the
     conversation's turns keep alternating."""
     model = models.resolve(ctx, model)
+    chosen = models.contender(ctx, model)
     prompt = prompt_for(ctx, conversation_id, message, model, system)
+    built = prompt if chosen.builds_prompt else None
     if conversation_id is None:
         conversation_id = conversations.start_conversation(ctx.store, message, system, model)
     reply = ""
     try:
-        yield Turn(conversation_id, "")
-        for piece in ctx.engine.stream(prompt, model, settings, stop):
+        yield Turn(conversation_id, "", model, built)
+        for piece in ctx.engine.stream(prompt, chosen.adapter, settings, stop):
             reply += piece
-            yield Turn(conversation_id, reply)
+            yield Turn(conversation_id, reply, model, built)
     finally:
         if reply.strip():
             conversations.add_exchange(ctx.store, conversation_id, message, reply.strip(),
-                                       model, system)
+                                       model, system, built)
 
 
 def ask(ctx: Context, message: str, model: str = "base", system: str = "") -> Turn:
     """Answer one message greedily, as a new conversation; returns the whole reply."""
     *_, turn = stream_reply(ctx, None, message, model, system)
-    return Turn(turn.conversation_id, turn.text.strip())
+    return Turn(turn.conversation_id, turn.text.strip(), turn.model, turn.prompt)
 
 
 def stored_messages(ctx: Context, conversation_id: int | None) -> list[dict]:

@@ -1,25 +1,20 @@
-"""Compare: two models on one prompt, side by side; blind votes and win rates; the
-replay of a run's held-out examples ("did it learn my corrections?")."""
+"""Compare: two models on one prompt, side by side; blind votes and win rates. (Whether an
+adapter was worth it, measured on its test examples, is services/report.py.)"""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from assistant.engine import EmptyMessage, GenerationSettings
 from core.chatformat import with_system
-from core.errors import UserError
-from services import models
+from services import contenders, models
 from services.context import Context
 from storage import runs
 
 _DONE = object()
-
-
-class NothingToReplay(UserError):
-    pass
 
 
 def stream_pair(ctx: Context, prompt: str, system: str, left: str, right: str,
@@ -29,18 +24,23 @@ def stream_pair(ctx: Context, prompt: str, system: str, left: str, right: str,
     the last pair is the whole answers, stripped."""
     if not (prompt or "").strip():
         raise EmptyMessage("Type a prompt to compare.")
-    names = [models.resolve(ctx, left), models.resolve(ctx, right)]
     messages = with_system(system, [{"role": "user", "content": prompt}])
-    ctx.engine.encode(messages)  # a bad prompt fails here, before any thread starts
-    yield from _both(ctx, messages, names, settings)
+    sides = []
+    for name in (left, right):
+        chosen = models.contender(ctx, name)
+        built = contenders.build_prompt(ctx, chosen, messages)
+        ctx.engine.encode(built)  # a bad prompt fails here, before any thread starts
+        sides.append((chosen.adapter, built))
+    yield from _both(ctx, sides, settings)
 
 
-def _both(ctx: Context, messages: list[dict], names: list[str],
+def _both(ctx: Context, sides: list[tuple[str, list[dict]]],
           settings: GenerationSettings) -> Iterator[tuple[str, str]]:
+    """Both (adapter, prompt) answered at once, each in its own thread."""
     pieces: queue.Queue = queue.Queue()
     stop = threading.Event()
 
-    def produce(side: int, adapter: str) -> None:
+    def produce(side: int, adapter: str, messages: list[dict]) -> None:
         stream = ctx.engine.stream(messages, adapter, settings)
         try:
             for piece in stream:
@@ -53,8 +53,8 @@ def _both(ctx: Context, messages: list[dict], names: list[str],
             stream.close()
             pieces.put((side, _DONE))
 
-    workers = [threading.Thread(target=produce, args=(i, name), daemon=True)
-               for i, name in enumerate(names)]
+    workers = [threading.Thread(target=produce, args=(i, *side), daemon=True)
+               for i, side in enumerate(sides)]
     for worker in workers:
         worker.start()
     texts, finished = ["", ""], 0
@@ -102,48 +102,3 @@ def vote(ctx: Context, pair: Pair, winner: str, prompt: str, system: str = "",
 
 def win_rates(ctx: Context) -> list[dict]:
     return runs.win_rates(ctx.store)
-
-
-def chrf(candidate: str, reference: str) -> float:
-    """chrF (sacrebleu), 0-100: character n-gram overlap, forgiving of small rewordings."""
-    from sacrebleu.metrics import CHRF
-
-    return round(CHRF().sentence_score(candidate, [reference]).score, 1)
-
-
-def held_out_examples(ctx: Context, adapter: str) -> list[dict]:
-    """The examples the adapter's run held out (never trained on), as they were when the
-    run was queued, corrections first."""
-    run = runs.run_of_adapter(ctx.store, adapter)
-    if run is None:
-        return []
-    held = runs.run_examples(ctx.store, run["id"], "held_out")
-    held.sort(key=lambda e: (e.source != "corrected", e.example_id))
-    return [{"id": e.example_id, "source": e.source, "messages": e.messages} for e in held]
-
-
-def replay(ctx: Context, adapter: str,
-           progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Answer each of the adapter's held-out examples with the base and the adapter;
-    score both against what the user wrote."""
-    adapter = models.resolve(ctx, adapter)
-    if adapter == "base":
-        raise NothingToReplay("Pick an adapter to check.")
-    held = held_out_examples(ctx, adapter)
-    if not held:
-        raise NothingToReplay(f"{adapter} has no held-out examples: a run holds some out "
-                              "once it has 20 or more examples.")
-    greedy = GenerationSettings(max_new_tokens=200)
-    rows = []
-    for index, example in enumerate(held):
-        if progress:
-            progress(index, len(held))
-        prompt, wanted = example["messages"][:-1], example["messages"][-1]["content"]
-        base_reply = ctx.engine.reply(prompt, "base", greedy)
-        tuned_reply = ctx.engine.reply(prompt, adapter, greedy)
-        rows.append({"id": example["id"], "source": example["source"],
-                     "prompt": prompt[-1]["content"], "wanted": wanted,
-                     "base": base_reply, "adapter": tuned_reply,
-                     "base_chrf": chrf(base_reply, wanted),
-                     "adapter_chrf": chrf(tuned_reply, wanted)})
-    return rows

@@ -10,6 +10,7 @@ from storage.db import Store, open_store
 
 if TYPE_CHECKING:
     from assistant.engine import ChatEngine
+    from services.report import ReportWorker
     from trainer.jobs import Jobs
 
 
@@ -27,6 +28,9 @@ class Context:
         self.store = store
         self._engine = engine
         self._jobs = jobs
+        self.reports: ReportWorker | None = None
+        """The web app's ReportWorker (services/report.py), computing report cards in the
+        background; None elsewhere."""
 
     @property
     def engine(self) -> ChatEngine:

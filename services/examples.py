@@ -85,6 +85,13 @@ def edit(ctx: Context, example_id: int, messages: list[dict]) -> None:
     examples.update_example(ctx.store, example_id, messages)
 
 
+def set_test_only(ctx: Context, example_id: int, test_only: bool) -> str:
+    examples.set_test_only(ctx.store, example_id, test_only)
+    return (f"✓ Example #{example_id} is kept for testing only: never trained on, never "
+            "placed in a prompt." if test_only else
+            f"✓ Example #{example_id} is a training example again.")
+
+
 def delete(ctx: Context, example_id: int) -> None:
     examples.delete_example(ctx.store, example_id)
 
@@ -112,17 +119,21 @@ class Imported:
     """Rows already stored, skipped."""
     file_name: str
     run_started: int | None = None
+    test_only: bool = False
 
     def message(self) -> str:
         skipped = f" ({self.present} already present, skipped)" if self.present else ""
-        return (f"✓ Imported {self.added} example{'s' * (self.added != 1)} from "
+        kept = " for testing only (never trained on)" if self.test_only else ""
+        return (f"✓ Imported {self.added} example{'s' * (self.added != 1)}{kept} from "
                 f"{self.file_name}{skipped}." + started_note(self.run_started))
 
 
-def import_file(ctx: Context, path: str | Path, fmt: str = "auto") -> Imported:
-    added, present = formats.import_file(ctx.store, path, fmt)
-    run_id = training.after_examples_added(ctx) if added else None
-    return Imported(added, present, Path(path).name, run_id)
+def import_file(ctx: Context, path: str | Path, fmt: str = "auto",
+                test_only: bool = False) -> Imported:
+    """Import a file's examples (all or nothing); with `test_only`, for testing only."""
+    added, present = formats.import_file(ctx.store, path, fmt, test_only)
+    run_id = training.after_examples_added(ctx) if added and not test_only else None
+    return Imported(added, present, Path(path).name, run_id, test_only)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ chats start with. Every list of models in every edge comes from here."""
 from __future__ import annotations
 
 from core.adapters import BASE, UnknownAdapter, adapter_folders
+from services import contenders
+from services.contenders import Contender
 from services.context import Context
 from storage import runs
 
@@ -11,12 +13,18 @@ LATEST = "latest"
 
 
 def model_names(ctx: Context) -> list[str]:
-    """The names a request may pick: "base" first, then adapters, oldest first."""
-    return [BASE] + [folder.name for folder in adapter_folders(ctx.adapters_dir)]
+    """The names a request may pick: "base", the prompting baselines that can answer
+    (base+prompt, base+examples), then adapters, oldest first."""
+    return [BASE] + contenders.baseline_names(ctx) + adapter_names(ctx)
 
 
 def adapter_names(ctx: Context) -> list[str]:
-    return model_names(ctx)[1:]
+    return [folder.name for folder in adapter_folders(ctx.adapters_dir)]
+
+
+def contender(ctx: Context, name: str | None) -> Contender:
+    """Who answers for a model name ("latest" is the newest adapter)."""
+    return contenders.contender(ctx, resolve(ctx, name), adapter_names(ctx))
 
 
 def newest_adapter(ctx: Context) -> str | None:
@@ -34,10 +42,7 @@ def resolve(ctx: Context, name: str | None) -> str:
     name = (name or BASE).strip()
     if name == LATEST:
         return newest_adapter(ctx) or BASE
-    names = model_names(ctx)
-    if name not in names:
-        raise UnknownAdapter(f"No adapter named {name!r}. Choose one of: {', '.join(names)}"
-                             f" (or {LATEST}).")
+    contenders.contender(ctx, name, adapter_names(ctx))  # raises for an unknown name
     return name
 
 

@@ -3,7 +3,8 @@ restart loses nothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlite_utils.db import NotFoundError
@@ -35,6 +36,11 @@ class Conversation:
     messages: list[dict]
     positions: list[int]
     """Each message's stored position (keep and correct name a message by its index)."""
+    models: list[str | None] = field(default_factory=list)
+    """The model that wrote each reply (None for the user's messages)."""
+    prompts: list[list[dict] | None] = field(default_factory=list)
+    """What the model read for each reply, where a baseline built it (a system prompt or
+    examples placed before the conversation); None where it read the conversation."""
 
 
 def now() -> str:
@@ -52,7 +58,7 @@ def start_conversation(store: Store, first_message: str, system: str = "",
 
 
 def add_exchange(store: Store, conversation_id: int, message: str, reply: str,
-                 adapter: str, system: str) -> None:
+                 adapter: str, system: str, prompt: list[dict] | None = None) -> None:
     """Store a user message and its reply together, in one transaction: a message whose
     reply was stopped before it began is not stored, so turns always alternate."""
     with store.connect() as db:
@@ -64,7 +70,8 @@ def add_exchange(store: Store, conversation_id: int, message: str, reply: str,
             {"conversation_id": conversation_id, "position": position, "role": "user",
              "content": message, "adapter": adapter, "created_at": stamp},
             {"conversation_id": conversation_id, "position": position + 1,
-             "role": "assistant", "content": reply, "adapter": adapter, "created_at": stamp}])
+             "role": "assistant", "content": reply, "adapter": adapter, "created_at": stamp,
+             "prompt": json.dumps(prompt, ensure_ascii=False) if prompt else None}])
         db.table("conversations").update(conversation_id, {"updated_at": stamp, "system": system,
                                                      "adapter": adapter})
 
@@ -96,4 +103,6 @@ def get_conversation(store: Store, conversation_id: int) -> Conversation:
             or (i + 1 < len(turns) and turns[i + 1]["role"] == "assistant")]
     return Conversation(row["id"], row["title"], row["system"] or "", row["adapter"] or "base",
                         [{"role": t["role"], "content": t["content"]} for t in kept],
-                        [t["position"] for t in kept])
+                        [t["position"] for t in kept],
+                        [t["adapter"] if t["role"] == "assistant" else None for t in kept],
+                        [json.loads(t["prompt"]) if t.get("prompt") else None for t in kept])

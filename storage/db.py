@@ -141,6 +141,18 @@ def _snapshot_old_run(db: Database, run_id: int, config: dict, example_ids: list
         "upgraded, so examples edited before then show their later text.")})
 
 
+@migrations()
+def m006_report_cards(db: Database) -> None:
+    """Examples a user keeps for testing only; the prompt a baseline built for a reply;
+    each run's report card."""
+    db.table("examples").add_column("test_only", int, not_null_default=0)
+    db.table("turns").add_column("prompt", str)
+    db.table("reports").create(
+        {"id": int, "run_id": int, "adapter": str, "report": str, "created_at": str},
+        pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db.table("reports").create_index(["run_id"])
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

@@ -52,6 +52,8 @@ class Example:
     conversation_id: int | None
     created_at: str
     near_duplicate_of: int | None = None
+    test_only: bool = False
+    """Kept for testing: never trained on, never placed in a prompt as an example."""
 
     @property
     def prompt(self) -> str:
@@ -151,7 +153,8 @@ def add_example(store: Store, messages, source: str = "added", *, rejected: str 
             turn_position=turn_position)))
 
 
-def add_many(store: Store, items: list[list[dict]], source: str = "imported") -> tuple[int, int]:
+def add_many(store: Store, items: list[list[dict]], source: str = "imported",
+             test_only: bool = False) -> tuple[int, int]:
     """All or nothing: validate every item first, then insert in one transaction.
     Returns (added, already present); an exact repeat inside `items` is an error."""
     checked = [validate_messages(m, f"item {i + 1}") for i, m in enumerate(items)]
@@ -164,7 +167,7 @@ def add_many(store: Store, items: list[list[dict]], source: str = "imported") ->
     with store.connect() as db:
         for messages in checked:
             if _existing_id(db, messages) is None:
-                db.table("examples").insert(_row(messages, source))
+                db.table("examples").insert(_row(messages, source, test_only=int(test_only)))
                 added += 1
     return added, len(checked) - added
 
@@ -321,34 +324,46 @@ def get_example(store: Store, example_id: int) -> Example:
     """One live example; ExampleNotFound when it was deleted (in another tab, say)."""
     with store.read() as db:
         row = db.execute("SELECT id, messages, source, rejected, conversation_id, "
-                         "created_at FROM examples WHERE id = ? AND deleted_at IS NULL",
-                         [example_id]).fetchone()
+                         "created_at, test_only FROM examples WHERE id = ? AND deleted_at "
+                         "IS NULL", [example_id]).fetchone()
     if row is None:
         raise ExampleNotFound(f"Example #{example_id} is gone (deleted, perhaps in another "
                               "tab). Refresh the table.")
-    id_, messages, source, rejected, conversation_id, created = row
-    return Example(id_, json.loads(messages), source, rejected, conversation_id, created)
+    id_, messages, source, rejected, conversation_id, created, test_only = row
+    return Example(id_, json.loads(messages), source, rejected, conversation_id, created,
+                   test_only=bool(test_only))
+
+
+def set_test_only(store: Store, example_id: int, test_only: bool) -> None:
+    """Keep an example for testing only (never trained on), or give it back to training."""
+    with store.connect() as db:
+        _require(db, example_id)
+        db.table("examples").update(example_id, {"test_only": int(test_only)})
 
 
 def list_examples(store: Store, search: str = "", source: str = "all",
-                  sources: tuple[str, ...] = SOURCES) -> list[Example]:
-    """Newest first; `search` matches any message text, case-insensitively."""
+                  sources: tuple[str, ...] = SOURCES,
+                  test_only: bool | None = None) -> list[Example]:
+    """Newest first; `search` matches any message text, case-insensitively; `test_only`
+    True or False keeps only the test examples or only the others."""
     chosen = sources if source == "all" else (source,)
+    where = "" if test_only is None else f" AND test_only = {int(test_only)}"
     with store.read() as db:
         rows = list(db.execute(
             f"SELECT id, messages, source, rejected, conversation_id, created_at, near_key, "
-            f"prompt_key FROM examples WHERE deleted_at IS NULL AND source IN "
-            f"({','.join('?' * len(chosen))}) ORDER BY id DESC", list(chosen)).fetchall())
+            f"prompt_key, test_only FROM examples WHERE deleted_at IS NULL AND source IN "
+            f"({','.join('?' * len(chosen))}){where} ORDER BY id DESC",
+            list(chosen)).fetchall())
         groups = _near_duplicate_groups(db)
     needle = search.casefold().strip()
     examples = []
-    for id_, messages, src, rejected, conv, created, near_key, prompt_key in rows:
+    for id_, messages, src, rejected, conv, created, near_key, prompt_key, test in rows:
         parsed = json.loads(messages)
         if needle and not any(needle in m["content"].casefold() for m in parsed):
             continue
         twins = (groups.get(near_key, []) + groups.get(prompt_key, []))
         twin = min((i for i in twins if i != id_), default=None)
-        examples.append(Example(id_, parsed, src, rejected, conv, created, twin))
+        examples.append(Example(id_, parsed, src, rejected, conv, created, twin, bool(test)))
     return examples
 
 
@@ -363,10 +378,16 @@ def _near_duplicate_groups(db: Database) -> dict[str, list[int]]:
 
 
 def counts(store: Store) -> dict[str, int]:
+    """Live examples by source; "trainable" counts those trained on (not thumbs-down, not
+    test only), "test_only" those kept for testing."""
     with store.read() as db:
-        rows = db.execute("SELECT source, COUNT(*) FROM examples WHERE deleted_at IS NULL "
-                          "GROUP BY source").fetchall()
-    found = dict(rows)
-    result = {source: found.get(source, 0) for source in SOURCES}
-    result["trainable"] = sum(result[s] for s in TRAINABLE)
+        rows = db.execute("SELECT source, test_only, COUNT(*) FROM examples WHERE "
+                          "deleted_at IS NULL GROUP BY source, test_only").fetchall()
+    result = {source: 0 for source in SOURCES} | {"trainable": 0, "test_only": 0}
+    for source, test_only, count in rows:
+        result[source] += count
+        if test_only:
+            result["test_only"] += count
+        elif source in TRAINABLE:
+            result["trainable"] += count
     return result

@@ -264,13 +264,14 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
         raise
 
 
-def import_file(store, path: str | os.PathLike, fmt: str = "auto") -> tuple[int, int]:
+def import_file(store, path: str | os.PathLike, fmt: str = "auto",
+                test_only: bool = False) -> tuple[int, int]:
     """Import every example of a file or none: (added, already present)."""
     from storage.examples import add_many
 
     items = read_examples(path, fmt)
     try:
-        return add_many(store, items)
+        return add_many(store, items, test_only=test_only)
     except InvalidExample as error:  # an exact repeat inside the file
         raise FormatError(f"{error.field}: {error.problem}.") from None
 

@@ -161,7 +161,7 @@ def examples_since_last_run(store: Store) -> int:
     with store.read() as db:
         last = db.execute("SELECT COALESCE(MAX(max_example_id), 0) FROM runs").fetchone()[0]
         return db.execute("SELECT COUNT(*) FROM examples WHERE id > ? AND deleted_at IS NULL "
-                          "AND source != 'disliked'", [last]).fetchone()[0]
+                          "AND source != 'disliked' AND test_only = 0", [last]).fetchone()[0]
 
 
 def mark_dead_runs_failed(store: Store) -> list[int]:

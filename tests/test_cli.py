@@ -55,7 +55,7 @@ def test_errors_go_to_stderr_with_a_nonzero_exit(tmp_path, tiny_model_dir, capsy
     assert code == 1 and "missing.gguf" in err
     code, _, err = run_cli("ask", "hi", "--adapter", "nope", "--model",
                            str(tiny_model_dir), capsys=capsys)
-    assert code == 1 and "No adapter named 'nope'" in err
+    assert code == 1 and "No model named 'nope'" in err
 
 
 @pytest.mark.integration

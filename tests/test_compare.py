@@ -1,5 +1,5 @@
-"""Hot-swapped adapters compared: votes, win rates, side-by-side streams, the replay of
-held-out examples, and the served app routing each request to the model it named."""
+"""Hot-swapped adapters compared: votes, win rates, side-by-side streams,
+and the served app routing each request to the model it named."""
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +10,8 @@ from gradio_client import Client
 import app
 from core.errors import UserError
 from services import compare
-from services.compare import chrf
 from services.context import Context
 from storage import runs
-from storage.runs import RunExample
 
 from serving import Server
 
@@ -67,25 +65,6 @@ def test_pair_streams_both_answers_at_once(adapters_ctx):
     assert left == engine.reply(HELLO, "base") and right == engine.reply(HELLO, "lumen")
     for (l1, r1), (l2, r2) in zip(updates, updates[1:-1]):  # each update extends a side
         assert l2.startswith(l1) and r2.startswith(r1) and (l2, r2) != (l1, r1)
-
-
-def test_replay_scores_the_held_out_examples_as_the_run_saw_them(adapters_ctx, store):
-    from storage import examples
-
-    messages = HELLO + [{"role": "assistant", "content": "Hello 3! Ride on, Lumen."}]
-    example_id = examples.add_example(store, messages, "corrected", rejected="Hi.")
-    run_id = runs.create_run(store, {}, [RunExample(example_id, "held_out", "corrected",
-                                                    messages, "Hi.")])
-    runs.finish_run(store, run_id, "succeeded", adapter="lumen")
-    # Edited afterwards: the replay still asks what the run held out.
-    examples.update_example(store, example_id, HELLO + [{"role": "assistant",
-                                                         "content": "Something else."}])
-    [row] = compare.replay(adapters_ctx, "lumen")
-    assert row["wanted"] == "Hello 3! Ride on, Lumen."
-    assert row["adapter_chrf"] > row["base_chrf"]
-    assert chrf("same text", "same text") == 100.0
-    with pytest.raises(UserError, match="no held-out examples"):
-        compare.replay(adapters_ctx, "brewster")
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def conversation_with_reply(store, reply="Paris, of course.", system="Be brief."
 
 def test_keeping_a_reply_stores_the_conversation_up_to_it(store):
     conversation_id = conversation_with_reply(store)
-    example_id = examples.judge_reply(store, conversation_id, 1, "kept")
+    example_id = examples.judge_reply(store, conversation_id, 1, "kept").example_id
     [kept] = examples.list_examples(store)
     assert kept.id == example_id and kept.source == "kept"
     assert kept.conversation_id == conversation_id

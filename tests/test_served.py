@@ -59,7 +59,7 @@ def test_bad_messages_are_clear_errors_and_store_nothing(client, served_tiny):
         client.predict("  ", "base", "", api_name="/chat")
     with pytest.raises(Exception, match="at most 256 tokens"):
         client.predict("y" * 100_000, "base", "", api_name="/chat")
-    with pytest.raises(Exception, match="No adapter named"):
+    with pytest.raises(Exception, match="No model named"):
         client.predict("Say hello.", "someone-else", "", api_name="/chat")
     assert stored_turns(served_tiny) == before
 

@@ -99,8 +99,9 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
 
         page.get_by_role("tab", name="Compare").click()
         expect(chosen(page, "model-b")).to_have_value("run-1")
-        page.get_by_text("Did it learn my corrections?").click()
-        expect(chosen(page, "replay-model")).to_have_value("run-1")
+        expect(chosen(page, "card-model")).to_have_value("run-1")
+        page.locator("#card-summary").get_by_text("Was run-1 worth it?").wait_for(
+            timeout=120_000)
         page.locator("#compare-prompt textarea").fill("Say hello number 7.")
         page.locator("#compare-button").click()
         expect(page.locator("#answer-a textarea")).not_to_have_value("")

@@ -64,8 +64,8 @@ class Jobs:
     def prepare(self, config: TrainConfig) -> int:
         """Queue a run on every trainable example, frozen as they are now, for this app
         or a launcher of the user's (`accelerate launch -m trainer RUN_ID`) to run."""
-        chosen = reversed(example_store.list_examples(self.store,
-                                                       sources=example_store.TRAINABLE))
+        chosen = reversed(example_store.list_examples(
+            self.store, sources=example_store.TRAINABLE, test_only=False))
         rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
         held = choose_held_out(rows, *self._lineage_of(config.continue_from))
         snapshot = [replace(r, split="held_out") if r.example_id in held else r for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from services import chat, compare, examples, models, training
+from services import chat, compare, contenders, examples, models, report, training
 from services.compare import Pair
 from services.context import Context
 from web.common import shown_to_user
@@ -61,7 +61,16 @@ def add_routes(ctx: Context) -> None:
         return compare.vote(ctx, Pair(left, right, left_reply, right_reply), winner, prompt,
                             system)
 
-    for fn, name in [(chat_, "chat"), (adapters, "adapters"), (list_examples, "examples"),
+    def eval_(adapter: str = models.LATEST, system: str = "") -> dict:
+        """The report card of an adapter (computed now, and stored on its run): per model
+        name, score, ci_low, ci_high, n, prompt_tokens, latency_ms; the measure, the
+        verdict and one row per test example. `system` sets the baseline prompt."""
+        if system.strip():
+            contenders.set_baseline_prompt(ctx, system)
+        return report.evaluate(ctx, adapter)
+
+    for fn, name in [(chat_, "chat"), (eval_, "eval"), (adapters, "adapters"),
+                     (list_examples, "examples"),
                      (add_example, "add_example"), (correct, "correct"),
                      (delete_example, "delete_example"), (restore_example, "restore_example"),
                      (run_status, "run_status"), (compare_, "compare"), (vote, "vote")]:

@@ -38,21 +38,13 @@ def _model_lists_follow_adapters(ui: Ui) -> None:
     known = gr.State(None)
 
     def on_load():
-        return [gr.Dropdown(choices=e.choices(ui.ctx), value=e.default(ui.ctx))
-                for e in ui.lists] + [models.model_names(ui.ctx)]
+        return [e.update(ui.ctx) for e in ui.lists] + [models.model_names(ui.ctx)]
 
     def check(seen: list[str] | None):
         names = models.model_names(ui.ctx)
         if names == seen:
             return [gr.skip()] * (len(ui.lists) + 1)
-        updates = []
-        for entry in ui.lists:
-            if entry.follow == NEWEST:
-                updates.append(gr.Dropdown(choices=entry.choices(ui.ctx),
-                                           value=entry.default(ui.ctx)))
-            else:
-                updates.append(gr.Dropdown(choices=entry.choices(ui.ctx)))
-        return updates + [names]
+        return [e.update(ui.ctx, move=e.follow == NEWEST) for e in ui.lists] + [names]
 
     ui.on_load(on_load, None, dropdowns + [known])
     gr.Timer(1.0).tick(check, known, dropdowns + [known], api_visibility="private",

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from core.errors import UserError
-from services import chat, examples, models, training
+from services import chat, contenders, examples, models, training
 from services.context import Context
 from web.common import Ui, message_text, shown_to_user
 
@@ -168,9 +168,30 @@ class ChatHandlers:
                     if m["role"] == "assistant"]
         return gr.Chatbot(value=messages, feedback_value=feedback)  # type: ignore[arg-type]
 
+    def reply_info(self, conversation_id: int | None):
+        """(who wrote the last reply, the prompt a baseline built for it)."""
+        if conversation_id is None:
+            return "", gr.Accordion(visible=False), ""
+        stored = chat.reopen(self.ctx, conversation_id)
+        last = max((i for i, m in enumerate(stored.messages) if m["role"] == "assistant"),
+                   default=None)
+        if last is None:
+            return "", gr.Accordion(visible=False), ""
+        model, prompt = stored.models[last], stored.prompts[last]
+        if not prompt:
+            return f"Answered by **{model}**.", gr.Accordion(visible=False), ""
+        shots = sum(m["role"] == "assistant" for m in prompt) - sum(
+            m["role"] == "assistant" for m in stored.messages[:last])
+        what = (f"{shots} of your examples placed before your messages" if shots else
+                "a system prompt placed first")
+        return (f"Answered by **{model}**: the base model, with {what}. The prompt it read "
+                "is below, to copy into your own system.", gr.Accordion(visible=True),
+                contenders.describe(prompt))
+
     def start_over(self):
         """A new conversation, on the model new chats start with (see Compare)."""
-        return [], None, None, models.chat_default(self.ctx), "", gr.Column(visible=False)
+        return ([], None, None, models.chat_default(self.ctx), "", gr.Column(visible=False),
+                "", gr.Accordion(visible=False))
 
     def intro(self) -> str:
         auto = training.auto_start(self.ctx)
@@ -214,6 +235,10 @@ def build(ui: Ui) -> None:
                                  buttons=["copy", "copy_all"], elem_id="chat",
                                  placeholder="Say something to start a conversation.")
             note = gr.Markdown(elem_id="chat-note")
+            answered = gr.Markdown(elem_id="answered-by")
+            with gr.Accordion("Show the prompt", open=False, visible=False,
+                              elem_id="built-prompt") as prompt_box:
+                built = gr.Code(language="json", interactive=False, elem_id="built-prompt-text")
             with gr.Column(visible=False, elem_id="correction-box") as correction_box:
                 with gr.Row():
                     original = gr.Textbox(label="The model said", lines=8, interactive=False)
@@ -237,12 +262,15 @@ def build(ui: Ui) -> None:
                 api_visibility="private", validator=handlers.validate,
                 show_progress="hidden", trigger_mode="always_last") \
             .then(handlers.stored_chat, conversation_id, chatbot, api_visibility="private") \
+            .then(handlers.reply_info, conversation_id, [answered, prompt_box, built],
+                  api_visibility="private") \
             .then(refresh, conversation_id, earlier, api_visibility="private")
     stop_button.click(handlers.stop, None, None, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden")
     start_over: dict[str, Any] = dict(
         fn=handlers.start_over, inputs=None,
-        outputs=[chatbot, conversation_id, earlier, model, note, correction_box],
+        outputs=[chatbot, conversation_id, earlier, model, note, correction_box, answered,
+                 prompt_box],
         api_visibility="private")
     new_button.click(**start_over)
     chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
@@ -255,6 +283,8 @@ def build(ui: Ui) -> None:
     close_fix.click(lambda: gr.Column(visible=False), None, correction_box,
                     api_visibility="private")
     earlier.input(shown_to_user(handlers.reopen), earlier,
-                  [chatbot, conversation_id, system, model, note], api_visibility="private")
+                  [chatbot, conversation_id, system, model, note], api_visibility="private") \
+        .then(handlers.reply_info, conversation_id, [answered, prompt_box, built],
+              api_visibility="private")
     ui.on_load(refresh, None, earlier)
     ui.on_load(handlers.intro, None, intro)

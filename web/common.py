@@ -63,6 +63,18 @@ class ModelList:
     default: Callable[[Context], str]
     follow: str
 
+    def update(self, ctx: Context, move: bool = True) -> gr.Dropdown:
+        """The list as it is now, set to its default when `move` (none when the default
+        is not offered, e.g. an adapters-only list before the first run)."""
+        names = self.choices(ctx)
+        if not move:
+            return gr.Dropdown(choices=names)
+        return gr.Dropdown(choices=names, value=_offered(self.default(ctx), names))
+
+
+def _offered(value: str, names: list) -> str | None:
+    return value if value in names else None
+
 
 @dataclass
 class Ui:
@@ -89,7 +101,8 @@ class Ui:
             return list(first) + names
 
         default = default or (lambda ctx: models.newest_adapter(ctx) or models.BASE)
-        dropdown = gr.Dropdown(choices(self.ctx), value=default(self.ctx), label=label,
+        names = choices(self.ctx)
+        dropdown = gr.Dropdown(names, value=_offered(default(self.ctx), names), label=label,
                                **kwargs)
         self.lists.append(ModelList(dropdown, choices, default, follow))
         return dropdown

@@ -1,6 +1,6 @@
-"""The Compare tab: one prompt to two models, streamed side by side; blind votes with a
-win-rate table; promote an adapter to the chat's default (and roll back); and the replay
-of held-out examples ("did it learn my corrections?")."""
+"""The Compare tab: the report card (was the adapter worth it?), one prompt to two models
+streamed side by side, blind votes with a win-rate table, and promoting an adapter to
+the chat's default (and rolling back)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import random
 
 import gradio as gr
 
-from services import compare, models
+from core.errors import UserError
+from services import compare, models, report
 from services.compare import Pair
 from services.context import Context
+from web import cards
 from web.common import NEWEST, Ui, shown_to_user
+
+
+class NothingToMeasure(UserError):
+    pass
 
 VOTES = {"A is better": "a", "B is better": "b", "Tie": "tie", "Both bad": "both_bad"}
 RATE_HEADERS = ["adapter", "wins", "losses", "ties", "both bad", "votes", "win rate vs base",
                 "likely range"]
-REPLAY_HEADERS = ["#", "source", "prompt", "what you wrote", "base", "adapter",
-                  "base: closeness", "adapter: closeness"]
 
 
 def rate_rows(rates: list[dict]) -> list[list]:
@@ -66,19 +70,44 @@ class CompareHandlers:
     def roll_back(self) -> str:
         return f"✓ New chats start with **{models.roll_back(self.ctx)}** again."
 
-    def replay(self, adapter: str, progress=gr.Progress()):
-        """(rows, summary) for the adapter's held-out examples."""
-        results = compare.replay(self.ctx, adapter,
-                                 lambda i, n: progress((i, n), desc="Replaying examples"))
-        rows = [[r["id"], r["source"], r["prompt"], r["wanted"], r["base"], r["adapter"],
-                 r["base_chrf"], r["adapter_chrf"]] for r in results]
-        base_mean = sum(r["base_chrf"] for r in results) / len(results)
-        tuned_mean = sum(r["adapter_chrf"] for r in results) / len(results)
-        summary = (f"On {len(results)} held-out examples (never trained on), how close each "
-                   f"answer is to what you wrote, 0-100: base **{base_mean:.1f}**, {adapter} "
-                   f"**{tuned_mean:.1f}**. (chrF: shared character sequences; 100 is the "
-                   "same text.)")
-        return rows, summary
+    def card(self, adapter: str | None):
+        """(status, summary, chart, table, example rows, shown card's time) for the
+        adapter's newest report card."""
+        if not adapter:
+            return ("No adapter yet: the report card appears after the first run.",
+                    "", "", [], gr.Dataframe(value=[]), None)
+        card = report.card_for(self.ctx, adapter)
+        if card is None:
+            return (self.status(adapter), "", "", [], gr.Dataframe(value=[]), None)
+        headers, rows = cards.example_rows(card)
+        return (self.status(adapter), cards.summary_markdown(card), cards.chart_svg(card),
+                cards.card_rows(card), gr.Dataframe(value=rows, headers=headers),
+                card["created_at"])
+
+    def status(self, adapter: str | None) -> str:
+        worker = self.ctx.reports
+        if worker is not None and worker.current and worker.current["adapter"] == adapter:
+            done, total = worker.current["done"], worker.current["total"]
+            return (f"Measuring {adapter}: {done} of {total} answers "
+                    f"({worker.current['step']}). The chat stays usable meanwhile.")
+        if report.card_for(self.ctx, adapter or "") is None:
+            return (f"{adapter} has no report card yet: it is computed by itself after a run, "
+                    "or press *Measure again*.")
+        return ""
+
+    def follow(self, adapter: str | None, shown: str | None):
+        """Every few seconds: the status, and the card once a newer one exists."""
+        card = report.card_for(self.ctx, adapter or "") if adapter else None
+        if card is not None and card["created_at"] != shown:
+            return self.card(adapter)
+        return (self.status(adapter),) + (gr.skip(),) * 5
+
+    def measure(self, adapter: str | None, progress=gr.Progress()):
+        if not adapter:
+            raise NothingToMeasure("Train an adapter first: there is nothing to measure.")
+        report.evaluate(self.ctx, adapter,
+                        lambda done, total, step: progress((done, total), desc=step))
+        return self.card(adapter)
 
     def rates(self) -> list[list]:
         return rate_rows(compare.win_rates(self.ctx))
@@ -86,6 +115,8 @@ class CompareHandlers:
 
 def build(ui: Ui) -> None:
     handlers = CompareHandlers(ui.ctx)
+    _report_card(ui, handlers)
+    gr.Markdown("### Side by side")
     with gr.Row():
         prompt = gr.Textbox(label="Prompt", scale=3, elem_id="compare-prompt")
         system = gr.Textbox(label="System prompt", scale=2)
@@ -115,12 +146,6 @@ def build(ui: Ui) -> None:
             chosen = ui.model_list("Adapter", follow=NEWEST, elem_id="promote-model")
             promote = gr.Button("Make it the chat's default")
             roll_back = gr.Button("Roll back")
-    with gr.Accordion("Did it learn my corrections?", open=False):
-        replay_adapter = ui.model_list("Adapter", follow=NEWEST, elem_id="replay-model")
-        replay = gr.Button("Replay its held-out examples")
-        replay_summary = gr.Markdown(elem_id="replay-summary")
-        replay_rows = gr.Dataframe(headers=REPLAY_HEADERS, interactive=False, wrap=True)
-
     go.click(shown_to_user(handlers.stream_both), [prompt, system, left, right, blind],
              [a_text, b_text, a_label, b_label, pending], api_visibility="private")
     for button in vote_buttons:
@@ -128,6 +153,28 @@ def build(ui: Ui) -> None:
                      [note, a_label, b_label, pending, rates], api_visibility="private")
     promote.click(shown_to_user(handlers.promote), chosen, note, api_visibility="private")
     roll_back.click(shown_to_user(handlers.roll_back), None, note, api_visibility="private")
-    replay.click(shown_to_user(handlers.replay), replay_adapter, [replay_rows, replay_summary],
-                 api_visibility="private")
     ui.on_load(handlers.rates, None, rates)  # the win rates as they are, on every load
+
+
+def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
+    """Was it worth it? The adapter against the base, a prompt and examples in the
+    prompt, on examples it never saw."""
+    with gr.Row():
+        adapter = ui.model_list("Report card of", with_base=False, follow=NEWEST,
+                                elem_id="card-model", scale=3)
+        again = gr.Button("Measure again", scale=1, elem_id="measure")
+    status = gr.Markdown(elem_id="card-status")
+    summary = gr.Markdown(elem_id="card-summary")
+    chart = gr.HTML(elem_id="card-chart")
+    table = gr.Dataframe(headers=cards.CARD_HEADERS, interactive=False, elem_id="card-table",
+                         label="Score (0-100) of each model on the test examples, with its "
+                               "likely range (95%), and what it costs")
+    with gr.Accordion("Each test example (your corrections first)", open=False):
+        rows = gr.Dataframe(interactive=False, wrap=True, elem_id="card-rows")
+    shown = gr.State(None)
+    outputs = [status, summary, chart, table, rows, shown]
+    adapter.change(shown_to_user(handlers.card), adapter, outputs, api_visibility="private")
+    again.click(shown_to_user(handlers.measure), adapter, outputs, api_visibility="private")
+    gr.Timer(2.0).tick(handlers.follow, [adapter, shown], outputs, api_visibility="private",
+                       show_progress="hidden")
+    ui.on_load(handlers.card, adapter, outputs)

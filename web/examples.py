@@ -51,7 +51,7 @@ def table_rows(found, held_out: dict[int, int] | None = None) -> list[list]:
 
 
 def _check(example, held_out: dict[int, int]) -> str:
-    notes = []
+    notes = ["test only (never trained on)"] if example.test_only else []
     if example.id in held_out:
         notes.append(HELD_OUT.format(run=held_out[example.id]))
     if example.near_duplicate_of:
@@ -92,15 +92,22 @@ class ExampleHandlers:
         return meter, table_rows(found, training.held_out_now(self.ctx)), empty
 
     def select(self, event: gr.SelectData):
-        """Open the clicked row in the editor: (id, title, its messages, editor)."""
+        """Open the clicked row in the editor: (id, title, its messages, editor, whether
+        it is kept for testing only)."""
         chosen = examples.get(self.ctx, int(event.row_value[0]))
         title = f"### Example #{chosen.id} · {chosen.source}"
         if chosen.rejected:
-            title += f"\nRejected answer: _{html.escape(_preview(chosen.rejected))}_"
+            title += (f"\nThe model's first answer: "
+                      f"_{html.escape(_preview(chosen.rejected))}_")
         messages = chosen.messages
         if messages[0]["role"] != "system":
             messages = [{"role": "system", "content": ""}] + messages
-        return chosen.id, title, messages, gr.Column(visible=True)
+        return chosen.id, title, messages, gr.Column(visible=True), chosen.test_only
+
+    def set_test_only(self, example_id: int | None, test_only: bool) -> str:
+        if example_id is None:
+            return "Pick an example in the table first."
+        return examples.set_test_only(self.ctx, example_id, bool(test_only))
 
     def save(self, example_id: int | None, roles: list[str], *texts: str) -> str:
         """Save the editor's boxes as they are on the screen (roles in order)."""
@@ -126,10 +133,10 @@ class ExampleHandlers:
         examples.restore(self.ctx, example_id)
         return f"✓ Example #{example_id} is back.", None, gr.Button(visible=False)
 
-    def import_upload(self, upload: str | None, fmt: str) -> str:
+    def import_upload(self, upload: str | None, fmt: str, test_only: bool = False) -> str:
         if not upload:
             return "Choose a file to import first."
-        return examples.import_file(self.ctx, upload, fmt).message()
+        return examples.import_file(self.ctx, upload, fmt, bool(test_only)).message()
 
     def export_download(self, fmt: str):
         """(file to download, note)"""
@@ -168,6 +175,9 @@ def build(ui: Ui) -> None:
             save.click(shown_to_user(handlers.save), inputs, note,
                        api_visibility="private").success(**show)
 
+        test_only = gr.Checkbox(label="Keep for testing only: never trained on, never placed "
+                                "in a prompt; the report cards test every model on it",
+                                elem_id="test-only")
         delete = gr.Button("Delete example", variant="stop")
     with gr.Accordion("Import and export", open=False):
         with gr.Row():
@@ -176,6 +186,7 @@ def build(ui: Ui) -> None:
                                  elem_id="import-file", file_types=[".jsonl", ".json"])
                 import_format = gr.Dropdown(["auto"] + formats.import_formats(),
                                             value="auto", label="Format")
+                import_test = gr.Checkbox(label="For testing only (never trained on)")
                 import_button = gr.Button("Import")
             with gr.Column():
                 export_format = gr.Dropdown(
@@ -191,13 +202,16 @@ def build(ui: Ui) -> None:
     assert ui.tab is not None
     ui.tab.select(**show)  # kept and corrected replies appear when the tab is opened
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
-    table.select(shown_to_user(handlers.select), None, [selected, title, editing, editor],
-                 api_visibility="private")
+    table.select(shown_to_user(handlers.select), None,
+                 [selected, title, editing, editor, test_only], api_visibility="private")
+    test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
+                    api_visibility="private").success(**show)
     delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],
                api_visibility="private").success(**show)
-    import_button.click(shown_to_user(handlers.import_upload), [upload, import_format], note,
+    import_button.click(shown_to_user(handlers.import_upload),
+                        [upload, import_format, import_test], note,
                         api_name="import_examples").success(**show)
     export_button.click(shown_to_user(handlers.export_download), export_format,
                         [download, note], api_name="export_examples")

@@ -10,14 +10,15 @@ from typing import Any
 
 import gradio as gr
 
-from services import training
+from services import contenders, report, training
 from services.context import Context
 from trainer.config import METHODS, TrainConfig
+from web import cards as cards_svg
 from web.common import Ui, shown_to_user
 
 NEW_ADAPTER = "(a new adapter)"
-HISTORY_HEADERS = ["#", "status", "adapter", "examples", "held-out error before", "after",
-                   "tokens/s", "seconds", "started", "note"]
+HISTORY_HEADERS = ["#", "status", "adapter", "score", "examples", "held-out error before",
+                   "after", "tokens/s", "seconds", "started", "note"]
 COLORS = {"train": "#2563eb", "held out": "#f97316"}
 
 
@@ -79,17 +80,36 @@ def loss_points(run: dict | None) -> list[dict]:
                for step, loss in {p["step"]: p["loss"] for p in run["eval_losses"]}.items()])
 
 
-def history_rows(all_runs: list[dict]) -> list[list]:
+def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None) -> list[list]:
+    """One row a run; the score is its adapter's on its report card (0-100)."""
     def number(value, digits=3):
         return round(value, digits) if isinstance(value, (int, float)) else ""
 
-    return [[r["id"], r["status"], r["adapter"] or "", len(r["example_ids"]),
+    def score(run: dict) -> str:
+        mine = report.adapter_score((cards or {}).get(run["id"], {}))
+        return f"{mine['score']:.0f}" if mine else ""
+
+    return [[r["id"], r["status"], r["adapter"] or "", score(r), len(r["example_ids"]),
              number(r["metrics"].get("eval_loss_before")),
              number(r["metrics"].get("eval_loss_after")),
              number(r["metrics"].get("tokens_per_second"), 1),
              number(r["metrics"].get("train_seconds"), 1),
              (r["started_at"] or "")[:16].replace("T", " "), r["error"] or verdict(r)]
             for r in all_runs]
+
+
+def scores_chart(cards: dict[int, dict]) -> str:
+    """Each run's adapter score on its report card, run after run."""
+    points = []
+    for run_id in sorted(cards):
+        mine = report.adapter_score(cards[run_id])
+        if mine:
+            points.append((cards[run_id]["adapter"], mine["score"], mine["ci_low"],
+                           mine["ci_high"]))
+    if not points:
+        return ""
+    return ("<p>Score of each run's adapter on its report card (0-100, with its likely "
+            "range): did each run improve?</p>" + cards_svg.runs_chart_svg(points))
 
 
 def lineage_markdown(lineage: training.Lineage) -> str:
@@ -139,9 +159,17 @@ class TrainHandlers:
         placeholders = [{"step": 0, "loss": math.nan, "series": name} for name in COLORS]
         points = pd.DataFrame(placeholders + loss_points(current))
         points = points.astype({"step": "int64", "loss": "float64", "series": "string"})
+        cards = report.cards_by_run(self.ctx)
         return (status_html(current, training.auto_start(self.ctx),
                             training.progress_line(self.ctx)),
-                points, history_rows(training.history(self.ctx)))
+                points, history_rows(training.history(self.ctx), cards), scores_chart(cards))
+
+    def set_baseline(self, text: str) -> str:
+        saved = contenders.set_baseline_prompt(self.ctx, text)
+        if not saved:
+            return "No baseline prompt: base+prompt is left out of the report cards."
+        return ("✓ Saved. The report cards measure base+prompt with it, and you can chat "
+                "with it as *base+prompt*.")
 
     def show_lineage(self, event: gr.SelectData) -> str:
         return lineage_markdown(training.lineage(self.ctx, int(event.row_value[0])))
@@ -187,8 +215,15 @@ def build(ui: Ui) -> None:
     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs "
                            "(click one to see what it trained on)", elem_id="runs-table")
     lineage = gr.Markdown(elem_id="run-lineage")
+    scores = gr.HTML(elem_id="scores-chart")
+    with gr.Accordion("Would a prompt have done as well?", open=False):
+        baseline = gr.Textbox(contenders.baseline_prompt(ui.ctx), lines=3,
+                              label="Your best system prompt, instead of fine-tuning",
+                              info="each report card measures the base model with it "
+                                   "(base+prompt) beside the adapter", elem_id="baseline")
+        save_baseline = gr.Button("Save the prompt")
     refresh: dict[str, Any] = dict(fn=handlers.refresh, inputs=None,
-                                   outputs=[status, curve, history],
+                                   outputs=[status, curve, history, scores],
                                    api_visibility="private", show_progress="hidden")
     gr.Timer(1.0).tick(**refresh)
     start.click(shown_to_user(handlers.start), [method, epochs, learning_rate, rank,
@@ -201,3 +236,6 @@ def build(ui: Ui) -> None:
     history.select(shown_to_user(handlers.show_lineage), None, lineage,
                    api_visibility="private")
     ui.on_load(handlers.threshold_box, None, threshold)
+    save_baseline.click(shown_to_user(handlers.set_baseline), baseline, note,
+                        api_visibility="private")
+    ui.on_load(lambda: contenders.baseline_prompt(ui.ctx), None, baseline)

@@ -1,0 +1,60 @@
+"""Few-shot examples for a request: the training examples most like it, found with BM25
+(bm25s, with a Snowball stemmer so "open" finds "opening"), placed before it as
+earlier turns."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+K = 4
+"""Examples placed before a request, fewer when they do not fit the context."""
+
+
+def _tokenize(texts: list[str]):
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                          show_progress=False)
+
+
+def query_of(messages: list[dict]) -> str:
+    """What a request or an example is about: its last user message."""
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
+@dataclass
+class ExamplePool:
+    """Examples that may be placed in a prompt, indexed once."""
+
+    examples: list[list[dict]]
+    ids: list[int]
+
+    def __post_init__(self):
+        self._index = None
+        self._lock = threading.Lock()
+
+    def nearest(self, messages: list[dict], k: int = K) -> list[tuple[int, list[dict]]]:
+        """Up to k (id, example) most like the request, most alike first; none when
+        nothing in the pool shares a word with it."""
+        if not self.examples or k <= 0:
+            return []
+        with self._lock:
+            if self._index is None:
+                import bm25s
+
+                self._index = bm25s.BM25()
+                self._index.index(_tokenize([query_of(e) for e in self.examples]),
+                                  show_progress=False)
+            found, scores = self._index.retrieve(_tokenize([query_of(messages)]),
+                                                 k=min(k, len(self.examples)),
+                                                 show_progress=False)
+        return [(self.ids[i], self.examples[i])
+                for i, score in zip(found[0], scores[0]) if score > 0]
+
+
+def as_turns(example: list[dict]) -> list[dict]:
+    """An example as earlier turns of a conversation (its own system prompt left out:
+    the request's system prompt is the one that applies)."""
+    return [m for m in example if m["role"] != "system"]

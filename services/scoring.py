@@ -1,0 +1,148 @@
+"""Scores for the report card, chosen from the reference answers themselves.
+
+- exact: every reference is a short label from a small set (a ticket's category):
+  an answer scores 1 when it is that label (case and surrounding punctuation aside).
+- json: every reference is a JSON object: 0 for an answer that is not one, else the
+  share of the reference's fields it has with exactly the same value.
+- chrf: free text: chrF (sacrebleu), how much of the reference's character sequences
+  the answer shares, 0 to 1 here (0-100 in sacrebleu).
+
+Besides, a style check that needs no configuration: phrases that recur across most
+references (a greeting, a sign-off) and how often each answer carries them.
+Uncertainty: a 95% interval by bootstrap over the test examples (paired, for the
+difference between two models), so it says how much a test set this small can tell.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LABEL_MAX_WORDS = 3
+LABEL_MAX_DISTINCT = 12
+STYLE_SHARE = 0.6
+"""A phrase is part of the style when at least this share of the references has it."""
+BOOTSTRAP = 2000
+SEED = 1234
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    why: str
+    """Why this measure was chosen, for the report."""
+    score: Callable[[str, str], float]
+    binary: bool
+    """Scores are 0 or 1 (right or wrong), not a closeness."""
+
+    def right(self, value: float) -> bool:
+        """What counts as a right answer, for the flips against the base."""
+        return value >= (1.0 if self.binary else 0.5)
+
+
+def choose_measure(references: list[str]) -> Measure:
+    if references and all(_json_object(r) is not None for r in references):
+        return Measure("json", "every reference answer is a JSON object: an answer must be "
+                       "valid JSON, scored by the share of fields it gets exactly right",
+                       json_fields, binary=False)
+    labels = {_label(r) for r in references}
+    if references and all(len(r.split()) <= LABEL_MAX_WORDS for r in references) and \
+            len(labels) <= min(LABEL_MAX_DISTINCT, max(2, len(references) // 2 + 1)):
+        return Measure("exact", f"every reference is a short label from a small set "
+                       f"({len(labels)} different): an answer is right when it is the label",
+                       exact_label, binary=True)
+    return Measure("chrf", "the references are free text: chrF scores how much of each "
+                   "reference an answer shares (how close to your wording, 0 to 100)",
+                   chrf, binary=False)
+
+
+def _label(text: str) -> str:
+    return re.sub(r"^[\W_]+|[\W_]+$", "", text.strip().casefold())
+
+
+def exact_label(answer: str, reference: str) -> float:
+    return float(_label(answer) == _label(reference))
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text.strip())
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def json_fields(answer: str, reference: str) -> float:
+    wanted, got = _json_object(reference), _json_object(answer)
+    if wanted is None or got is None:
+        return 0.0
+    if not wanted:
+        return float(got == wanted)
+    return sum(got.get(key) == value and key in got for key, value in wanted.items()) \
+        / len(wanted)
+
+
+def chrf(answer: str, reference: str) -> float:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF().sentence_score(answer, [reference]).score / 100
+
+
+# The style check.
+
+def style_phrases(references: list[str], max_words: int = 6) -> list[str]:
+    """Phrases of 2 to `max_words` words at the start or the end of most references (a
+    greeting, a sign-off), longest first, none inside another."""
+    if len(references) < 3:
+        return []
+    found: Counter = Counter()
+    for reference in references:
+        words = reference.split()
+        seen = set()
+        for n in range(2, max_words + 1):
+            if len(words) >= n:
+                seen.add(" ".join(words[:n]))
+                seen.add(" ".join(words[-n:]))
+        found.update(seen)
+    common = [p for p, count in found.items() if count >= STYLE_SHARE * len(references)]
+    common.sort(key=lambda p: (-len(p.split()), p))
+    chosen: list[str] = []
+    for phrase in common:
+        if not any(phrase in longer for longer in chosen):
+            chosen.append(phrase)
+    return chosen
+
+
+def carries(answer: str, phrase: str) -> bool:
+    return _squash(phrase) in _squash(answer)
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+# Uncertainty.
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A bootstrap percentile interval for the mean of `values`."""
+    if not values:
+        return 0.0, 0.0
+    rng = random.Random(SEED)
+    n = len(values)
+    means = sorted(mean([values[rng.randrange(n)] for _ in range(n)])
+                   for _ in range(BOOTSTRAP))
+    tail = (1 - level) / 2
+    return means[int(tail * BOOTSTRAP)], means[min(BOOTSTRAP - 1, int((1 - tail) * BOOTSTRAP))]
+
+
+def difference_interval(a: list[float], b: list[float]) -> tuple[float, float]:
+    """95% interval of mean(a - b) over the same examples (a paired bootstrap)."""
+    return interval([x - y for x, y in zip(a, b)])
