@@ -65,5 +65,5 @@ def template_ends_turns(tokenizer, messages: list[dict]) -> bool:
             "that it closes each turn. Use a chat model whose template keeps the answer "
             "as written.")
     tail = full[at + len(answer):]
-    stops = set(stop_token_ids(tokenizer)) - {tokenizer.pad_token_id}
+    stops = set(stop_token_ids(tokenizer))
     return bool(set(tokenizer(tail, add_special_tokens=False)["input_ids"]) & stops)

@@ -84,3 +84,15 @@ def test_embedded_model_is_materialized_into_the_cache(real_engine):
     assert folder.parent == models.model_cache_dir()
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     assert resolve_model(None)[1] == folder  # a second start reuses it
+
+
+@pytest.mark.integration
+def test_the_embedded_model_passes_the_training_checks(real_engine):
+    """Its pad token is also its end of turn: the check that an answer closes its turn
+    must still find the end (a refactor once made every real run fail here)."""
+    from trainer.common import check_examples
+    from trainer.config import TrainConfig
+
+    labels = [[{"role": "user", "content": f"Ticket {i}"},
+               {"role": "assistant", "content": "billing"}] for i in range(12)]
+    assert check_examples(TrainConfig(), labels, real_engine.tokenizer) > 0
