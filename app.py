@@ -60,6 +60,7 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 def build_parser() -> argparse.ArgumentParser:
     from storage.formats import FORMATS, export_formats, import_formats
     from trainer.config import METHODS, TrainConfig
+    from trainer.objectives import OBJECTIVES
 
     # SUPPRESS: these flags are accepted before and after the command; without it the
     # command's defaults would overwrite a value given before it.
@@ -84,9 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--system", default="", help="system prompt")
 
     importer = commands.add_parser("import", parents=[common],
-                                   help="import examples from a file (all or nothing)")
-    importer.add_argument("file", metavar="FILE")
-    importer.add_argument("--format", default="auto", choices=["auto"] + import_formats())
+                                   help="import examples, preference pairs and thumbs-down "
+                                        "from a file or datasets folder")
+    importer.add_argument("file", metavar="FILE",
+                          help="JSONL, JSON, CSV, TSV, XLSX, Parquet, or a datasets folder")
+    importer.add_argument("--format", default="auto", choices=["auto"] + import_formats(),
+                          help="; ".join(f"{f.name}: {f.label}" for f in FORMATS.values()
+                                         if f.read and f.write))
+    importer.add_argument("--map", metavar="COLUMN=ROLE,...",
+                          help="which spreadsheet columns are the user, assistant and system "
+                               "messages, e.g. \"question=user,answer=assistant\" (default: "
+                               "by common header names)")
+    importer.add_argument("--skip-bad", action="store_true",
+                          help="import the good rows and list each bad one in a report, "
+                               "instead of refusing the file at its first bad row")
     importer.add_argument("--test", action="store_true",
                           help="keep these examples for testing only: never trained on, "
                                "never placed in a prompt")
@@ -95,12 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     exporter = commands.add_parser("export", parents=[common], help="export examples to FILE")
     exporter.add_argument("file", metavar="FILE")
     exporter.add_argument("--format", default="openai", choices=export_formats(),
-                          help="; ".join(f"{f.name}: {f.label}" for f in FORMATS.values()))
+                          help="; ".join(f"{name}: {FORMATS[name].label}"
+                                         for name in export_formats()))
     exporter.add_argument("--run", type=int, metavar="N",
                           help="export exactly what run N trained on, as it was then")
 
     trainer = commands.add_parser("train", parents=[common],
                                   help="fine-tune an adapter on the examples (waits)")
+    trainer.add_argument("--objective", choices=list(OBJECTIVES), default="auto",
+                         help="what the run learns from: " + "; ".join(
+                             f"{o.name}: {o.learns_from}" for o in OBJECTIVES.values()))
     trainer.add_argument("--method", choices=METHODS, default="auto",
                          help="auto: qlora (4-bit base) when memory is short, else lora")
     trainer.add_argument("--epochs", type=int, help="passes over the data (default: by size)")
@@ -261,16 +277,21 @@ def train(settings: Settings, args: argparse.Namespace) -> None:
 
     config = TrainConfig(method=args.method, epochs=args.epochs,
                          learning_rate=args.learning_rate, rank=args.rank,
-                         continue_from=args.continue_from, nproc=args.nproc)
+                         continue_from=args.continue_from, nproc=args.nproc,
+                         objective=args.objective)
     ctx = open_context(settings)
     if args.prepare_only:
         print(training.prepare(ctx, config))
         return
     run = wait_with_progress(ctx, training.start(ctx, config))
     metrics = run["metrics"]
-    print(f"Trained on {metrics.get('train_examples')} examples in "
-          f"{metrics.get('train_seconds')} s; eval loss {metrics.get('eval_loss_before', '-')}"
-          f" -> {metrics.get('eval_loss_after', '-')}.", file=sys.stderr)
+    if metrics.get("train_examples") is not None:  # an SFT stage ran
+        print(f"Trained on {metrics['train_examples']} examples in "
+              f"{metrics.get('train_seconds')} s; eval loss "
+              f"{metrics.get('eval_loss_before', '-')} -> {metrics.get('eval_loss_after', '-')}"
+              ".", file=sys.stderr)
+    for stage in training.preference_stages(metrics):
+        print(training.stage_line(stage), file=sys.stderr)
     print(run["adapter"])
 
 
@@ -412,7 +433,8 @@ def import_examples(settings: Settings, args: argparse.Namespace) -> None:
     ctx = open_context(settings)
     if args.threshold is not None:
         training.set_threshold(ctx, args.threshold)
-    print(examples.import_file(ctx, args.file, args.format, test_only=args.test).message())
+    print(examples.import_file(ctx, args.file, args.format, test_only=args.test,
+                               mapping=args.map, skip_bad=args.skip_bad).message())
 
 
 def export_examples(settings: Settings, args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from assistant.engine import EmptyMessage, GenerationSettings
 from core.chatformat import with_system
 from services import contenders, models
 from services.context import Context
-from storage import runs
+from storage import examples, runs
 
 _DONE = object()
 
@@ -92,12 +92,19 @@ def compare(ctx: Context, prompt: str, left: str = "base", right: str = models.L
 
 
 def vote(ctx: Context, pair: Pair, winner: str, prompt: str, system: str = "",
-         blind: bool = False) -> list[dict]:
-    """Store a vote (winner: left, right, tie or both_bad); returns the win rates."""
+         blind: bool = False) -> tuple[list[dict], int | None]:
+    """Store a vote (winner: left, right, tie or both_bad); returns the win rates and
+    the preference pair it made, if any: a winner makes one (winner over loser, same
+    prompt) for the preference stages, stored as an example of source "vote"."""
     runs.add_vote(ctx.store, prompt=prompt, system=system, left=pair.left, right=pair.right,
                   left_reply=pair.left_reply, right_reply=pair.right_reply, winner=winner,
                   blind=blind)
-    return runs.win_rates(ctx.store)
+    made = None
+    if winner in ("left", "right"):
+        won, lost = ((pair.left_reply, pair.right_reply) if winner == "left"
+                     else (pair.right_reply, pair.left_reply))
+        made = examples.add_vote_pair(ctx.store, system, prompt, won, lost)
+    return runs.win_rates(ctx.store), made
 
 
 def win_rates(ctx: Context) -> list[dict]:

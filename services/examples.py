@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services import training
 from services.context import Context
-from storage import examples, formats
+from storage import examples, formats, sources
 from storage.examples import Example
 
 VERDICTS = ("kept", "corrected", "disliked", "undo")
@@ -32,7 +32,8 @@ class Saved:
         number = f"#{self.example_id}"
         what = {"kept": f"Kept as example {number}",
                 "corrected": f"Correction saved as example {number}",
-                "disliked": f"Marked as a bad answer ({number}, stored, never trained on)",
+                "disliked": f"Marked as a bad answer ({number}: never imitated; sft+kto learns "
+                            "to avoid it)",
                 "added": f"Added example {number}",
                 "undo": f"Undone: {number} ({SAID.get(self.previous or '', 'judged')}) is "
                         "removed; Undo delete in the Examples tab brings it back"}[self.verdict]
@@ -114,26 +115,58 @@ def counts(ctx: Context) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Imported:
-    added: int
-    present: int
-    """Rows already stored, skipped."""
+    done: formats.Imported
     file_name: str
     run_started: int | None = None
     test_only: bool = False
+    report: Path | None = None
+    """The skipped rows' report, when rows were skipped."""
+
+    @property
+    def added(self) -> int:
+        return self.done.total_added
 
     def message(self) -> str:
-        skipped = f" ({self.present} already present, skipped)" if self.present else ""
+        done = self.done
+        kinds = ", ".join(f"{n} {_plural(kind, n)}" for kind, n in done.added.items()) or \
+            "0 examples"
         kept = " for testing only (never trained on)" if self.test_only else ""
-        return (f"✓ Imported {self.added} example{'s' * (self.added != 1)}{kept} from "
-                f"{self.file_name}{skipped}." + started_note(self.run_started))
+        skipped = [f"{n} {what}" for n, what in (
+            (done.repeated, "repeated inside the file"), (done.present, "already present"))
+            if n]
+        line = (f"✓ Imported {kinds}{kept} from {self.file_name}"
+                + (f" ({', '.join(skipped)}, skipped)" if skipped else "") + ".")
+        if done.bad:
+            line += (f" {len(done.bad)} bad row{'s' * (len(done.bad) != 1)} left out, "
+                     f"the first: {done.bad[0]}. Every one is listed in {self.report}.")
+        return line + started_note(self.run_started)
 
 
-def import_file(ctx: Context, path: str | Path, fmt: str = "auto",
-                test_only: bool = False) -> Imported:
-    """Import a file's examples (all or nothing); with `test_only`, for testing only."""
-    added, present = formats.import_file(ctx.store, path, fmt, test_only)
-    run_id = training.after_examples_added(ctx) if added and not test_only else None
-    return Imported(added, present, Path(path).name, run_id, test_only)
+def _plural(kind: str, n: int) -> str:
+    return kind if n == 1 else {"example": "examples", "pair": "preference pairs",
+                                "thumbs-down": "thumbs-down"}.get(kind, kind + "s")
+
+
+def import_file(ctx: Context, path: str | Path, fmt: str = "auto", test_only: bool = False,
+                mapping: str | None = None, skip_bad: bool = False) -> Imported:
+    """Import a file's rows (all or nothing; with `skip_bad`, the good ones, and the bad
+    ones listed in a report in the data home); with `test_only`, for testing only.
+    `mapping`: "question=user,answer=assistant" for spreadsheet columns."""
+    done = formats.import_file(ctx.store, path, fmt, test_only,
+                               sources.parse_mapping(mapping), skip_bad)
+    report = None
+    if done.bad:
+        report = formats.write_bad_rows(
+            done.bad, ctx.store.home / "imports" / f"{Path(path).stem}.skipped.csv")
+    trainable = done.added.get("example", 0) + done.added.get("pair", 0)
+    run_id = training.after_examples_added(ctx) if trainable and not test_only else None
+    return Imported(done, Path(path).name, run_id, test_only, report)
+
+
+def preview(ctx: Context, path: str | Path, fmt: str = "auto",
+            mapping: str | None = None) -> formats.Preview:
+    """What importing the file would store and skip, without storing anything."""
+    return formats.preview(ctx.store, path, fmt, sources.parse_mapping(mapping))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from services import contenders, fewshot, models, scoring
 from services.context import Context
 from storage import examples, reports, runs
 from storage.conversations import now
+from trainer.objectives import OBJECTIVES
 
 MIN_TEST = 5
 """Fewer test examples than this give a report that says so instead of scores."""
@@ -77,11 +78,29 @@ def lineup(ctx: Context, adapter: str, run: dict | None) -> tuple[list[str], lis
             "no baseline system prompt is set: write the best prompt you would use instead "
             "of fine-tuning in the Train tab, or pass `tunechat eval --system TEXT`")})
     names += [contenders.EXAMPLES]
-    started_from = (run or {}).get("config", {}).get("continue_from")
-    if started_from in models.adapter_names(ctx) and (run or {}).get("config", {}).get(
-            "objective", "sft") != "sft":
-        names.append(started_from)  # the SFT adapter a preference stage started from
+    sft_only = _sft_only_beside(ctx, run)
+    if sft_only:
+        names.append(sft_only)
     return names + [adapter, adapter + contenders.WITH_EXAMPLES], skipped
+
+
+def _sft_only_beside(ctx: Context, run: dict | None) -> str | None:
+    """For a preference-tuned adapter, the SFT-only adapter to show beside it: the one
+    its preference stage started from, else the newest SFT-only run's before it on the
+    same base model."""
+    config = (run or {}).get("config", {})
+    objective = OBJECTIVES.get(config.get("objective", "sft"))
+    if run is None or objective is None or not objective.preferences:
+        return None
+    available = models.adapter_names(ctx)
+    if objective.tunes_an_adapter:
+        return config.get("continue_from") if config.get("continue_from") in available else None
+    earlier = [r for r in runs.list_runs(ctx.store, 1000) if r["id"] < run["id"]
+               and r["status"] == "succeeded" and r["adapter"] in available
+               and r["config"].get("base_model") == config.get("base_model")
+               and not OBJECTIVES.get(r["config"].get("objective", "sft"),
+                                      OBJECTIVES["sft"]).preferences]
+    return max(earlier, key=lambda r: r["id"])["adapter"] if earlier else None
 
 
 def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None = None,

@@ -12,6 +12,7 @@ from services.context import Context
 from storage import examples, formats, runs
 from storage.runs import RunExample
 from trainer.config import TrainConfig
+from trainer.objectives import OBJECTIVES
 
 AUTO_KEY = "auto_train"
 THRESHOLD_KEY = "auto_train_threshold"
@@ -58,6 +59,34 @@ def progress_line(ctx: Context) -> str:
     return f"{count} of {state.threshold} {'new ' * (not first)}examples for {which}"
 
 
+def signals_line(ctx: Context) -> str:
+    """What each objective could learn from now, test-only examples left out: "31 kept,
+    corrected, added or imported answers, 12 corrections with a rejected side, 5
+    thumbs-down, 3 votes with a winner"."""
+    counts = examples.counts(ctx.store)
+    corrections, votes = counts["corrections"], counts["pairs"] - counts["corrections"]
+    return (f"{counts['trainable']} kept, corrected, added or imported answers, "
+            f"{corrections} correction{'s' * (corrections != 1)} with a rejected side, "
+            f"{counts['disliked']} thumbs-down, {votes} vote{'s' * (votes != 1)} with a "
+            "winner")
+
+
+def preference_stages(metrics: dict) -> list[dict]:
+    """The preference stages a run's metrics record (none for SFT alone)."""
+    return [s for s in (metrics or {}).get("stages", []) if s.get("stage") != "sft"]
+
+
+def stage_line(stage: dict) -> str:
+    """A preference stage's record in one line: its data, time and what moved."""
+    before, after = stage.get("before", {}), stage.get("after", {})
+    moved = "; ".join(f"{label} {before[key]:.2f} -> {after[key]:.2f}" for key, label in (
+        ("rewards/accuracies", "preferred side ranked first"),
+        ("rewards/margins", "margin"), ("logps/chosen", "chosen log-likelihood"))
+        if key in before and key in after)
+    return (f"{stage['stage']}: {stage['rows']} rows, {stage.get('train_seconds', '-')} s, "
+            f"peak memory {stage.get('peak_memory_mb', '-')} MB" + (f"; {moved}" if moved else ""))
+
+
 def set_threshold(ctx: Context, threshold: int) -> AutoStart:
     """0 turns auto-start off (the threshold is kept for when it is turned on again)."""
     if threshold < 0:
@@ -93,7 +122,18 @@ def prepare(ctx: Context, config: TrainConfig) -> int:
 
 
 def _resolved(ctx: Context, config: TrainConfig) -> TrainConfig:
-    """The config with the adapter to continue named as it is stored ("latest" -> run-3)."""
+    """The config with the adapter to continue named as it is stored ("latest" -> run-3),
+    once the data its objective learns from is there."""
+    counts = examples.counts(ctx.store)
+    needs = OBJECTIVES[config.objective].needs
+    if needs == "pairs" and not counts["pairs"]:
+        raise NothingToDo(f"{config.objective} learns from preference pairs and there are "
+                          "none yet: correct a reply with the pencil, or vote in the Compare "
+                          "tab.")
+    if needs == "negatives" and not counts["disliked"] + counts["pairs"]:
+        raise NothingToDo(f"{config.objective} also learns what to avoid and there is "
+                          "nothing to avoid yet: press thumbs-down on a bad reply, or "
+                          "correct it with the pencil.")
     if not config.continue_from:
         return config
     return replace(config, continue_from=models.resolve_adapter(ctx, config.continue_from,
@@ -187,7 +227,8 @@ class Lineage:
             ("held out", f"{len(self.held_out)} examples, never trained on: "
                          f"{sources('held_out')}"),
             ("queued", run["created_at"]),
-        ] + ([("note", run["lineage_note"])] if run.get("lineage_note") else [])
+        ] + [("stage", stage_line(s)) for s in preference_stages(run.get("metrics") or {})
+             ] + ([("note", run["lineage_note"])] if run.get("lineage_note") else [])
 
 
 def lineage(ctx: Context, run_id: int) -> Lineage:

@@ -17,10 +17,16 @@ from storage.conversations import get_conversation, now
 from storage.db import Store, new_id
 
 ROLES = ("system", "user", "assistant")
-# Sources a user sees and filters by. "disliked" is a thumbs-down without a fix: kept for
-# the record (and later preference work) but never trained on.
-SOURCES = ("kept", "corrected", "imported", "added", "disliked")
+# Sources a user sees and filters by. "disliked" is a thumbs-down without a fix and
+# "vote" a blind vote's winner over its loser: both teach only the preference stages
+# (trainer/objectives.py), never SFT.
+SOURCES = ("kept", "corrected", "imported", "added", "disliked", "vote")
 TRAINABLE = ("kept", "corrected", "imported", "added")
+"""Trained on by SFT."""
+PAIRED = ("corrected", "vote")
+"""Their rejected side makes a preference pair."""
+UNDESIRABLE = ("disliked",)
+PREFERENCE_ONLY = ("disliked", "vote")
 READY_THRESHOLD = 20
 """Examples needed before a first training run (the Train tab will make it a setting)."""
 
@@ -153,23 +159,72 @@ def add_example(store: Store, messages, source: str = "added", *, rejected: str 
             turn_position=turn_position)))
 
 
+def add_vote_pair(store: Store, system: str, prompt: str, preferred: str,
+                  other: str) -> int | None:
+    """A vote's winner over its loser as a preference pair (source "vote"); None when
+    the two answers are the same or the pair is already stored."""
+    if not preferred.strip() or not other.strip() or preferred.strip() == other.strip():
+        return None
+    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
+        {"role": "user", "content": prompt}, {"role": "assistant", "content": preferred}]
+    try:
+        return add_example(store, messages, "vote", rejected=other)
+    except DuplicateExample:
+        return None
+
+
 def add_many(store: Store, items: list[list[dict]], source: str = "imported",
              test_only: bool = False) -> tuple[int, int]:
-    """All or nothing: validate every item first, then insert in one transaction.
-    Returns (added, already present); an exact repeat inside `items` is an error."""
-    checked = [validate_messages(m, f"item {i + 1}") for i, m in enumerate(items)]
-    first_seen: dict[str, int] = {}
-    for i, messages in enumerate(checked):
-        earlier = first_seen.setdefault(digest(messages), i)
-        if earlier != i:
-            raise InvalidExample(f"item {i + 1}", f"repeats item {earlier + 1} exactly")
-    added = 0
-    with store.connect() as db:
-        for messages in checked:
-            if _existing_id(db, messages) is None:
-                db.table("examples").insert(_row(messages, source, test_only=int(test_only)))
-                added += 1
-    return added, len(checked) - added
+    """Add examples of one source: (added, skipped as repeats or already present)."""
+    from storage.formats import Item
+
+    added, repeated, present = add_items(store, [Item(m, source) for m in items], test_only)
+    return sum(added.values()), repeated + present
+
+
+def add_items(store: Store, items: list, test_only: bool = False, dry_run: bool = False
+              ) -> tuple[dict[str, int], int, int]:
+    """All or nothing: validate every item (storage.formats.Item) first, then insert in
+    one transaction. Returns (added by kind, repeats inside `items`, already stored);
+    repeats and stored ones are skipped. `dry_run` counts without storing anything."""
+    checked = [(validate_messages(item.messages, f"item {i + 1}"), item)
+               for i, item in enumerate(items)]
+    seen: set[str] = set()
+    added: dict[str, int] = {}
+    repeated = present = 0
+    with (store.read() if dry_run else store.connect()) as db:
+        for messages, item in checked:
+            key = digest(messages)
+            if key in seen:
+                repeated += 1
+                continue
+            seen.add(key)
+            if (found := _existing_id(db, messages)) is not None:
+                if item.rejected and _gains_a_rejected_side(db, found, item.rejected, dry_run):
+                    added["pair"] = added.get("pair", 0) + 1
+                else:
+                    present += 1
+                continue
+            if not dry_run:
+                db.table("examples").insert(_row(messages, item.source,
+                                                 rejected=item.rejected,
+                                                 test_only=int(test_only)))
+            added[item.kind] = added.get(item.kind, 0) + 1
+    return added, repeated, present
+
+
+def _gains_a_rejected_side(db: Database, example_id: int, rejected: str,
+                           dry_run: bool) -> bool:
+    """A stored example without a rejected side becomes a correction with this one (a
+    preference pair whose preferred answer was already an example); False otherwise."""
+    source, current = db.execute("SELECT source, rejected FROM examples WHERE id = ?",
+                                 [example_id]).fetchone()
+    if current is not None or source not in TRAINABLE:
+        return False
+    if not dry_run:
+        db.execute("UPDATE examples SET source = 'corrected', rejected = ?, updated_at = ? "
+                   "WHERE id = ?", [check_text(rejected, "rejected"), now(), example_id])
+    return True
 
 
 class JudgementRefused(UserError):
@@ -378,16 +433,21 @@ def _near_duplicate_groups(db: Database) -> dict[str, list[int]]:
 
 
 def counts(store: Store) -> dict[str, int]:
-    """Live examples by source; "trainable" counts those trained on (not thumbs-down, not
-    test only), "test_only" those kept for testing."""
+    """Live examples by source; "trainable" counts those SFT trains on (not test only),
+    "pairs" those with a rejected side a preference stage learns from ("corrections" of
+    them come from the pencil, the rest from votes), "test_only" those kept for
+    testing."""
     with store.read() as db:
-        rows = db.execute("SELECT source, test_only, COUNT(*) FROM examples WHERE "
-                          "deleted_at IS NULL GROUP BY source, test_only").fetchall()
-    result = {source: 0 for source in SOURCES} | {"trainable": 0, "test_only": 0}
-    for source, test_only, count in rows:
+        rows = db.execute("SELECT source, test_only, rejected IS NOT NULL, COUNT(*) FROM "
+                          "examples WHERE deleted_at IS NULL GROUP BY 1, 2, 3").fetchall()
+    result = {source: 0 for source in SOURCES} | {"trainable": 0, "pairs": 0,
+                                                  "corrections": 0, "test_only": 0}
+    for source, test_only, has_rejected, count in rows:
         result[source] += count
         if test_only:
             result["test_only"] += count
-        elif source in TRAINABLE:
-            result["trainable"] += count
+            continue
+        result["trainable"] += count * (source in TRAINABLE)
+        result["pairs"] += count * (source in PAIRED and bool(has_rejected))
+        result["corrections"] += count * (source == "corrected" and bool(has_rejected))
     return result

@@ -1,95 +1,117 @@
-"""Read and write examples as OpenAI chat JSONL, alpaca and sharegpt (and preference
-pairs for DPO). Reading is all or nothing: the first bad row stops the import with its
-line (or index) and field; nothing is written until every row is good.
+"""Read and write examples: OpenAI chat JSONL, alpaca and sharegpt (with their
+preference and desirability variants), TRL's prompt-completion, preference and unpaired
+forms (standard and conversational), and OpenAI's preference fine-tuning JSONL.
+
+A row becomes an Item: a training example, a preference pair (stored as a correction:
+the preferred answer is the example, the other its rejected side) or a thumbs-down.
+Reading is all or nothing by default: the first bad row stops the import with its place
+and field; with skip_bad the good rows are imported and each bad one is reported.
+Duplicates, inside the file or of stored examples, are skipped and counted. Rows come
+from any file storage/sources.py reads (JSON, spreadsheets, Parquet, datasets folders).
 
 Each format is one entry of FORMATS (see the end of this file): a name, how to tell a
-record of it, a reader (record -> messages) and a writer (example -> record). To add a
-format, write its pair of functions and add its entry; the command line's --format
+record of it, a reader (record -> messages or Item) and a writer (example -> record). To
+add a format, write its pair of functions and add its entry; the command line's --format
 choices, the Examples tab's lists and auto-detection all read FORMATS."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import UserError
 from storage.examples import Example, InvalidExample, check_text, validate_messages
+from storage.sources import MAX_JSON_BYTES, SourceError, rows_of
 
-MAX_IMPORT_BYTES = 25 * 1024 * 1024
+MAX_IMPORT_BYTES = MAX_JSON_BYTES
+"""The web app's upload limit: the largest JSON file an import reads."""
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant", "model": "assistant"}
 SHAREGPT_NAMES = {"system": "system", "user": "human", "assistant": "gpt"}
+MEDIA_FIELDS = ("images", "image", "audios", "audio", "videos", "video")
+TOOL_FIELDS = ("tools", "functions", "tool_calls")
 
 
 class FormatError(UserError):
     """The file cannot be imported; the message names the line (or item) and field."""
 
 
-def read_examples(path: str | os.PathLike, fmt: str = "auto") -> list[list[dict]]:
-    """Parse a file into validated message lists, or raise FormatError for the first bad
-    row in file order."""
+@dataclass(frozen=True)
+class Item:
+    """One row as it will be stored."""
+
+    messages: list[dict]
+    source: str = "imported"
+    """imported (an example), corrected (a preference pair) or disliked (a thumbs-down)."""
+    rejected: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return {"corrected": "pair", "disliked": "thumbs-down"}.get(self.source, "example")
+
+
+@dataclass(frozen=True)
+class BadRow:
+    where: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}, field {self.field}: {self.reason}" if self.field else \
+            f"{self.where}: {self.reason}"
+
+
+@dataclass
+class Read:
+    """What a file holds: the good rows (with their place) and the bad ones."""
+
+    items: list[tuple[str, Item]] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+    fmt: str = ""
+    """The format read (detected from the first row when asked for auto)."""
+
+
+def read_file(path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
+              skip_bad: bool = False) -> Read:
+    """Every row of a file as an Item. A bad row raises FormatError naming it, unless
+    `skip_bad`, where it is recorded and the reading goes on."""
     if fmt != "auto" and fmt not in import_formats():
         raise FormatError(f"Unknown format {fmt!r}; choose auto, {', '.join(import_formats())}.")
-    items = []
-    for where, record in _records(Path(path)):
-        if fmt == "auto":
-            fmt = detect_format(record, where)
-        items.append(_convert(record, fmt, where))
-    return items
-
-
-def _records(path: Path):
-    """Yield (place, parsed JSON) for each example: a JSON list, or one object a line."""
+    read = Read()
     try:
-        size = path.stat().st_size
-    except OSError as error:
-        raise FormatError(f"Cannot read {path}: {error.strerror or error}.") from None
-    if size > MAX_IMPORT_BYTES:
-        raise FormatError(f"{path.name} is {size / 2**20:.1f} MB; imports are limited to "
-                          f"{MAX_IMPORT_BYTES // 2**20} MB. Split the file and import the parts.")
-    text = _decode(path.read_bytes(), path.name)
-    if not text.strip():
-        raise FormatError(f"{path.name} is empty: no examples to import.")
-    if text.lstrip().startswith("["):
-        items = _parse_json(text, "the file")
-        if not isinstance(items, list):
-            raise FormatError("The file is not a JSON list of examples.")
-        yield from ((f"item {i + 1}", item) for i, item in enumerate(items))
-        return
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            yield f"line {number}", _parse_json(line, f"line {number}")
+        for where, record in rows_of(Path(path), mapping):
+            try:
+                row_format = detect_format(record, where) if fmt == "auto" else fmt
+                read.fmt = read.fmt or row_format
+                read.items.append((where, _convert(record, row_format, where)))
+            except FormatError as error:
+                if not skip_bad:
+                    raise
+                read.bad.append(_bad_row(where, str(error)))
+    except SourceError as error:
+        raise FormatError(str(error)) from None
+    if not read.items and not read.bad:
+        raise FormatError(f"{Path(path).name} holds no rows: no examples to import.")
+    return read
 
 
-def _decode(data: bytes, name: str) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FormatError(f"{name} is UTF-16 text (it starts with a UTF-16 byte-order mark); "
-                          "save it as UTF-8 and import again.")
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark carries no text
-    if b"\x00" in data:
-        line = data[:data.index(b"\x00")].count(b"\n") + 1
-        raise FormatError(f"line {line}: contains a NUL byte; this is not a text file.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise FormatError(f"line {line}: not valid UTF-8 (byte {data[error.start]:#04x}); "
-                          "save the file as UTF-8.") from None
+def _bad_row(where: str, message: str) -> BadRow:
+    """A FormatError's message ("line 3, field output: is missing.") as its parts."""
+    rest = message.removeprefix(where).lstrip(",: ").rstrip(".")
+    if rest.startswith("field "):
+        name, _, reason = rest.removeprefix("field ").partition(": ")
+        return BadRow(where, name, reason)
+    return BadRow(where, "", rest)
 
 
-def _parse_json(text: str, where: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        place = f"line {error.lineno}" if where == "the file" else where
-        raise FormatError(f"{place}: not valid JSON ({error.msg} at column {error.colno}). "
-                          "Is the file cut short?") from None
-    except RecursionError:  # json recurses once per bracket
-        raise FormatError(f"{where}: JSON nested too deeply to be an example.") from None
+def read_examples(path: str | os.PathLike, fmt: str = "auto") -> list[list[dict]]:
+    """The messages of every row (all or nothing), whatever kind of item each is."""
+    return [item.messages for _, item in read_file(path, fmt).items]
 
 
 def detect_format(record, where: str = "line 1") -> str:
@@ -98,24 +120,27 @@ def detect_format(record, where: str = "line 1") -> str:
             if fmt.read is not None and fmt.detect(record):
                 return fmt.name
     raise FormatError(f"{where}: cannot tell the format: expected an object with "
-                      "'messages' (OpenAI), 'conversations' (sharegpt) or 'instruction' and "
-                      "'output' (alpaca).")
+                      "'messages' (OpenAI), 'conversations' (sharegpt), 'instruction' and "
+                      "'output' (alpaca), 'prompt' and 'completion', 'chosen' and "
+                      "'rejected', or 'preferred_output' (OpenAI preference).")
 
 
-def _convert(record, fmt: str, where: str) -> list[dict]:
+def _convert(record, fmt: str, where: str) -> Item:
     if not isinstance(record, dict):
         raise FormatError(f"{where}: expected a JSON object, got {type(record).__name__}.")
     format_ = FORMATS[fmt]
     assert format_.read is not None, f"{fmt} is not an import format"
-    if format_.required not in record:
+    if not format_.detect(record):
         actual = _guess(record)
         hint = f" It looks like {actual}; choose that format or auto." if actual else ""
         raise FormatError(f"{where}: missing field '{format_.required}' for the {fmt} "
                           f"format.{hint}")
     try:
-        return format_.read(record)
+        _refuse_what_is_not_text(record)
+        read = format_.read(record)
     except InvalidExample as error:
         raise FormatError(f"{where}, field {error.field}: {error.problem}.") from None
+    return read if isinstance(read, Item) else Item(read)
 
 
 def _guess(record) -> str | None:
@@ -125,6 +150,20 @@ def _guess(record) -> str | None:
         return None
 
 
+def _refuse_what_is_not_text(record: dict) -> None:
+    """Images, audio and tool calls cannot be trained on by a text chat model: such a row
+    is refused whole, never imported without them."""
+    for name in MEDIA_FIELDS:
+        if record.get(name):
+            raise InvalidExample(name, f"this row carries {name}; tunechat trains text-only "
+                                       "chat models, so it is refused rather than imported "
+                                       "without them")
+    for name in TOOL_FIELDS:
+        if record.get(name):
+            raise InvalidExample(name, "this row defines tools or tool calls, which tunechat "
+                                       "does not train; remove them or the row")
+
+
 def _from_openai(record: dict) -> list[dict]:
     messages = record["messages"]
     if isinstance(messages, list):
@@ -132,38 +171,52 @@ def _from_openai(record: dict) -> list[dict]:
     return validate_messages(messages)
 
 
-def _flatten_parts(message, index: int):
+def _flatten_parts(message, index: int, name: str = "messages"):
     """OpenAI content may be a list of parts; text parts are joined, others refused."""
-    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+    if not isinstance(message, dict):
+        return message
+    if message.get("tool_calls") or message.get("role") in ("tool", "function"):
+        raise InvalidExample(f"{name}[{index}]", "tool calls and tool results are not "
+                                                 "trained on; remove them or the row")
+    if not isinstance(message.get("content"), list):
         return message
     parts = message["content"]
     if not all(isinstance(p, dict) and p.get("type") == "text" for p in parts):
-        raise InvalidExample(f"messages[{index}].content", "only text parts can be imported")
+        kinds = sorted({str(p.get("type")) for p in parts if isinstance(p, dict)} - {"text"})
+        raise InvalidExample(f"{name}[{index}].content",
+                             f"only text parts can be imported, not {', '.join(kinds) or 'those'}")
     return {**message, "content": "".join(str(p.get("text", "")) for p in parts)}
 
 
-def _from_sharegpt(record: dict) -> list[dict]:
-    turns = record["conversations"]
+def _sharegpt_turns(turns, name: str = "conversations") -> list[dict]:
     if not isinstance(turns, list):
-        raise InvalidExample("conversations", "must be a list of {from, value} turns")
+        raise InvalidExample(name, "must be a list of {from, value} turns")
     messages = []
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES:
-            got = turn.get("from") if isinstance(turn, dict) else turn
-            raise InvalidExample(f"conversations[{i}].from",
-                                 f"must be system, human or gpt; got {got!r}")
-        messages.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn.get("value")})
+        sender = turn.get("from") if isinstance(turn, dict) else turn
+        if sender in ("function_call", "observation", "tool"):
+            raise InvalidExample(f"{name}[{i}].from", "tool calls and tool results are not "
+                                                      "trained on; remove them or the row")
+        if sender not in SHAREGPT_ROLES:
+            raise InvalidExample(f"{name}[{i}].from",
+                                 f"must be system, human or gpt; got {sender!r}")
+        messages.append({"role": SHAREGPT_ROLES[sender], "content": turn.get("value")})
+    return messages
+
+
+def _from_sharegpt(record: dict) -> list[dict]:
+    messages = _sharegpt_turns(record["conversations"])
     if "system" in record and record["system"]:
         messages.insert(0, {"role": "system", "content": record["system"]})
     return validate_messages(messages, "conversations")
 
 
-def _from_alpaca(record: dict) -> list[dict]:
+def _alpaca_prompt(record: dict) -> list[dict]:
+    """An alpaca record's conversation up to its answer: system, history, instruction."""
     instruction = check_text(record.get("instruction"), "instruction")
     extra = record.get("input") or ""
     if not isinstance(extra, str):
         raise InvalidExample("input", "must be text")
-    output = check_text(record.get("output"), "output")
     messages = []
     if record.get("system"):
         messages.append({"role": "system", "content": check_text(record["system"], "system")})
@@ -176,8 +229,122 @@ def _from_alpaca(record: dict) -> list[dict]:
         messages += [{"role": "user", "content": check_text(pair[0], f"history[{i}][0]")},
                      {"role": "assistant", "content": check_text(pair[1], f"history[{i}][1]")}]
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    return validate_messages(messages)
+    return messages + [{"role": "user", "content": prompt}]
+
+
+def _from_alpaca(record: dict) -> list[dict]:
+    output = check_text(record.get("output"), "output")
+    return validate_messages(_alpaca_prompt(record) + [{"role": "assistant",
+                                                        "content": output}])
+
+
+def _prompt_of(record: dict, name: str = "prompt") -> list[dict]:
+    """TRL's prompt: text (standard) or a list of messages (conversational)."""
+    prompt = record.get(name)
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": check_text(prompt, name)}]
+    if isinstance(prompt, list):
+        return [_flatten_parts(m, i, name) for i, m in enumerate(prompt)]
+    raise InvalidExample(name, "is missing" if prompt is None else
+                         "must be text or a list of messages")
+
+
+def _answer_of(record: dict, name: str) -> str:
+    """An answer: text, one assistant message, or a list ending with one."""
+    value = record.get(name)
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list):
+        if not value or not isinstance(value[-1], dict):
+            raise InvalidExample(name, "must be text or a list of messages")
+        last = _flatten_parts(value[-1], len(value) - 1, name)
+        if last.get("role", "assistant") != "assistant" and "from" not in last:
+            raise InvalidExample(name, "must end with the assistant's message")
+        value = last.get("content", last.get("value"))
+    return check_text(value, name)
+
+
+def _from_prompt_completion(record: dict) -> list[dict]:
+    return validate_messages(_with_system(record, _prompt_of(record)) + [
+        {"role": "assistant", "content": _answer_of(record, "completion")}])
+
+
+def _with_system(record: dict, messages: list[dict]) -> list[dict]:
+    system = record.get("system")
+    if system and messages and messages[0].get("role") != "system":
+        return [{"role": "system", "content": check_text(system, "system")}] + messages
+    return messages
+
+
+def _from_preference(record: dict) -> Item:
+    """A pair in TRL's layouts (explicit or implicit prompt, standard or
+    conversational), or sharegpt/alpaca with chosen and rejected."""
+    if "conversations" in record:
+        prompt = _sharegpt_turns(record["conversations"])
+        if record.get("system"):
+            prompt.insert(0, {"role": "system", "content": record["system"]})
+    elif "instruction" in record:
+        prompt = _alpaca_prompt(record)
+    elif "prompt" in record:
+        prompt = _with_system(record, _prompt_of(record))
+    else:
+        prompt = _implicit_prompt(record)
+    chosen, rejected = _answer_of(record, "chosen"), _answer_of(record, "rejected")
+    if chosen == rejected:
+        raise InvalidExample("rejected", "is the same as chosen: no preference to learn")
+    messages = validate_messages(prompt + [{"role": "assistant", "content": chosen}])
+    return Item(messages, "corrected", rejected)
+
+
+def _implicit_prompt(record: dict) -> list[dict]:
+    """TRL's implicit prompt: chosen and rejected are whole conversations that share
+    everything but the last answer."""
+    chosen, rejected = record.get("chosen"), record.get("rejected")
+    if not (isinstance(chosen, list) and isinstance(rejected, list)):
+        raise InvalidExample("prompt", "is missing: with plain-text chosen and rejected the "
+                                       "prompt cannot be told from the answer")
+    if chosen[:-1] != rejected[:-1] or len(chosen) < 2:
+        raise InvalidExample("chosen", "and rejected must share every message but the last "
+                                       "(the implicit prompt)")
+    return [_flatten_parts(m, i, "chosen") for i, m in enumerate(chosen[:-1])]
+
+
+def _from_openai_preference(record: dict) -> Item:
+    given = record.get("input")
+    if not isinstance(given, dict) or not isinstance(given.get("messages"), list):
+        raise InvalidExample("input.messages", "must be a list of messages")
+    _refuse_what_is_not_text(given)
+    prompt = [_flatten_parts(m, i, "input.messages") for i, m in enumerate(given["messages"])]
+    chosen = _answer_of(record, "preferred_output")
+    rejected = _answer_of(record, "non_preferred_output")
+    messages = validate_messages(prompt + [{"role": "assistant", "content": chosen}],
+                                 "input.messages")
+    return Item(messages, "corrected", rejected)
+
+
+def _from_unpaired(record: dict) -> Item:
+    """TRL's unpaired preference (prompt, completion, label) or alpaca/sharegpt with a
+    desirability tag (kto_tag): desirable rows are examples, the others thumbs-down."""
+    tag = "label" if "label" in record else "kto_tag"
+    desirable = record.get(tag)
+    if not isinstance(desirable, bool):
+        raise InvalidExample(tag, f"must be true or false, not {desirable!r}")
+    base = {k: v for k, v in record.items() if k != tag}
+    reader = next((f.read for f in FORMATS.values() if f.read not in (None, _from_unpaired)
+                   and f.detect(base)), None)
+    if reader is None:
+        raise InvalidExample("completion", "is missing: a labelled row needs prompt and "
+                                           "completion (or an alpaca or sharegpt row)")
+    read = reader(base)
+    messages = read.messages if isinstance(read, Item) else read
+    return Item(messages) if desirable else \
+        Item(messages, "disliked", messages[-1]["content"])
+
+
+def _refuse_plain_text(record: dict) -> list[dict]:
+    raise InvalidExample("text", "is plain text for language modelling; tunechat trains on "
+                                 "conversations (a prompt and its answer). Convert the rows "
+                                 "to prompt and completion columns")
 
 
 def _to_openai(example: Example) -> dict:
@@ -204,11 +371,33 @@ def _to_alpaca(example: Example) -> dict:
 
 def _to_preference(example: Example) -> dict | None:
     """TRL's conversational preference form: shared prompt, chosen and rejected answers;
-    only corrections have both sides."""
-    if example.source != "corrected" or not example.rejected:
+    only corrections and votes have both sides."""
+    if not _is_pair(example):
         return None
     return {"prompt": example.messages[:-1], "chosen": [example.messages[-1]],
             "rejected": [{"role": "assistant", "content": example.rejected}]}
+
+
+def _to_openai_preference(example: Example) -> dict | None:
+    if not _is_pair(example):
+        return None
+    return {"input": {"messages": example.messages[:-1]},
+            "preferred_output": [example.messages[-1]],
+            "non_preferred_output": [{"role": "assistant", "content": example.rejected}]}
+
+
+def _to_unpaired(example: Example) -> dict:
+    """TRL's conversational unpaired form: examples desirable, thumbs-down undesirable."""
+    return {"prompt": example.messages[:-1], "completion": [example.messages[-1]],
+            "label": example.source != "disliked"}
+
+
+def _to_prompt_completion(example: Example) -> dict:
+    return {"prompt": example.messages[:-1], "completion": [example.messages[-1]]}
+
+
+def _is_pair(example: Example) -> bool:
+    return example.source in ("corrected", "vote") and bool(example.rejected)
 
 
 @dataclass(frozen=True)
@@ -220,34 +409,50 @@ class Format:
     """How the Examples tab names it."""
     required: str
     """The field every record of this format has."""
-    read: Callable[[dict], list[dict]] | None
-    """record -> validated messages; None for a format tunechat only writes."""
-    write: Callable[[Example], dict | None]
-    """example -> record, or None when the example has no record in this format."""
+    read: Callable[[dict], list[dict] | Item] | None
+    """record -> validated messages (an example) or an Item; None for a format tunechat
+    only writes."""
+    write: Callable[[Example], dict | None] | None
+    """example -> record, or None when the example has no record in this format; None
+    for a format tunechat only reads."""
     unit: str = "example"
     """What one written record is, for messages ("3 pairs")."""
     signature: tuple[str, ...] = ()
     """Fields any of which tells this format in auto-detection (default: `required`)."""
+    exports: tuple[str, ...] = ("kept", "corrected", "imported", "added")
+    """The sources of the examples an export writes."""
 
     def detect(self, record: dict) -> bool:
         return any(field in record for field in self.signature or (self.required,))
 
 
+PAIRS = ("kept", "corrected", "imported", "added", "vote")
+
+# In the order auto-detection tries them: the more specific layouts first.
 FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("openai-preference", "OpenAI preference fine-tuning JSONL", "preferred_output",
+           _from_openai_preference, _to_openai_preference, "pair", exports=PAIRS),
+    Format("unpaired", "unpaired preference (KTO: prompt, completion, label)", "label",
+           _from_unpaired, _to_unpaired, "row", signature=("label", "kto_tag"),
+           exports=("kept", "corrected", "imported", "added", "disliked")),
+    Format("preference", "preference pairs (DPO: prompt, chosen, rejected)", "chosen",
+           _from_preference, _to_preference, "pair", exports=PAIRS),
     Format("openai", "OpenAI chat JSONL", "messages", _from_openai, _to_openai),
     Format("sharegpt", "sharegpt", "conversations", _from_sharegpt, _to_sharegpt),
     Format("alpaca", "alpaca", "instruction", _from_alpaca, _to_alpaca,
            signature=("instruction", "output")),
-    Format("preference", "preference pairs (DPO)", "chosen", None, _to_preference, "pair"),
+    Format("prompt-completion", "prompt-completion (TRL)", "completion",
+           _from_prompt_completion, _to_prompt_completion),
+    Format("text", "plain text (refused)", "text", _refuse_plain_text, None),
 )}
 
 
 def import_formats() -> list[str]:
-    return [name for name, fmt in FORMATS.items() if fmt.read is not None]
+    return [name for name, fmt in FORMATS.items() if fmt.read is not None and fmt.write]
 
 
 def export_formats() -> list[str]:
-    return list(FORMATS)
+    return [name for name, fmt in FORMATS.items() if fmt.write is not None]
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
@@ -264,23 +469,82 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
         raise
 
 
-def import_file(store, path: str | os.PathLike, fmt: str = "auto",
-                test_only: bool = False) -> tuple[int, int]:
-    """Import every example of a file or none: (added, already present)."""
-    from storage.examples import add_many
+@dataclass(frozen=True)
+class Imported:
+    """What an import stored and what it skipped."""
 
-    items = read_examples(path, fmt)
+    added: dict[str, int]
+    """Rows stored, by kind: example, pair, thumbs-down."""
+    repeated: int
+    """Rows that repeat an earlier row of the file exactly (skipped)."""
+    present: int
+    """Rows already stored (skipped)."""
+    bad: list[BadRow]
+    fmt: str
+
+    @property
+    def total_added(self) -> int:
+        return sum(self.added.values())
+
+
+def import_file(store, path: str | os.PathLike, fmt: str = "auto", test_only: bool = False,
+                mapping: dict | None = None, skip_bad: bool = False) -> Imported:
+    """Import a file's rows: every one, or with `skip_bad` the good ones (the bad are
+    listed in the result). Duplicates are skipped and counted."""
+    from storage.examples import add_items
+
+    read = read_file(path, fmt, mapping, skip_bad)
+    items = [item for _, item in read.items]
     try:
-        return add_many(store, items, test_only=test_only)
-    except InvalidExample as error:  # an exact repeat inside the file
+        added, repeated, present = add_items(store, items, test_only=test_only)
+    except InvalidExample as error:
         raise FormatError(f"{error.field}: {error.problem}.") from None
+    return Imported(added, repeated, present, read.bad, read.fmt)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What importing a file would do, before anything is stored."""
+
+    would: Imported
+    first: list[tuple[str, Item]]
+    """The first rows as they would be stored."""
+    columns: dict[str, str] | None
+    """Spreadsheet columns and the role each is read as; None for other files."""
+
+
+def preview(store, path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
+            rows: int = 5) -> Preview:
+    from storage.examples import add_items
+    from storage.sources import column_roles
+
+    read = read_file(path, fmt, mapping, skip_bad=True)
+    items = [item for _, item in read.items]
+    added, repeated, present = add_items(store, items, dry_run=True)
+    try:
+        columns = column_roles(Path(path), mapping)
+    except SourceError as error:
+        raise FormatError(str(error)) from None
+    return Preview(Imported(added, repeated, present, read.bad, read.fmt), read.items[:rows],
+                   columns)
+
+
+def write_bad_rows(bad: list[BadRow], path: Path) -> Path:
+    """The skipped rows as CSV (where, field, reason), for the user to fix and import."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["where", "field", "reason"])
+        writer.writerows([row.where, row.field, row.reason] for row in bad)
+    return path
 
 
 def export_examples(examples: list[Example], path: str | os.PathLike, fmt: str = "openai") -> int:
     """Write `examples` in format `fmt` (atomically); returns the records written."""
-    if fmt not in FORMATS:
+    write = FORMATS[fmt].write if fmt in FORMATS else None
+    if write is None:
         raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
-    records = [r for r in (FORMATS[fmt].write(e) for e in examples) if r is not None]
+    records = [r for r in (write(e) for e in examples) if r is not None]
     try:
         write_jsonl(path, records)
     except OSError as error:
@@ -290,8 +554,11 @@ def export_examples(examples: list[Example], path: str | os.PathLike, fmt: str =
 
 
 def export_file(store, path: str | os.PathLike, fmt: str = "openai") -> int:
-    """Write the trainable examples (or, for "preference", the corrections as pairs)."""
-    from storage.examples import TRAINABLE, list_examples
+    """Write the examples the format holds: training examples, the corrections and votes
+    as pairs for the preference formats, and thumbs-down too for "unpaired"."""
+    from storage.examples import list_examples
 
-    examples = list(reversed(list_examples(store, sources=TRAINABLE)))  # oldest first
+    if fmt not in FORMATS:
+        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
+    examples = list(reversed(list_examples(store, sources=FORMATS[fmt].exports)))
     return export_examples(examples, path, fmt)

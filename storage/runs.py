@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from core.errors import UserError
 from storage.conversations import now
 from storage.db import Store, new_id
+from storage.examples import TRAINABLE
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -157,11 +158,13 @@ def latest_adapter(store: Store) -> str | None:
 
 
 def examples_since_last_run(store: Store) -> int:
-    """Trainable examples added after the newest example the last run saw."""
+    """Trainable examples added after the newest example the last run saw (thumbs-down
+    and votes teach only preference stages: they do not start a run)."""
     with store.read() as db:
         last = db.execute("SELECT COALESCE(MAX(max_example_id), 0) FROM runs").fetchone()[0]
         return db.execute("SELECT COUNT(*) FROM examples WHERE id > ? AND deleted_at IS NULL "
-                          "AND source != 'disliked' AND test_only = 0", [last]).fetchone()[0]
+                          f"AND source IN ({', '.join('?' * len(TRAINABLE))}) AND test_only = 0",
+                          [last, *TRAINABLE]).fetchone()[0]
 
 
 def mark_dead_runs_failed(store: Store) -> list[int]:

@@ -5,6 +5,7 @@ import pytest
 from storage import examples
 from storage.db import open_store
 from storage.formats import (
+    FORMATS,
     MAX_IMPORT_BYTES,
     FormatError,
     export_file,
@@ -15,6 +16,7 @@ from storage.formats import (
 
 from helpers import SAMPLE_FILES, SAMPLES
 
+EXAMPLE_FORMATS = [f for f in import_formats() if FORMATS[f].unit == "example"]
 TRICKY = [
     {"role": "system", "content": "Réponds en français. 🎉\nDeux lignes."},
     {"role": "user", "content": "שלום! مرحبا بالعالم — mixed ‏RTL‎ text\r\n\ttabs"},
@@ -28,10 +30,10 @@ def stored(store):
     return [e.messages for e in reversed(examples.list_examples(store))]
 
 
-@pytest.mark.parametrize("fmt", import_formats())
+@pytest.mark.parametrize("fmt", list(SAMPLE_FILES))
 def test_each_sample_format_gives_the_same_examples(fmt, store):
-    added, present = import_file(store, SAMPLES / SAMPLE_FILES[fmt])
-    assert (added, present) == (6, 0)
+    done = import_file(store, SAMPLES / SAMPLE_FILES[fmt])
+    assert (done.added, done.present) == ({"example": 6}, 0)
     expected = [json.loads(line)["messages"]
                 for line in (SAMPLES / SAMPLE_FILES["openai"]).read_text().splitlines()]
     assert stored(store) == expected
@@ -39,7 +41,7 @@ def test_each_sample_format_gives_the_same_examples(fmt, store):
     assert max(len(m) for m in expected) == 7  # multi-turn samples included
 
 
-@pytest.mark.parametrize("fmt", import_formats())
+@pytest.mark.parametrize("fmt", EXAMPLE_FORMATS)
 def test_round_trip_is_byte_identical(fmt, store, tmp_path):
     examples.add_example(store, TRICKY, "kept")
     examples.add_example(store, [{"role": "user", "content": "a"},
@@ -48,7 +50,7 @@ def test_round_trip_is_byte_identical(fmt, store, tmp_path):
     first = tmp_path / f"first.{fmt}"
     assert export_file(store, first, fmt) == 2
     fresh = open_store(tmp_path / "fresh-home")
-    assert import_file(fresh, first, fmt) == (2, 0)
+    assert import_file(fresh, first, fmt).added == {"example": 2}
     assert stored(fresh) == stored(store)
     second = tmp_path / f"second.{fmt}"
     export_file(fresh, second, fmt)
@@ -98,7 +100,8 @@ def test_a_utf8_byte_order_mark_is_harmless(tmp_path):
 
 def test_repeats_already_stored_are_skipped_not_doubled(store):
     import_file(store, SAMPLES / SAMPLE_FILES["openai"])
-    assert import_file(store, SAMPLES / SAMPLE_FILES["sharegpt"]) == (0, 6)
+    done = import_file(store, SAMPLES / SAMPLE_FILES["sharegpt"])
+    assert (done.added, done.present) == ({}, 6)
     assert len(examples.list_examples(store)) == 6
 
 
@@ -131,7 +134,6 @@ GOOD2 = GOOD.replace('"A"', '"B"')
     ("other format than asked", GOOD.encode(), "alpaca",
      "missing field 'instruction' for the alpaca format. It looks like openai"),
     ("not an object", b"[1, 2]", "auto", "item 1: cannot tell the format"),
-    ("repeat inside file", (GOOD + "\n" + GOOD).encode(), "auto", "item 2: repeats item 1"),
     ("bad row at the end", (GOOD + "\n" + GOOD2 + "\n" + '{"messages": []}').encode(), "auto",
      "line 3, field messages: must be a non-empty list"),
 ])

@@ -350,7 +350,7 @@ def import_or_refuse(store, tmp_path, data: bytes) -> None:
     for fmt in ("auto", "openai", "alpaca", "sharegpt"):
         before = len(list_examples(store))
         try:
-            added, present = import_file(store, path, fmt)
+            added = import_file(store, path, fmt).total_added
         except FormatError as error:
             assert str(error).strip()
             assert len(list_examples(store)) == before

@@ -8,7 +8,7 @@ from web.app import build_app
 from web.chat import ChatHandlers
 from web.common import shown_to_user
 
-from helpers import shown
+from helpers import shown, voice_examples
 
 
 @pytest.fixture
@@ -138,3 +138,20 @@ def test_training_errors_reach_the_user_as_messages(ctx, store):
         shown_to_user(actions.start)("lora", 0, 1e-3, 16, None)
     with pytest.raises(gr.Error, match="learning_rate"):
         shown_to_user(actions.start)("lora", 0, 5.0, 16, None)
+    with pytest.raises(gr.Error, match="dpo alone tunes an adapter you already have"):
+        shown_to_user(actions.start)("lora", 0, 1e-3, 16, None, "dpo")
+
+
+def test_the_train_tab_counts_every_signal(ctx, store):
+    from storage import examples
+    from web.train import TrainHandlers
+
+    examples.add_many(store, voice_examples(3), "kept")
+    examples.add_example(store, voice_examples(4)[3], "corrected", rejected="Hi.")
+    examples.add_example(store, [{"role": "user", "content": "Bye?"},
+                                 {"role": "assistant", "content": "No."}], "disliked",
+                         rejected="No.")
+    *_, signals = TrainHandlers(ctx).refresh()
+    assert signals == ("Learning from now: 4 kept, corrected, added or imported answers, "
+                       "1 correction with a rejected side, 1 thumbs-down, 0 votes with a "
+                       "winner.")

@@ -7,6 +7,7 @@ import pytest
 from services.context import Context
 from storage import examples
 from web.chat import ChatHandlers
+from web.common import shown_to_user
 from web.examples import ExampleHandlers, export_folder, readiness_html, table_rows
 
 from helpers import shown as messages_of
@@ -94,7 +95,6 @@ def test_table_select_edit_delete_undo(tab, store):
 
 def test_clicking_a_row_deleted_in_another_tab_says_so(tab, store):
     """Before: StopIteration from deep inside, and every example was listed to find it."""
-    from web.common import shown_to_user
 
     example_id = examples.add_example(store, [{"role": "user", "content": "Q"},
                                               {"role": "assistant", "content": "A"}])
@@ -126,3 +126,21 @@ def test_counts_in_table_rows_skip_the_system_prompt(store):
                                  {"role": "assistant", "content": "A"}])
     [row] = table_rows(examples.list_examples(store))
     assert row[4] == 2 and row[2].endswith("…") and len(row[2]) == 80
+
+
+def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_path):
+    upload = tmp_path / "faq.csv"
+    upload.write_text("Question,Answer\nWhen?,At seven.\nWhere?,\nWhen?,At seven.\n",
+                      encoding="utf-8")
+    looked, first = tab.preview(str(upload), "auto")
+    assert "**Columns:** Question → user, Answer → assistant" in looked
+    assert "1 example" in looked and "1 repeated inside the file" in looked
+    assert "**Format:** CSV columns" in looked
+    assert "**bad rows:** 1" in looked and "row 3, field output: is empty. Import" in looked
+    assert first.value["data"][0][:4] == ["row 2", "example", "When?", "At seven."]
+    assert examples.list_examples(store) == []  # a preview stores nothing
+    with pytest.raises(gr.Error, match="row 3, field output"):
+        shown_to_user(tab.import_upload)(str(upload), "auto")
+    note = tab.import_upload(str(upload), "auto", False, "", True)
+    assert note.startswith("✓ Imported 1 example from faq.csv (1 repeated inside the file, "
+                           "skipped). 1 bad row left out, the first: row 3, field output")

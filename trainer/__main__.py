@@ -37,7 +37,8 @@ class DatabaseReporter:
     def progress(self, step: int, total: int, logs: dict) -> None:
         if "loss" in logs:  # with the time, for the time left (see web/train.py)
             self.losses.append({"step": step, "loss": round(float(logs["loss"]), 4),
-                                "t": round(time.time(), 2)})
+                                "t": round(time.time(), 2)}
+                               | ({"stage": logs["stage"]} if "stage" in logs else {}))
         if "eval_loss" in logs:
             self.eval_losses.append({"step": step, "loss": round(float(logs["eval_loss"]), 4)})
         if logs or time.monotonic() - self._written > PROGRESS_EVERY_S:

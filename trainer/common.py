@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +37,14 @@ def lower_priority() -> None:
 class SanityError(UserError):
     """The examples or the model would give a bad adapter; the message says why and how
     to fix it."""
+
+
+@dataclass
+class Trained:
+    """What a recipe returns: where the adapter is (when it was saved) and its metrics."""
+
+    adapter_dir: Path
+    metrics: dict
 
 
 class Reporter(Protocol):
@@ -138,6 +148,16 @@ def _free_memory_bytes() -> int:
             return 2 ** 62
 
 
+def peak_memory_mb() -> int:
+    """The trainer process's peak memory so far: resident on a CPU, allocated on a GPU
+    (a later stage of a run reports the peak of the stages before it too)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def on_gpu() -> bool:
     import torch
 
@@ -222,19 +242,25 @@ def last_train_loss(trainer) -> float | None:
     return losses[-1] if losses else None
 
 
+def examples_digest(examples: list[list[dict]]) -> str:
+    """What an adapter was trained on, as one hash (kept in its tunechat.json)."""
+    return hashlib.sha256(
+        json.dumps([to_record(m) for m in examples], ensure_ascii=False).encode()).hexdigest()
+
+
 def save_adapter(model, out_dir: Path, config: TrainConfig, base_folder: Path,
-                 examples: list[list[dict]], metrics: dict) -> None:
+                 examples: list[list[dict]], metrics: dict,
+                 adapters: list[str] | None = None) -> None:
     """Write to a scratch folder, then rename: the adapter appears whole or not at all.
     An earlier attempt of the same run may have saved it and died before recording its
-    end; its folder is replaced."""
+    end; its folder is replaced. `adapters`: which of the model's adapters (all when
+    None; a preference stage saves its tuned one, not TRL's reference copy)."""
     scratch = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(scratch, ignore_errors=True)
-    model.save_pretrained(scratch, safe_serialization=True)
-    digest = hashlib.sha256(
-        json.dumps([to_record(m) for m in examples], ensure_ascii=False).encode()).hexdigest()
+    model.save_pretrained(scratch, safe_serialization=True, selected_adapters=adapters)
     (scratch / METADATA_FILE).write_text(json.dumps({
         "base_model": str(base_folder), "config": config.to_dict(), "metrics": metrics,
-        "examples_sha256": digest, "examples": len(examples)}, indent=2))
+        "examples_sha256": examples_digest(examples), "examples": len(examples)}, indent=2))
     if out_dir.exists():
         stale = out_dir.with_name(f".{out_dir.name}.stale")
         shutil.rmtree(stale, ignore_errors=True)

@@ -47,8 +47,9 @@ class TrainConfig:
     min_examples: int = 10
     """Fewer examples than this is refused: too few to learn anything dependable."""
     seed: int = 42
-    objective: str = "sft"
-    """What the run learns from; see trainer/objectives.py for each one."""
+    objective: str = "auto"
+    """What the run learns from; see trainer/objectives.py for each one. auto: SFT, with
+    a preference stage only where one was measured to help (the README's table)."""
     continue_from: str | None = None
     """Name of an adapter to keep training on new examples, instead of a fresh one."""
     save_every: int = 10
@@ -56,6 +57,15 @@ class TrainConfig:
     nproc: int = 1
     """Training processes (PyTorch DDP under torchrun: gloo on CPUs, NCCL on GPUs). Each
     takes batch_size examples per step, so a step sees nproc x batch_size."""
+    preference_learning_rate: float = 2e-5
+    """Learning rate of a preference stage (DPO, KTO). Far below SFT's: the stage starts
+    from a trained adapter and only reshapes it; larger steps moved the pairs' margins
+    further without better answers on unseen prompts (README)."""
+    beta: float = 0.1
+    """How far a preference stage may move from the adapter it started from (TRL's
+    default); lower lets it move further."""
+    preference_epochs: int = 2
+    """Passes over the preference data: a few dozen pairs need more than one."""
     extra: dict = field(default_factory=dict)
     """Advanced SFTConfig fields passed through as they are."""
 
@@ -76,6 +86,16 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not "
                               f"{self.objective!r}.")
+        if OBJECTIVES[self.objective].tunes_an_adapter and not self.continue_from:
+            raise ConfigError(f"{self.objective} alone tunes an adapter you already have: "
+                              f"choose one to continue from, or sft+{self.objective}.")
+        if OBJECTIVES[self.objective].preferences and self.nproc > 1:
+            raise ConfigError(f"{self.objective} runs in one process (its preference stage "
+                              "has not been tried under DDP); leave nproc at 1.")
+        if not 0 < self.preference_learning_rate <= 0.01 or not 0 < self.beta <= 10 or \
+                not 1 <= self.preference_epochs <= 20:
+            raise ConfigError("preference_learning_rate must be in (0, 0.01], beta in "
+                              "(0, 10] and preference_epochs between 1 and 20.")
         if self.batch_size < 1 or self.max_length < 16:
             raise ConfigError("batch_size must be >= 1 and max_length >= 16.")
 

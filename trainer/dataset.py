@@ -1,5 +1,6 @@
 """What a run trains on: which examples are held out, and examples -> datasets.Dataset in
-TRL's conversational prompt/completion form.
+TRL's conversational forms (prompt/completion for SFT, chosen/rejected for DPO, labelled
+completions for KTO).
 
 Prompt/completion (not plain "messages") makes TRL compute the loss on the answer only:
 SmolLM2's chat template has no {% generation %} markers, so assistant_only_loss cannot
@@ -11,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 
+from storage.examples import PAIRED, TRAINABLE, UNDESIRABLE
 from storage.runs import RunExample
 
 HELD_OUT_FROM = 20
@@ -60,16 +62,68 @@ def to_dataset(examples: list[list[dict]]):
 
 
 @dataclass(frozen=True)
+class Pair:
+    """A preference pair: the conversation ending with the preferred answer, and the
+    answer it was preferred over."""
+
+    messages: list[dict]
+    rejected: str
+
+    @property
+    def rejected_messages(self) -> list[dict]:
+        return self.messages[:-1] + [{"role": "assistant", "content": self.rejected}]
+
+
+def to_pair_dataset(pairs: list[Pair]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": p.messages[:-1], "chosen": p.messages[-1:],
+                               "rejected": p.rejected_messages[-1:]} for p in pairs])
+
+
+def to_unpaired_dataset(desirable: list[list[dict]], undesirable: list[list[dict]]):
+    """Labelled completions, desirable and undesirable taking turns: KTO estimates its
+    reference point from each row's neighbours in a batch, and a batch of one kind only
+    (TRL keeps the given order) would skew it."""
+    from datasets import Dataset
+
+    good = [to_record(m) | {"label": True} for m in desirable]
+    bad = [to_record(m) | {"label": False} for m in undesirable]
+    mixed = [row for pair in zip(good, bad) for row in pair]
+    shorter = min(len(good), len(bad))
+    return Dataset.from_list(mixed + good[shorter:] + bad[shorter:])
+
+
+@dataclass(frozen=True)
 class RunData:
-    """What one run learns from and is judged on, as frozen when it was queued."""
+    """What one run learns from and is judged on, as frozen when it was queued. SFT
+    learns from `train`; preference stages from `pairs` (corrections and votes with the
+    answer they replaced) and `undesirable` (thumbs-down replies and rejected sides)."""
 
     train: list[list[dict]]
     held_out: list[list[dict]] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    held_out_pairs: list[Pair] = field(default_factory=list)
+    disliked: list[list[dict]] = field(default_factory=list)
+
+    @property
+    def undesirable(self) -> list[list[dict]]:
+        return self.disliked + [p.rejected_messages for p in self.pairs]
+
+    @property
+    def held_out_undesirable(self) -> list[list[dict]]:
+        return [p.rejected_messages for p in self.held_out_pairs]
 
     @classmethod
     def from_run(cls, rows: list[RunExample]) -> RunData:
-        return cls([r.messages for r in rows if r.split == "train"],
-                   [r.messages for r in rows if r.split == "held_out"])
+        def pairs(split: str) -> list[Pair]:
+            return [Pair(r.messages, r.rejected) for r in rows
+                    if r.split == split and r.source in PAIRED and r.rejected]
+
+        return cls([r.messages for r in rows if r.split == "train" and r.source in TRAINABLE],
+                   [r.messages for r in rows if r.split == "held_out"],
+                   pairs("train"), pairs("held_out"),
+                   [r.messages for r in rows if r.split == "train" and r.source in UNDESIRABLE])
 
     @classmethod
     def split(cls, examples: list[list[dict]]) -> RunData:

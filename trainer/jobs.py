@@ -23,7 +23,8 @@ from storage import runs
 from storage.db import Store
 from storage.runs import RunExample
 from trainer.config import TrainConfig
-from trainer.dataset import choose_held_out
+from trainer.dataset import RunData, choose_held_out
+from trainer.objectives import OBJECTIVES
 
 CANCEL_GRACE_S = 20
 
@@ -64,11 +65,20 @@ class Jobs:
     def prepare(self, config: TrainConfig) -> int:
         """Queue a run on every trainable example, frozen as they are now, for this app
         or a launcher of the user's (`accelerate launch -m trainer RUN_ID`) to run."""
-        chosen = reversed(example_store.list_examples(
-            self.store, sources=example_store.TRAINABLE, test_only=False))
+        sources: tuple[str, ...] = example_store.TRAINABLE
+        if OBJECTIVES[config.objective].preferences:
+            sources += example_store.PREFERENCE_ONLY
+        chosen = reversed(example_store.list_examples(self.store, sources=sources,
+                                                      test_only=False))
         rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
-        held = choose_held_out(rows, *self._lineage_of(config.continue_from))
+        # Held out from the examples SFT learns from; thumbs-down and votes always train
+        held = choose_held_out([r for r in rows if r.source in example_store.TRAINABLE],
+                               *self._lineage_of(config.continue_from))
         snapshot = [replace(r, split="held_out") if r.example_id in held else r for r in rows]
+        if OBJECTIVES[config.objective].needs:
+            from trainer.stages import check_data
+
+            check_data(OBJECTIVES[config.objective].needs, RunData.from_run(snapshot))
         settings = {**config.to_dict(), "base_model": str(self.base_model)}
         return runs.create_run(self.store, settings, snapshot, code_version())
 

@@ -4,13 +4,15 @@ carries progress out and the cancel request in."""
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from core.chatformat import token_count
 from trainer.common import (
     Reporter,
+    Trained,
     bf16_ok,
     check_examples,
     chosen_method,
@@ -18,6 +20,7 @@ from trainer.common import (
     last_train_loss,
     load_for_training,
     on_gpu,
+    peak_memory_mb,
     progress_callback,
     save_adapter,
     with_plain_loss_on_cpu,
@@ -26,14 +29,13 @@ from trainer.config import TrainConfig
 from trainer.dataset import RunData, to_dataset
 
 
-@dataclass
-class SftResult:
-    adapter_dir: Path
-    metrics: dict
+def sft_steps(config: TrainConfig, data: RunData) -> int:
+    """Optimizer steps of the run (one process)."""
+    return config.epochs_for(len(data.train)) * math.ceil(len(data.train) / config.batch_size)
 
 
 def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
-            work_dir: Path, reporter: Reporter, continue_from: Path | None = None) -> SftResult:
+            work_dir: Path, reporter: Reporter, continue_from: Path | None = None) -> Trained:
     """Train an adapter on `data.train`, judge it on `data.held_out`, and save it to
     `out_dir` (written whole or not at all). `work_dir` keeps checkpoints, so a failed
     run resumes where it stopped."""
@@ -65,18 +67,19 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(work_dir))
     seconds = time.monotonic() - started
     if reporter.cancelled():
-        return SftResult(out_dir, metrics)
+        return Trained(out_dir, metrics)
     metrics["train_seconds"] = round(seconds, 1)
     tokens = sum(token_count(tokenizer, m) for m in data.train) * args.num_train_epochs
     metrics["tokens_per_second"] = round(tokens / max(seconds, 1e-6), 1)
     metrics["train_loss"] = last_train_loss(trainer)
+    metrics["peak_memory_mb"] = peak_memory_mb()
     if eval_set is not None:
         metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
 
     # Save (once, by the first process of a distributed run)
     if trainer.is_world_process_zero():
         save_adapter(trainer.model, out_dir, config, base_folder, data.train, metrics)
-    return SftResult(out_dir, metrics)
+    return Trained(out_dir, metrics)
 
 
 def _sft_args(config: TrainConfig, train_examples: int, work_dir: Path, has_eval: bool):

@@ -57,9 +57,11 @@ def add_routes(ctx: Context) -> None:
 
     def vote(prompt: str, left: str, right: str, winner: str, left_reply: str = "",
              right_reply: str = "", system: str = "") -> list[dict]:
-        """Store a vote (winner: left, right, tie or both_bad); returns the win rates."""
-        return compare.vote(ctx, Pair(left, right, left_reply, right_reply), winner, prompt,
-                            system)
+        """Store a vote (winner: left, right, tie or both_bad); returns the win rates. A
+        winner also stores a preference pair (Examples, source "vote")."""
+        rates, _ = compare.vote(ctx, Pair(left, right, left_reply, right_reply), winner,
+                                prompt, system)
+        return rates
 
     def eval_(adapter: str = models.LATEST, system: str = "") -> dict:
         """The report card of an adapter (computed now, and stored on its run): per model

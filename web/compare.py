@@ -57,10 +57,13 @@ class CompareHandlers:
             return "Compare two models first, then vote.", gr.skip(), gr.skip(), None, gr.skip()
         winner = {"a": "left", "b": "right"}.get(VOTES[choice], VOTES[choice])
         pair = Pair(pending["a"], pending["b"], pending["a_reply"], pending["b_reply"])
-        rates = compare.vote(self.ctx, pair, winner, pending["prompt"], pending["system"],
-                             blind=pending["blind"])
+        rates, pair_id = compare.vote(self.ctx, pair, winner, pending["prompt"],
+                                      pending["system"], blind=pending["blind"])
         note = (f"✓ Vote stored: {choice}. A was **{pending['a']}**, B was "
                 f"**{pending['b']}**.")
+        if pair_id:
+            note += (f" The winner's answer over the other is kept as preference pair "
+                     f"#{pair_id} (Examples tab, source *vote*) for the sft+dpo objective.")
         return (note, gr.Markdown(f"A: {pending['a']}"), gr.Markdown(f"B: {pending['b']}"),
                 None, rate_rows(rates))
 

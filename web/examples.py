@@ -35,7 +35,9 @@ def readiness_html(counts: dict[str, int], progress: str, threshold: int) -> str
         f'style="width:100%"></progress>'
         "<p><small>A first adapter from a few dozen examples picks up a style or a voice. "
         "For dependable behaviour, collect 100 to 1,000 or more. Kept, corrected, added and "
-        "imported examples are trained on; thumbs-down replies are stored but not. Rows "
+        "imported examples are trained on. Thumbs-down replies, votes (the winner over the "
+        "other answer) and the first answers your corrections replaced teach only the "
+        "preference objectives (Train tab, <i>What to learn from</i>). Rows "
         "marked <i>held out</i> were kept out of the newest run's training on purpose: "
         "answering them well shows that it learned your way of answering, not the "
         "examples by heart.</small></p></div>"
@@ -96,9 +98,10 @@ class ExampleHandlers:
         it is kept for testing only)."""
         chosen = examples.get(self.ctx, int(event.row_value[0]))
         title = f"### Example #{chosen.id} · {chosen.source}"
-        if chosen.rejected:
-            title += (f"\nThe model's first answer: "
-                      f"_{html.escape(_preview(chosen.rejected))}_")
+        if chosen.rejected and chosen.source != "disliked":
+            lost = "The answer it won over" if chosen.source == "vote" else \
+                "The model's first answer"
+            title += f"\n{lost}: _{html.escape(_preview(chosen.rejected))}_"
         messages = chosen.messages
         if messages[0]["role"] != "system":
             messages = [{"role": "system", "content": ""}] + messages
@@ -133,10 +136,37 @@ class ExampleHandlers:
         examples.restore(self.ctx, example_id)
         return f"✓ Example #{example_id} is back.", None, gr.Button(visible=False)
 
-    def import_upload(self, upload: str | None, fmt: str, test_only: bool = False) -> str:
+    def import_upload(self, upload: str | None, fmt: str, test_only: bool = False,
+                      mapping: str = "", skip_bad: bool = False) -> str:
         if not upload:
             return "Choose a file to import first."
-        return examples.import_file(self.ctx, upload, fmt, bool(test_only)).message()
+        return examples.import_file(self.ctx, upload, fmt, bool(test_only), mapping or None,
+                                    bool(skip_bad)).message()
+
+    def preview(self, upload: str | None, fmt: str, mapping: str = ""):
+        """(what the import would do, its first rows as they would be stored)."""
+        if not upload:
+            return "", gr.Dataframe(value=[], visible=False)
+        seen = examples.preview(self.ctx, upload, fmt, mapping or None)
+        would = seen.would
+        kinds = ", ".join(f"{n} {kind}" for kind, n in would.added.items()) or "nothing new"
+        shown = f"{Path(upload).suffix[1:].upper()} columns" if seen.columns else would.fmt
+        lines = [f"**Format:** {shown or 'unknown'}"]
+        if seen.columns:
+            lines.append("**Columns:** " + ", ".join(f"{column} → {role}"
+                                                       for column, role in seen.columns.items()))
+        lines.append(f"**Would add:** {kinds} · **skip:** {would.repeated} repeated inside "
+                     f"the file, {would.present} already stored · **bad rows:** "
+                     f"{len(would.bad)}")
+        if would.bad:
+            lines.append(f"First bad row: {html.escape(str(would.bad[0]))}. Import refuses "
+                         "the file unless *Skip bad rows* is ticked.")
+        rows = [[where, item.kind, _preview(item.messages[-2]["content"]),
+                 _preview(item.messages[-1]["content"]), _preview(item.rejected or "")]
+                for where, item in seen.first]
+        return "  \n".join(lines), gr.Dataframe(
+            value=rows, headers=["where", "kind", "prompt", "answer", "rejected"],
+            visible=True)
 
     def export_download(self, fmt: str):
         """(file to download, note)"""
@@ -182,15 +212,29 @@ def build(ui: Ui) -> None:
     with gr.Accordion("Import and export", open=False):
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Import a file (.jsonl or .json)", type="filepath",
-                                 elem_id="import-file", file_types=[".jsonl", ".json"])
+                upload = gr.File(label="Import a file: JSONL, JSON, CSV, TSV, XLSX or "
+                                       "Parquet", type="filepath", elem_id="import-file",
+                                 file_types=[".jsonl", ".json", ".csv", ".tsv", ".xlsx",
+                                             ".parquet"])
                 import_format = gr.Dropdown(["auto"] + formats.import_formats(),
                                             value="auto", label="Format")
-                import_test = gr.Checkbox(label="For testing only (never trained on)")
+                mapping = gr.Textbox(label="Spreadsheet columns (optional)",
+                                     placeholder="question=user,answer=assistant",
+                                     info="which column is the user's message, the answer "
+                                          "and the system prompt; by default common header "
+                                          "names are recognised", elem_id="import-map")
+                with gr.Row():
+                    import_test = gr.Checkbox(label="For testing only (never trained on)")
+                    skip_bad = gr.Checkbox(label="Skip bad rows (and list them in a report)",
+                                           elem_id="skip-bad")
+                looked = gr.Markdown(elem_id="import-preview")
+                first_rows = gr.Dataframe(visible=False, interactive=False, wrap=True,
+                                          label="The first rows, as they would be stored")
                 import_button = gr.Button("Import")
             with gr.Column():
                 export_format = gr.Dropdown(
-                    [(f.label, f.name) for f in formats.FORMATS.values()], value="openai",
+                    [(formats.FORMATS[name].label, name) for name in formats.export_formats()],
+                    value="openai",
                     label="Format")
                 export_button = gr.Button("Export")
                 download = gr.File(label="Download", interactive=False)
@@ -211,7 +255,10 @@ def build(ui: Ui) -> None:
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],
                api_visibility="private").success(**show)
     import_button.click(shown_to_user(handlers.import_upload),
-                        [upload, import_format, import_test], note,
+                        [upload, import_format, import_test, mapping, skip_bad], note,
                         api_name="import_examples").success(**show)
+    for change in (upload.change, import_format.change, mapping.submit):
+        change(shown_to_user(handlers.preview), [upload, import_format, mapping],
+               [looked, first_rows], api_visibility="private")
     export_button.click(shown_to_user(handlers.export_download), export_format,
                         [download, note], api_name="export_examples")

@@ -13,13 +13,14 @@ import gradio as gr
 from services import contenders, report, training
 from services.context import Context
 from trainer.config import METHODS, TrainConfig
+from trainer.objectives import OBJECTIVES
 from web import cards as cards_svg
 from web.common import Ui, shown_to_user
 
 NEW_ADAPTER = "(a new adapter)"
 HISTORY_HEADERS = ["#", "status", "adapter", "score", "examples", "held-out error before",
                    "after", "tokens/s", "seconds", "started", "note"]
-COLORS = {"train": "#2563eb", "held out": "#f97316"}
+COLORS = {"train": "#2563eb", "held out": "#f97316", "preference stage": "#16a34a"}
 
 
 def eta_seconds(run: dict) -> float | None:
@@ -52,6 +53,8 @@ def status_html(run: dict | None, auto: training.AutoStart, progress: str) -> st
     line = f"Run #{run['id']} · <b>{run['status']}</b>"
     if total:
         line += f" · step {step} of {total}"
+        stage = ((run.get("losses") or [{}])[-1]).get("stage")
+        line += f" ({stage} stage)" if stage and run["status"] == "running" else ""
     if run["status"] == "running":
         eta = eta_seconds(run)
         line += f" · about {eta:.0f} s left" if eta is not None else " · timing the steps..."
@@ -75,7 +78,9 @@ def next_run_line(auto: training.AutoStart, progress: str) -> str:
 def loss_points(run: dict | None) -> list[dict]:
     if not run:
         return []
-    return ([{"step": p["step"], "loss": p["loss"], "series": "train"} for p in run["losses"]]
+    return ([{"step": p["step"], "loss": p["loss"],
+              "series": "train" if p.get("stage", "sft") == "sft" else "preference stage"}
+             for p in run["losses"]]
             + [{"step": step, "loss": loss, "series": "held out"}  # one point a step
                for step, loss in {p["step"]: p["loss"] for p in run["eval_losses"]}.items()])
 
@@ -122,11 +127,11 @@ class TrainHandlers:
         self.ctx = ctx
 
     def start(self, method: str, epochs: float, learning_rate: float, rank: float,
-              continue_from: str) -> str:
+              continue_from: str, objective: str = "auto") -> str:
         config = TrainConfig(method=method, epochs=int(epochs) or None,
                              learning_rate=float(learning_rate), rank=int(rank),
                              continue_from=None if continue_from in (None, NEW_ADAPTER)
-                             else continue_from)
+                             else continue_from, objective=objective or "auto")
         return f"Started run #{training.start(self.ctx, config)}."
 
     def cancel(self) -> str:
@@ -162,7 +167,8 @@ class TrainHandlers:
         cards = report.cards_by_run(self.ctx)
         return (status_html(current, training.auto_start(self.ctx),
                             training.progress_line(self.ctx)),
-                points, history_rows(training.history(self.ctx), cards), scores_chart(cards))
+                points, history_rows(training.history(self.ctx), cards), scores_chart(cards),
+                f"Learning from now: {training.signals_line(self.ctx)}.")
 
     def set_baseline(self, text: str) -> str:
         saved = contenders.set_baseline_prompt(self.ctx, text)
@@ -191,6 +197,11 @@ def build(ui: Ui) -> None:
         threshold = gr.Number(handlers.threshold_box(),
                               label="Start by itself after this many new examples",
                               precision=0, minimum=0, info="0 = only when you press Start")
+    with gr.Accordion("What to learn from", open=False):
+        objective = gr.Radio(
+            list(OBJECTIVES), value="auto", label="Objective", elem_id="objective",
+            info=" · ".join(f"{o.name}: {o.learns_from}" for o in OBJECTIVES.values()))
+        signals = gr.Markdown(elem_id="signals")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             method = gr.Radio(list(METHODS), value="auto", label="Method",
@@ -223,11 +234,11 @@ def build(ui: Ui) -> None:
                                    "(base+prompt) beside the adapter", elem_id="baseline")
         save_baseline = gr.Button("Save the prompt")
     refresh: dict[str, Any] = dict(fn=handlers.refresh, inputs=None,
-                                   outputs=[status, curve, history, scores],
+                                   outputs=[status, curve, history, scores, signals],
                                    api_visibility="private", show_progress="hidden")
     gr.Timer(1.0).tick(**refresh)
     start.click(shown_to_user(handlers.start), [method, epochs, learning_rate, rank,
-                                                continue_from], note,
+                                                continue_from, objective], note,
                 api_name="train").then(**refresh)
     cancel.click(shown_to_user(handlers.cancel), None, note, api_name="cancel_run")
     resume.click(shown_to_user(handlers.resume), None, note, api_name="resume_run")

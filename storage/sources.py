@@ -1,0 +1,277 @@
+"""Where imported rows come from: JSON and JSONL files, spreadsheets (CSV, TSV, XLSX),
+Parquet, and Hugging Face datasets on disk. Each yields (place, record) pairs, the place
+as a user finds it again ("line 3", "item 2", "row 5"), the record a dict of fields.
+
+Spreadsheet and Parquet rows are read with pandas and pyarrow (installed with
+`datasets`), datasets folders with `datasets`; JSON is parsed here, line by line, so a
+bad line is named. Spreadsheet columns that do not name a format's fields are matched
+to roles by common header names, or by an explicit mapping ("question=user,
+answer=assistant"), and become alpaca-like records."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.errors import UserError
+
+MAX_JSON_BYTES = 25 * 1024 * 1024
+"""JSON and JSONL are read whole; larger files are refused with how to split them."""
+SPREADSHEETS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+EXCEL = (".xlsx", ".xlsm")
+ROLE_HEADERS = {
+    "system": ("system", "system_prompt"),
+    "user": ("instruction", "prompt", "question", "input", "query", "user", "human"),
+    "assistant": ("output", "completion", "answer", "response", "assistant", "gpt", "reply"),
+}
+"""Header names (case and spacing ignored) matched to each role, first match wins."""
+ROLES = tuple(ROLE_HEADERS)
+LABEL_COLUMNS = ("label", "kto_tag")
+"""Columns of desirability tags, read as true or false."""
+
+
+class SourceError(UserError):
+    """The file cannot be read as rows; the message says where and how to fix it."""
+
+
+Rows = Iterator[tuple[str, object]]
+
+
+def rows_of(path: Path, mapping: dict[str, str] | None = None) -> Rows:
+    """(place, record) for every row of the file or datasets folder at `path`."""
+    if path.is_dir():
+        yield from _dataset_rows(path, mapping)
+        return
+    if not path.exists():
+        raise SourceError(f"Cannot read {path}: no such file.")
+    suffix = path.suffix.lower()
+    if suffix in SPREADSHEETS or suffix in EXCEL:
+        yield from _spreadsheet_rows(path, mapping)
+    elif suffix == ".parquet":
+        yield from _parquet_rows(path, mapping)
+    else:
+        if mapping:
+            raise SourceError("--map applies to spreadsheets, Parquet and datasets folders; "
+                              f"{path.name} is JSON, whose fields name the roles already.")
+        yield from _json_rows(path)
+
+
+def column_roles(path: Path, mapping: dict[str, str] | None = None) -> dict[str, str] | None:
+    """For a spreadsheet or Parquet file: its columns and the role each is read as (None
+    when its columns are read as a format's fields, or for other files)."""
+    suffix = path.suffix.lower()
+    if path.is_dir() or not (suffix in SPREADSHEETS or suffix in EXCEL or
+                             suffix == ".parquet"):
+        return None
+    return mapping or _roles_by_header(_columns(path))
+
+
+def _columns(path: Path) -> list[str]:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return list(pq.read_schema(path).names)
+    if suffix in EXCEL:
+        return [str(c) for c in pd.read_excel(path, nrows=0, engine="openpyxl").columns]
+    return [str(c) for c in pd.read_csv(path, sep=SPREADSHEETS[suffix], nrows=0).columns]
+
+
+def parse_mapping(text: str | None) -> dict[str, str] | None:
+    """"question=user, answer=assistant" -> {"question": "user", "answer": "assistant"}."""
+    if not text or not text.strip():
+        return None
+    mapping = {}
+    for part in text.split(","):
+        column, _, role = part.partition("=")
+        column, role = column.strip(), role.strip().lower()
+        if not column or role not in ROLES:
+            raise SourceError(f"Cannot read the mapping {part.strip()!r}: write COLUMN=ROLE "
+                              f"pairs separated by commas, each role one of "
+                              f"{', '.join(ROLES)} (e.g. \"question=user,answer=assistant\").")
+        mapping[column] = role
+    if "user" not in mapping.values() or "assistant" not in mapping.values():
+        raise SourceError("The mapping needs a user column and an assistant column.")
+    return mapping
+
+
+def as_conversation(record: dict, columns: list[str], mapping: dict[str, str] | None,
+                    where: str) -> dict:
+    """A spreadsheet-like row as an alpaca record ({"instruction", "output", "system"})
+    when its columns are matched to roles; rows already in a known layout (e.g. prompt
+    and completion, or messages) are left as they are unless a mapping is given."""
+    roles = mapping or _roles_by_header(columns)
+    if roles is None:
+        return record
+    missing = [column for column in roles if column not in record]
+    if missing:
+        raise SourceError(f"The mapping names column {missing[0]!r}, which the file does not "
+                          f"have; its columns are: {', '.join(map(str, columns))}.")
+    by_role = {role: _cell(record[column]) for column, role in roles.items()}
+    converted = {"instruction": by_role.get("user") or "", "output": by_role.get("assistant")}
+    if by_role.get("system"):
+        converted["system"] = by_role["system"]
+    return converted
+
+
+def _roles_by_header(columns: list[str]) -> dict[str, str] | None:
+    """Columns matched to roles by their header; None when the row is in a layout the
+    formats read as it is (messages, conversations, prompt/completion, chosen/rejected,
+    instruction/output) or when no user and assistant columns are found."""
+    names = {_squash(c): c for c in columns}
+    known = {"messages", "conversations", "chosen", "completion", "preferred_output", "text",
+             "label"}
+    if known & set(names) or {"instruction", "output"} <= set(names):
+        return None
+    roles: dict[str, str] = {}
+    for role, headers in ROLE_HEADERS.items():
+        found = next((names[h] for h in headers if h in names and names[h] not in roles), None)
+        if found is not None:
+            roles[found] = role
+    return roles if {"user", "assistant"} <= set(roles.values()) else None
+
+
+def _squash(name: object) -> str:
+    """"System Prompt" -> "system_prompt"."""
+    return "_".join(str(name).strip().lower().split())
+
+
+def _cell(value):
+    """A spreadsheet cell as text: empty cells (NaN, None) become ""."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _spreadsheet_rows(path: Path, mapping: dict[str, str] | None) -> Rows:
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() in EXCEL:
+            frames = [pd.read_excel(path, dtype=object, engine="openpyxl")]
+        else:
+            frames = pd.read_csv(path, sep=SPREADSHEETS[path.suffix.lower()], dtype=object,
+                                 keep_default_na=False, chunksize=10_000, encoding="utf-8")
+        row = 2  # the header is row 1, as a spreadsheet program numbers them
+        for frame in frames:
+            columns = [str(c) for c in frame.columns]
+            for values in frame.itertuples(index=False, name=None):
+                record = {column: _clean(column, value)
+                          for column, value in zip(columns, values)}
+                yield f"row {row}", as_conversation(record, columns, mapping, f"row {row}")
+                row += 1
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as error:
+        raise SourceError(f"Cannot read {path.name} as a spreadsheet: {error}. Save it as "
+                          "UTF-8 CSV (or XLSX) with a header row.") from None
+
+
+def _clean(column: str, value):
+    """A spreadsheet cell as the formats read it: empty -> None, numbers -> text (an
+    answer "42" is text), and "true"/"false" -> a boolean in a label column only."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if _squash(column) in LABEL_COLUMNS:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        return bool(value) if isinstance(value, (int, float)) else value
+    return value if isinstance(value, str) else str(value)
+
+
+def _parquet_rows(path: Path, mapping: dict[str, str] | None) -> Rows:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+        columns = table.schema_arrow.names
+        row = 1
+        for batch in table.iter_batches(batch_size=10_000):
+            for record in batch.to_pylist():
+                yield f"row {row}", as_conversation(record, columns, mapping, f"row {row}")
+                row += 1
+    except (pa.ArrowException, OSError) as error:
+        raise SourceError(f"Cannot read {path.name} as Parquet: {error}.") from None
+
+
+def _dataset_rows(folder: Path, mapping: dict[str, str] | None) -> Rows:
+    """A `save_to_disk` folder, or a folder of parquet/json/jsonl/csv files (with splits
+    as file or folder names): the train split, else the only one."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a folder on disk needs no network
+    import datasets
+
+    try:
+        if (folder / "dataset_info.json").is_file() or (folder / "dataset_dict.json").is_file():
+            loaded = datasets.load_from_disk(str(folder))
+        else:
+            loaded = datasets.load_dataset(str(folder))
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError,
+            datasets.exceptions.DatasetGenerationError) as error:
+        raise SourceError(f"Cannot read the folder {folder.name} as a dataset: {error}. Give a "
+                          "folder written by save_to_disk, or one of parquet/json/csv files."
+                          ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        split = "train" if "train" in splits else splits[0] if len(splits) == 1 else None
+        if split is None:
+            raise SourceError(f"The dataset has the splits {', '.join(splits)} and no train "
+                              "split; import one split's files.")
+        loaded = loaded[split]
+    columns = list(loaded.column_names)
+    for index, record in enumerate(loaded, start=1):
+        yield f"row {index}", as_conversation(dict(record), columns, mapping, f"row {index}")
+
+
+def _json_rows(path: Path) -> Rows:
+    """A JSON list of records, or one record a line (JSONL)."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
+    if size > MAX_JSON_BYTES:
+        raise SourceError(f"{path.name} is {size / 2**20:.1f} MB; JSON imports are limited to "
+                          f"{MAX_JSON_BYTES // 2**20} MB. Split the file, or convert it to "
+                          "Parquet, which is read in parts.")
+    text = _decode(path.read_bytes(), path.name)
+    if not text.strip():
+        raise SourceError(f"{path.name} is empty: no examples to import.")
+    if text.lstrip().startswith("["):
+        items = _parse_json(text, "the file")
+        if not isinstance(items, list):
+            raise SourceError("The file is not a JSON list of examples.")
+        yield from ((f"item {i + 1}", item) for i, item in enumerate(items))
+        return
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield f"line {number}", _parse_json(line, f"line {number}")
+
+
+def _decode(data: bytes, name: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SourceError(f"{name} is UTF-16 text (it starts with a UTF-16 byte-order mark); "
+                          "save it as UTF-8 and import again.")
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark carries no text
+    if b"\x00" in data:
+        line = data[:data.index(b"\x00")].count(b"\n") + 1
+        raise SourceError(f"line {line}: contains a NUL byte; this is not a text file.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise SourceError(f"line {line}: not valid UTF-8 (byte {data[error.start]:#04x}); "
+                          "save the file as UTF-8.") from None
+
+
+def _parse_json(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        place = f"line {error.lineno}" if where == "the file" else where
+        raise SourceError(f"{place}: not valid JSON ({error.msg} at column {error.colno}). "
+                          "Is the file cut short?") from None
+    except RecursionError:  # json recurses once per bracket
+        raise SourceError(f"{where}: JSON nested too deeply to be an example.") from None
