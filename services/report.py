@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from assistant.engine import GenerationSettings
+from assistant.engine import ContextTooLong, GenerationSettings
 from core.adapters import BASE
 from core.chatformat import token_count
 from core.errors import UserError
@@ -185,7 +185,12 @@ def _answer(ctx: Context, chosen: contenders.Contender, test: TestExample,
             measure: scoring.Measure) -> dict:
     prompt = contenders.build_prompt(ctx, chosen, test.prompt, pool)
     started = time.perf_counter()
-    text = ctx.engine.reply(prompt, chosen.adapter, settings)
+    try:
+        text = ctx.engine.reply(prompt, chosen.adapter, settings)
+    except ContextTooLong:  # e.g. a long baseline prompt on a short-context model
+        return {"text": "(no answer: the prompt does not fit the model's context)",
+                "score": 0.0, "seconds": 0.0,
+                "prompt_tokens": token_count(ctx.engine.tokenizer, prompt)}
     return {"text": text, "score": measure.score(text, test.reference),
             "seconds": time.perf_counter() - started,
             "prompt_tokens": token_count(ctx.engine.tokenizer, prompt)}
@@ -197,7 +202,8 @@ def _summary(name: str, answers: list[dict], phrases: list[str], run: dict | Non
     row = {"name": name, "score": _pct(scoring.mean(scores)), "ci_low": _pct(low),
            "ci_high": _pct(high), "n": len(scores),
            "prompt_tokens": round(scoring.mean([a["prompt_tokens"] for a in answers])),
-           "latency_ms": round(1000 * statistics.median(a["seconds"] for a in answers)),
+           "latency_ms": round(1000 * statistics.median(
+               [a["seconds"] for a in answers if a["seconds"]] or [0.0])),
            "style": {p: _pct(scoring.mean([float(scoring.carries(a["text"], p))
                                            for a in answers])) for p in phrases}}
     if run and name == run.get("adapter"):

@@ -137,7 +137,9 @@ class ExampleHandlers:
         return f"✓ Example #{example_id} is back.", None, gr.Button(visible=False)
 
     def import_upload(self, upload: str | None, fmt: str, test_only: bool = False,
-                      mapping: str = "", skip_bad: bool = False) -> str:
+                      mapping: str | None = None, skip_bad: bool = False) -> str:
+        # mapping defaults to None: an empty textbox has no initial value for the API,
+        # and a None default keeps the parameter optional there
         if not upload:
             return "Choose a file to import first."
         return examples.import_file(self.ctx, upload, fmt, bool(test_only), mapping or None,
