@@ -128,8 +128,7 @@ class Imported:
 
     def message(self) -> str:
         done = self.done
-        kinds = ", ".join(f"{n} {_plural(kind, n)}" for kind, n in done.added.items()) or \
-            "0 examples"
+        kinds = kinds_line(done.added) or "0 examples"
         kept = " for testing only (never trained on)" if self.test_only else ""
         skipped = [f"{n} {what}" for n, what in (
             (done.repeated, "repeated inside the file"), (done.present, "already present"))
@@ -142,9 +141,15 @@ class Imported:
         return line + started_note(self.run_started)
 
 
+def kinds_line(added: dict[str, int]) -> str:
+    """{"example": 3, "pair": 1} -> "3 examples, 1 preference pair"."""
+    return ", ".join(f"{n} {_plural(kind, n)}" for kind, n in added.items())
+
+
 def _plural(kind: str, n: int) -> str:
-    return kind if n == 1 else {"example": "examples", "pair": "preference pairs",
-                                "thumbs-down": "thumbs-down"}.get(kind, kind + "s")
+    names = {"example": "examples", "pair": "preference pairs",
+             "thumbs-down": "thumbs-down"}
+    return {"pair": "preference pair"}.get(kind, kind) if n == 1 else names.get(kind, kind)
 
 
 def import_file(ctx: Context, path: str | Path, fmt: str = "auto", test_only: bool = False,

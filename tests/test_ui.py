@@ -155,3 +155,10 @@ def test_the_train_tab_counts_every_signal(ctx, store):
     assert signals == ("Learning from now: 4 kept, corrected, added or imported answers, "
                        "1 correction with a rejected side, 1 thumbs-down, 0 votes with a "
                        "winner.")
+
+
+def test_the_report_card_before_any_adapter_says_so(ctx):
+    from web.compare import NO_ADAPTER_YET, CompareHandlers
+
+    handlers = CompareHandlers(ctx)
+    assert handlers.card(None)[0] == handlers.follow(None, None)[0] == NO_ADAPTER_YET

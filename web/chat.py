@@ -288,3 +288,6 @@ def build(ui: Ui) -> None:
               api_visibility="private")
     ui.on_load(refresh, None, earlier)
     ui.on_load(handlers.intro, None, intro)
+    assert ui.tab is not None  # its counts follow examples added in other tabs
+    ui.tab.select(handlers.intro, None, intro, api_visibility="private",
+                  show_progress="hidden")

@@ -33,6 +33,9 @@ def rate_rows(rates: list[dict]) -> list[list]:
             for r in rates]
 
 
+NO_ADAPTER_YET = "No adapter yet: the report card appears after the first run."
+
+
 class CompareHandlers:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -77,8 +80,7 @@ class CompareHandlers:
         """(status, summary, chart, table, example rows, shown card's time) for the
         adapter's newest report card."""
         if not adapter:
-            return ("No adapter yet: the report card appears after the first run.",
-                    "", "", [], gr.Dataframe(value=[]), None)
+            return NO_ADAPTER_YET, "", "", [], gr.Dataframe(value=[]), None
         card = report.card_for(self.ctx, adapter)
         if card is None:
             return (self.status(adapter), "", "", [], gr.Dataframe(value=[]), None)
@@ -88,6 +90,8 @@ class CompareHandlers:
                 card["created_at"])
 
     def status(self, adapter: str | None) -> str:
+        if not adapter:
+            return NO_ADAPTER_YET
         worker = self.ctx.reports
         if worker is not None and worker.current and worker.current["adapter"] == adapter:
             done, total = worker.current["done"], worker.current["total"]

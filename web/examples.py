@@ -151,7 +151,7 @@ class ExampleHandlers:
             return "", gr.Dataframe(value=[], visible=False)
         seen = examples.preview(self.ctx, upload, fmt, mapping or None)
         would = seen.would
-        kinds = ", ".join(f"{n} {kind}" for kind, n in would.added.items()) or "nothing new"
+        kinds = examples.kinds_line(would.added) or "nothing new"
         shown = f"{Path(upload).suffix[1:].upper()} columns" if seen.columns else would.fmt
         lines = [f"**Format:** {shown or 'unknown'}"]
         if seen.columns:
