@@ -122,10 +122,6 @@ class Imported:
     report: Path | None = None
     """The skipped rows' report, when rows were skipped."""
 
-    @property
-    def added(self) -> int:
-        return self.done.total_added
-
     def message(self) -> str:
         done = self.done
         kinds = kinds_line(done.added) or "0 examples"

@@ -129,7 +129,6 @@ def _convert(record, fmt: str, where: str) -> Item:
     if not isinstance(record, dict):
         raise FormatError(f"{where}: expected a JSON object, got {type(record).__name__}.")
     format_ = FORMATS[fmt]
-    assert format_.read is not None, f"{fmt} is not an import format"
     if not format_.detect(record):
         actual = _guess(record)
         hint = f" It looks like {actual}; choose that format or auto." if actual else ""
@@ -137,9 +136,15 @@ def _convert(record, fmt: str, where: str) -> Item:
                           f"format.{hint}")
     try:
         _refuse_what_is_not_text(record)
-        read = format_.read(record)
+        return _read(format_, record)
     except InvalidExample as error:
         raise FormatError(f"{where}, field {error.field}: {error.problem}.") from None
+
+
+def _read(format_: Format, record: dict) -> Item:
+    """A record as an Item, whether its reader gives messages (an example) or an Item."""
+    assert format_.read is not None, f"{format_.name} is not an import format"
+    read = format_.read(record)
     return read if isinstance(read, Item) else Item(read)
 
 
@@ -329,14 +334,12 @@ def _from_unpaired(record: dict) -> Item:
     desirable = record.get(tag)
     if not isinstance(desirable, bool):
         raise InvalidExample(tag, f"must be true or false, not {desirable!r}")
-    base = {k: v for k, v in record.items() if k != tag}
-    reader = next((f.read for f in FORMATS.values() if f.read not in (None, _from_unpaired)
-                   and f.detect(base)), None)
-    if reader is None:
+    base = {k: v for k, v in record.items() if k not in ("label", "kto_tag")}
+    fmt = _guess(base)
+    if fmt is None:
         raise InvalidExample("completion", "is missing: a labelled row needs prompt and "
                                            "completion (or an alpaca or sharegpt row)")
-    read = reader(base)
-    messages = read.messages if isinstance(read, Item) else read
+    messages = _read(FORMATS[fmt], base).messages
     return Item(messages) if desirable else \
         Item(messages, "disliked", messages[-1]["content"])
 

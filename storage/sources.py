@@ -61,11 +61,15 @@ def rows_of(path: Path, mapping: dict[str, str] | None = None) -> Rows:
 def column_roles(path: Path, mapping: dict[str, str] | None = None) -> dict[str, str] | None:
     """For a spreadsheet or Parquet file: its columns and the role each is read as (None
     when its columns are read as a format's fields, or for other files)."""
-    suffix = path.suffix.lower()
-    if path.is_dir() or not (suffix in SPREADSHEETS or suffix in EXCEL or
-                             suffix == ".parquet"):
+    if not _tabular(path):
         return None
-    return mapping or _roles_by_header(_columns(path))
+    return roles_of(_columns(path), mapping)
+
+
+def _tabular(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return path.is_file() and (suffix in SPREADSHEETS or suffix in EXCEL or
+                               suffix == ".parquet")
 
 
 def _columns(path: Path) -> list[str]:
@@ -98,18 +102,22 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
     return mapping
 
 
-def as_conversation(record: dict, columns: list[str], mapping: dict[str, str] | None,
-                    where: str) -> dict:
-    """A spreadsheet-like row as an alpaca record ({"instruction", "output", "system"})
-    when its columns are matched to roles; rows already in a known layout (e.g. prompt
-    and completion, or messages) are left as they are unless a mapping is given."""
+def roles_of(columns: list[str], mapping: dict[str, str] | None) -> dict[str, str] | None:
+    """Which column is read as which role: the mapping (its columns checked against the
+    file's), else matched by header; None when the rows are read as a format's fields."""
     roles = mapping or _roles_by_header(columns)
-    if roles is None:
-        return record
-    missing = [column for column in roles if column not in record]
+    missing = [column for column in roles or {} if column not in columns]
     if missing:
         raise SourceError(f"The mapping names column {missing[0]!r}, which the file does not "
                           f"have; its columns are: {', '.join(map(str, columns))}.")
+    return roles
+
+
+def as_conversation(record: dict, roles: dict[str, str] | None) -> dict:
+    """A spreadsheet-like row as an alpaca record ({"instruction", "output", "system"})
+    when its columns are matched to roles (see roles_of); other rows as they are."""
+    if roles is None:
+        return record
     by_role = {role: _cell(record[column]) for column, role in roles.items()}
     converted = {"instruction": by_role.get("user") or "", "output": by_role.get("assistant")}
     if by_role.get("system"):
@@ -158,10 +166,11 @@ def _spreadsheet_rows(path: Path, mapping: dict[str, str] | None) -> Rows:
         row = 2  # the header is row 1, as a spreadsheet program numbers them
         for frame in frames:
             columns = [str(c) for c in frame.columns]
+            roles = roles_of(columns, mapping)
             for values in frame.itertuples(index=False, name=None):
                 record = {column: _clean(column, value)
                           for column, value in zip(columns, values)}
-                yield f"row {row}", as_conversation(record, columns, mapping, f"row {row}")
+                yield f"row {row}", as_conversation(record, roles)
                 row += 1
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as error:
         raise SourceError(f"Cannot read {path.name} as a spreadsheet: {error}. Save it as "
@@ -186,11 +195,11 @@ def _parquet_rows(path: Path, mapping: dict[str, str] | None) -> Rows:
 
     try:
         table = pq.ParquetFile(path)
-        columns = table.schema_arrow.names
+        roles = roles_of(table.schema_arrow.names, mapping)
         row = 1
         for batch in table.iter_batches(batch_size=10_000):
             for record in batch.to_pylist():
-                yield f"row {row}", as_conversation(record, columns, mapping, f"row {row}")
+                yield f"row {row}", as_conversation(record, roles)
                 row += 1
     except (pa.ArrowException, OSError) as error:
         raise SourceError(f"Cannot read {path.name} as Parquet: {error}.") from None
@@ -221,9 +230,9 @@ def _dataset_rows(folder: Path, mapping: dict[str, str] | None) -> Rows:
             raise SourceError(f"The dataset has the splits {', '.join(splits)} and no train "
                               "split; import one split's files.")
         loaded = loaded[split]
-    columns = list(loaded.column_names)
+    roles = roles_of(list(loaded.column_names), mapping)
     for index, record in enumerate(loaded, start=1):
-        yield f"row {index}", as_conversation(dict(record), columns, mapping, f"row {index}")
+        yield f"row {index}", as_conversation(dict(record), roles)
 
 
 def _json_rows(path: Path) -> Rows:

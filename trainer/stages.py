@@ -99,11 +99,12 @@ def train_stage(name: str, trainer, rows: int, config: TrainConfig, base_folder:
     tuned adapter (not TRL's reference copy)."""
     from transformers import PrinterCallback
 
+    steps = stage_steps(config, rows)
     if not isinstance(reporter, StageReporter):  # a stage run on its own
-        reporter = StageReporter(reporter, name, 0, stage_steps(config, rows))
+        reporter = StageReporter(reporter, name, 0, steps)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(progress_callback(reporter))
-    reporter.started(stage_steps(config, rows), rows, 0)
+    reporter.started(steps, rows, 0)
     metrics: dict = {"stage": name, "rows": rows, "method": config.method,
                      "epochs": config.preference_epochs, "before": _measure(trainer)}
     started = time.monotonic()
