@@ -433,8 +433,19 @@ def import_examples(settings: Settings, args: argparse.Namespace) -> None:
     ctx = open_context(settings)
     if args.threshold is not None:
         training.set_threshold(ctx, args.threshold)
-    print(examples.import_file(ctx, args.file, args.format, test_only=args.test,
-                               mapping=args.map, skip_bad=args.skip_bad).message())
+    on_terminal = sys.stderr.isatty()
+    done = examples.import_file(ctx, args.file, args.format, test_only=args.test,
+                                mapping=args.map, skip_bad=args.skip_bad,
+                                progress=_rows_read if on_terminal else None)
+    if on_terminal:
+        print("\r\033[K", end="", file=sys.stderr)  # the progress line goes
+    print(done.message())
+
+
+def _rows_read(rows: int) -> None:
+    """A big import's progress on the terminal (it goes on overwriting one line)."""
+    if rows % 50_000 == 0:
+        print(f"\r{rows:,} rows read and checked…", end="", file=sys.stderr, flush=True)
 
 
 def export_examples(settings: Settings, args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ may start a run by itself (see training.after_examples_added)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,40 @@ def find(ctx: Context, search: str = "", source: str = "all") -> list[Example]:
     return examples.list_examples(ctx.store, search or "", source or "all")
 
 
+PAGE_ROWS = 50
+"""Examples shown at a time in the Examples tab."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the examples a search finds, newest first."""
+
+    examples: list[Example]
+    number: int
+    """1 for the newest; a page past the end is the last one."""
+    total: int
+    size: int = PAGE_ROWS
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    def line(self) -> str:
+        if not self.examples:
+            return ""
+        first = (self.number - 1) * self.size + 1
+        return (f"Examples {first:,}–{first + len(self.examples) - 1:,} of {self.total:,}, "
+                f"newest first · page {self.number:,} of {self.pages:,}")
+
+
+def page(ctx: Context, search: str = "", source: str = "all", number: int = 1,
+         size: int = PAGE_ROWS) -> Page:
+    """The page `number` of what a search finds (searched and paged in SQLite)."""
+    found, total, number = examples.page_of_examples(ctx.store, search or "", source or "all",
+                                                     size, number)
+    return Page(found, number, total, size)
+
+
 def counts(ctx: Context) -> dict[str, int]:
     return examples.counts(ctx.store)
 
@@ -149,12 +184,14 @@ def _plural(kind: str, n: int) -> str:
 
 
 def import_file(ctx: Context, path: str | Path, fmt: str = "auto", test_only: bool = False,
-                mapping: str | None = None, skip_bad: bool = False) -> Imported:
+                mapping: str | None = None, skip_bad: bool = False,
+                progress: Callable[[int], None] | None = None) -> Imported:
     """Import a file's rows (all or nothing; with `skip_bad`, the good ones, and the bad
     ones listed in a report in the data home); with `test_only`, for testing only.
-    `mapping`: "question=user,answer=assistant" for spreadsheet columns."""
+    `mapping`: "question=user,answer=assistant" for spreadsheet columns; `progress(rows
+    read)` is called now and then."""
     done = formats.import_file(ctx.store, path, fmt, test_only,
-                               sources.parse_mapping(mapping), skip_bad)
+                               sources.parse_mapping(mapping), skip_bad, progress=progress)
     report = None
     if done.bad:
         report = formats.write_bad_rows(

@@ -153,6 +153,24 @@ def m006_report_cards(db: Database) -> None:
     db.table("reports").create_index(["run_id"])
 
 
+@migrations()
+def m007_examples_at_scale(db: Database) -> None:
+    """The Examples tab searches, counts and checks near-duplicates in SQLite, a page at
+    a time: each example keeps its case-folded text to search in, the counts read a
+    covering index, and the near-duplicate keys are indexed."""
+    from storage.examples import search_text
+
+    examples = db.table("examples")
+    examples.add_column("search_text", str)
+    for id_, messages in db.execute("SELECT id, messages FROM examples").fetchall():
+        db.execute("UPDATE examples SET search_text = ? WHERE id = ?",
+                   [search_text(json.loads(messages)), id_])
+    examples.create_index(["near_key"])
+    examples.create_index(["prompt_key"])
+    db.execute("CREATE INDEX examples_counted ON examples "
+               "(deleted_at, source, test_only, rejected IS NOT NULL)")
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which
@@ -165,14 +183,15 @@ class Store:
         return self.home / DB_FILENAME
 
     @contextmanager
-    def connect(self) -> Iterator[Database]:
-        """A connection holding one write transaction, committed when the block ends.
+    def connect(self, attach: Path | None = None) -> Iterator[Database]:
+        """A connection holding one write transaction, committed when the block ends;
+        `attach`: another database file, seen as schema "stage".
 
         BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads
         and then writes can fail at once with "database is locked" under WAL, busy
         timeout or not, when another process wrote in between.
         """
-        conn = self._open()
+        conn = self._open(attach)
         try:
             conn.execute("BEGIN IMMEDIATE")
             yield Database(conn)
@@ -185,20 +204,22 @@ class Store:
             conn.close()
 
     @contextmanager
-    def read(self) -> Iterator[Database]:
+    def read(self, attach: Path | None = None) -> Iterator[Database]:
         """A connection for reads only; WAL lets them run beside a writer."""
-        conn = self._open()
+        conn = self._open(attach)
         try:
             yield Database(conn)
         finally:
             conn.close()
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, attach: Path | None = None) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see connect).
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if attach is not None:  # before any transaction: ATTACH cannot run inside one
+            conn.execute("ATTACH DATABASE ? AS stage", [str(attach)])
         return conn
 
 

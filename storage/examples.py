@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlite_utils import Database
 
@@ -131,12 +137,19 @@ def near_keys(messages: list[dict]) -> tuple[str, str]:
             hashlib.sha256(prompt.encode()).hexdigest()[:16])
 
 
+def search_text(messages: list[dict]) -> str:
+    """What the Examples tab's search looks in: every message's text, case-folded (SQLite
+    folds only ASCII letters itself)."""
+    return "\n".join(m["content"] for m in messages).casefold()
+
+
 def _row(messages: list[dict], source: str, **extra) -> dict:
     whole_key, prompt_key = near_keys(messages)
     stamp = now()
     return {"messages": json.dumps(messages, ensure_ascii=False), "source": source,
             "digest": digest(messages), "near_key": whole_key, "prompt_key": prompt_key,
-            "created_at": stamp, "updated_at": stamp, **extra}
+            "search_text": search_text(messages), "created_at": stamp, "updated_at": stamp,
+            **extra}
 
 
 def _existing_id(db: Database, messages: list[dict], except_id: int | None = None):
@@ -178,53 +191,118 @@ def add_many(store: Store, items: list[list[dict]], source: str = "imported",
     """Add examples of one source: (added, skipped as repeats or already present)."""
     from storage.formats import Item
 
-    added, repeated, present = add_items(store, [Item(m, source) for m in items], test_only)
+    added, repeated, present = add_items(
+        store, ((f"item {i + 1}", Item(m, source)) for i, m in enumerate(items)), test_only)
     return sum(added.values()), repeated + present
 
 
-def add_items(store: Store, items: list, test_only: bool = False, dry_run: bool = False
+STAGE_BATCH = 2_000
+"""Rows written to the staging file at a time."""
+STAGED_COLUMNS = ("messages", "source", "rejected", "digest", "near_key", "prompt_key",
+                  "search_text")
+
+
+def add_items(store: Store, rows: Iterable, test_only: bool = False, dry_run: bool = False,
+              progress: Callable[[int], None] | None = None
               ) -> tuple[dict[str, int], int, int]:
-    """All or nothing: validate every item (storage.formats.Item) first, then insert in
-    one transaction. Returns (added by kind, repeats inside `items`, already stored);
-    repeats and stored ones are skipped. `dry_run` counts without storing anything."""
-    checked = [(validate_messages(item.messages, f"item {i + 1}"), item)
-               for i, item in enumerate(items)]
-    seen: set[str] = set()
-    added: dict[str, int] = {}
-    repeated = present = 0
-    with (store.read() if dry_run else store.connect()) as db:
-        for messages, item in checked:
-            key = digest(messages)
-            if key in seen:
-                repeated += 1
-                continue
-            seen.add(key)
-            if (found := _existing_id(db, messages)) is not None:
-                if item.rejected and _gains_a_rejected_side(db, found, item.rejected, dry_run):
-                    added["pair"] = added.get("pair", 0) + 1
-                else:
-                    present += 1
-                continue
-            if not dry_run:
-                db.table("examples").insert(_row(messages, item.source,
-                                                 rejected=item.rejected,
-                                                 test_only=int(test_only)))
-            added[item.kind] = added.get(item.kind, 0) + 1
-    return added, repeated, present
+    """Add (place, storage.formats.Item) rows, all or nothing. Returns (added by kind,
+    repeats inside `rows`, already stored); repeats and stored ones are skipped, except
+    that a pair whose preferred answer is a stored example without a rejected side
+    gives it one (counted as a pair). `dry_run` counts without storing anything.
+
+    Rows are read once, checked and staged in a scratch SQLite file beside the database,
+    so memory stays bounded whatever their number and the database's write lock is held
+    only for the final merge (one transaction: a bad row or a crash stores nothing).
+    `progress(rows)` is called as rows are staged, every STAGE_BATCH rows."""
+    with _staging(store) as stage:
+        offered = _stage(stage, rows, progress)
+        staged = stage.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
+        with (store.read(attach=stage.path) if dry_run else
+              store.connect(attach=stage.path)) as db:
+            added, present = _merge(db, test_only, dry_run)
+    return added, offered - staged, present
 
 
-def _gains_a_rejected_side(db: Database, example_id: int, rejected: str,
-                           dry_run: bool) -> bool:
-    """A stored example without a rejected side becomes a correction with this one (a
-    preference pair whose preferred answer was already an example); False otherwise."""
-    source, current = db.execute("SELECT source, rejected FROM examples WHERE id = ?",
-                                 [example_id]).fetchone()
-    if current is not None or source not in TRAINABLE:
-        return False
+class _Stage(sqlite3.Connection):
+    path: Path
+
+
+@contextmanager
+def _staging(store: Store) -> Iterator[_Stage]:
+    """A scratch database in the data home (its disk, not /tmp's) for one import."""
+    handle, name = tempfile.mkstemp(prefix=".import-", suffix=".db", dir=store.home)
+    os.close(handle)
+    path = Path(name)
+    stage = sqlite3.connect(path, factory=_Stage, isolation_level=None)
+    stage.path = path
+    try:
+        stage.execute("PRAGMA page_size = 16384")  # rows of a few KB pack well
+        stage.execute("PRAGMA journal_mode = OFF")  # scratch: thrown away on any failure
+        stage.execute("PRAGMA synchronous = OFF")
+        stage.execute(f"CREATE TABLE staged (n INTEGER PRIMARY KEY, "
+                      f"{', '.join(STAGED_COLUMNS)}, UNIQUE (digest))")
+        yield stage
+    finally:
+        stage.close()
+        path.unlink(missing_ok=True)
+
+
+def _stage(stage: sqlite3.Connection, rows: Iterable,
+           progress: Callable[[int], None] | None) -> int:
+    """Check each row and write it to the scratch file (a repeat of an earlier row is
+    ignored by the digest's UNIQUE); returns how many rows were offered."""
+    offered = 0
+    batch: list[tuple] = []
+    insert = (f"INSERT OR IGNORE INTO staged ({', '.join(STAGED_COLUMNS)}) "
+              f"VALUES ({', '.join('?' * len(STAGED_COLUMNS))})")
+    stage.execute("BEGIN")
+    for where, item in rows:
+        messages = validate_messages(item.messages, where)
+        rejected = None if item.rejected is None else check_text(item.rejected,
+                                                                 f"{where}: rejected")
+        row = _row(messages, item.source, rejected=rejected)
+        batch.append(tuple(row[column] for column in STAGED_COLUMNS))
+        offered += 1
+        if len(batch) >= STAGE_BATCH:
+            stage.executemany(insert, batch)
+            batch.clear()
+            if progress is not None:
+                progress(offered)
+    stage.executemany(insert, batch)
+    stage.execute("COMMIT")
+    return offered
+
+
+# A staged row is stored already when a live example has its digest.
+_STORED = ("EXISTS (SELECT 1 FROM examples e WHERE e.digest = s.digest "
+           "AND e.deleted_at IS NULL)")
+# A stored example that gains the rejected side a staged pair brings.
+_GAINS_A_SIDE = (f"deleted_at IS NULL AND rejected IS NULL AND source IN "
+                 f"({', '.join(repr(source) for source in TRAINABLE)}) AND digest IN "
+                 f"(SELECT digest FROM stage.staged WHERE rejected IS NOT NULL)")
+_KIND = ("CASE s.source WHEN 'corrected' THEN 'pair' WHEN 'disliked' THEN 'thumbs-down' "
+         "ELSE 'example' END")
+
+
+def _merge(db: Database, test_only: bool, dry_run: bool) -> tuple[dict[str, int], int]:
+    """Store the staged rows that are new; stored examples without a rejected side gain
+    the one a staged pair brings. Returns (added by kind, already stored)."""
+    added = dict(db.execute(f"SELECT {_KIND}, COUNT(*) FROM stage.staged s WHERE NOT "
+                            f"{_STORED} GROUP BY 1 ORDER BY MIN(s.n)").fetchall())
+    stored = db.execute(f"SELECT COUNT(*) FROM stage.staged s WHERE {_STORED}").fetchone()[0]
+    gained = db.execute(f"SELECT COUNT(*) FROM examples WHERE {_GAINS_A_SIDE}").fetchone()[0]
+    if gained:
+        added["pair"] = added.get("pair", 0) + gained
     if not dry_run:
-        db.execute("UPDATE examples SET source = 'corrected', rejected = ?, updated_at = ? "
-                   "WHERE id = ?", [check_text(rejected, "rejected"), now(), example_id])
-    return True
+        stamp = now()
+        db.execute(f"UPDATE examples SET source = 'corrected', updated_at = ?, rejected = "
+                   f"(SELECT s.rejected FROM stage.staged s WHERE s.digest = examples.digest)"
+                   f" WHERE {_GAINS_A_SIDE}", [stamp])
+        columns = ", ".join(STAGED_COLUMNS)
+        db.execute(f"INSERT INTO examples ({columns}, test_only, created_at, updated_at) "
+                   f"SELECT {columns}, ?, ?, ? FROM stage.staged s WHERE NOT {_STORED} "
+                   f"ORDER BY s.n", [int(test_only), stamp, stamp])
+    return added, stored - gained
 
 
 class JudgementRefused(UserError):
@@ -397,39 +475,70 @@ def set_test_only(store: Store, example_id: int, test_only: bool) -> None:
 
 
 def list_examples(store: Store, search: str = "", source: str = "all",
-                  sources: tuple[str, ...] = SOURCES,
-                  test_only: bool | None = None) -> list[Example]:
+                  sources: tuple[str, ...] = SOURCES, test_only: bool | None = None,
+                  limit: int | None = None, offset: int = 0) -> list[Example]:
     """Newest first; `search` matches any message text, case-insensitively; `test_only`
-    True or False keeps only the test examples or only the others."""
-    chosen = sources if source == "all" else (source,)
-    where = "" if test_only is None else f" AND test_only = {int(test_only)}"
+    True or False keeps only the test examples or only the others; `limit` and `offset`
+    give one page."""
+    where, params = _filter(search, source, sources, test_only)
     with store.read() as db:
-        rows = list(db.execute(
-            f"SELECT id, messages, source, rejected, conversation_id, created_at, near_key, "
-            f"prompt_key, test_only FROM examples WHERE deleted_at IS NULL AND source IN "
-            f"({','.join('?' * len(chosen))}){where} ORDER BY id DESC",
-            list(chosen)).fetchall())
-        groups = _near_duplicate_groups(db)
-    needle = search.casefold().strip()
-    examples = []
-    for id_, messages, src, rejected, conv, created, near_key, prompt_key, test in rows:
-        parsed = json.loads(messages)
-        if needle and not any(needle in m["content"].casefold() for m in parsed):
-            continue
-        twins = (groups.get(near_key, []) + groups.get(prompt_key, []))
-        twin = min((i for i in twins if i != id_), default=None)
-        examples.append(Example(id_, parsed, src, rejected, conv, created, twin, bool(test)))
-    return examples
+        return _page(db, where, params, limit, offset)[0]
 
 
-def _near_duplicate_groups(db: Database) -> dict[str, list[int]]:
-    """Near-duplicate key -> ids of the live examples sharing it (two or more)."""
-    groups: dict[str, list[int]] = {}
-    for id_, *keys in db.execute("SELECT id, near_key, prompt_key FROM examples "
-                                 "WHERE deleted_at IS NULL ORDER BY id"):
-        for key in set(keys):
-            groups.setdefault(key, []).append(id_)
-    return {key: ids for key, ids in groups.items() if len(ids) > 1}
+def page_of_examples(store: Store, search: str = "", source: str = "all", size: int = 50,
+                     number: int = 1) -> tuple[list[Example], int, int]:
+    """(the examples of page `number`, how many there are in all, the page's number: a
+    page past the end is the last one). Found and paged in SQLite, in one pass over the
+    table, so a page of a large dataset costs one scan at most (none without a search)."""
+    where, params = _filter(search, source, SOURCES, None)
+    number = max(1, number)
+    with store.read() as db:
+        found, total = _page(db, where, params, size, (number - 1) * size)
+        last = max(1, -(-total // size))
+        if number > last:
+            number = last
+            found, total = _page(db, where, params, size, (number - 1) * size)
+    return found, total, number
+
+
+def _page(db: Database, where: str, params: list, limit: int | None,
+          offset: int) -> tuple[list[Example], int]:
+    """The page's ids (and the total) come from the indexes and the filter; only the
+    page's rows are then read whole."""
+    picked = db.execute(f"SELECT id, COUNT(*) OVER () FROM examples e WHERE {where} "
+                        f"ORDER BY id DESC LIMIT ? OFFSET ?",
+                        params + [-1 if limit is None else limit, offset]).fetchall()
+    if not picked:  # none at all, or a page past the end: count them
+        total = 0 if offset == 0 else db.execute(
+            f"SELECT COUNT(*) FROM examples e WHERE {where}", params).fetchone()[0]
+        return [], total
+    # The near-duplicate twin is looked up for the page's rows only, through the two key
+    # indexes ("+" keeps SQLite from scanning the deleted_at index instead).
+    twin = ("(SELECT MIN(o.id) FROM examples o WHERE +o.deleted_at IS NULL AND o.id != e.id "
+            "AND (o.near_key IN (e.near_key, e.prompt_key) OR "
+            "o.prompt_key IN (e.near_key, e.prompt_key)))")
+    rows = db.execute(
+        f"SELECT id, messages, source, rejected, conversation_id, created_at, {twin}, "
+        f"test_only FROM examples e WHERE id IN (SELECT value FROM json_each(?)) "
+        f"ORDER BY id DESC", [json.dumps([id_ for id_, _ in picked])]).fetchall()
+    return [Example(id_, json.loads(messages), src, rejected, conv, created, twin_id,
+                    bool(test))
+            for id_, messages, src, rejected, conv, created, twin_id, test in rows], \
+        picked[0][1]
+
+
+def _filter(search: str, source: str, sources: tuple[str, ...],
+            test_only: bool | None) -> tuple[str, list]:
+    chosen = sources if source == "all" else (source,)
+    where = (f"e.deleted_at IS NULL AND e.source IN ({', '.join('?' * len(chosen))})")
+    params: list = list(chosen)
+    if test_only is not None:
+        where += " AND e.test_only = ?"
+        params.append(int(test_only))
+    if needle := search.strip().casefold():
+        where += " AND instr(e.search_text, ?) > 0"
+        params.append(needle)
+    return where, params
 
 
 def counts(store: Store) -> dict[str, int]:

@@ -17,10 +17,11 @@ choices, the Examples tab's lists and auto-detection all read FORMATS."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from storage.examples import Example, InvalidExample, check_text, validate_messa
 from storage.sources import MAX_JSON_BYTES, SourceError, rows_of
 
 MAX_IMPORT_BYTES = MAX_JSON_BYTES
-"""The web app's upload limit: the largest JSON file an import reads."""
+"""The web app's upload limit. `tunechat import` reads JSONL, spreadsheets, Parquet and
+datasets folders of any size, in bounded memory."""
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant", "model": "assistant"}
 SHAREGPT_NAMES = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -76,28 +78,49 @@ class Read:
     """The format read (detected from the first row when asked for auto)."""
 
 
+class Rows:
+    """A file's rows as Items, read lazily (one pass, bounded memory): iterate for
+    (place, Item). A bad row raises FormatError naming it, unless `skip_bad`, where it
+    is recorded in `bad` and the reading goes on; `fmt` is the format read (detected
+    from the first row when asked for auto)."""
+
+    def __init__(self, path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
+                 skip_bad: bool = False):
+        if fmt != "auto" and fmt not in import_formats():
+            raise FormatError(f"Unknown format {fmt!r}; choose auto, "
+                              f"{', '.join(import_formats())}.")
+        self.path, self.asked, self.mapping, self.skip_bad = Path(path), fmt, mapping, skip_bad
+        self.fmt = ""
+        self.bad: list[BadRow] = []
+
+    def __iter__(self) -> Iterator[tuple[str, Item]]:
+        good = 0
+        try:
+            for where, record in rows_of(self.path, self.mapping):
+                try:
+                    row_format = (detect_format(record, where) if self.asked == "auto"
+                                  else self.asked)
+                    self.fmt = self.fmt or row_format
+                    item = _convert(record, row_format, where)
+                except FormatError as error:
+                    if not self.skip_bad:
+                        raise
+                    self.bad.append(_bad_row(where, str(error)))
+                    continue
+                good += 1
+                yield where, item
+        except SourceError as error:
+            raise FormatError(str(error)) from None
+        if not good and not self.bad:
+            raise FormatError(f"{self.path.name} holds no rows: no examples to import.")
+
+
 def read_file(path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
               skip_bad: bool = False) -> Read:
-    """Every row of a file as an Item. A bad row raises FormatError naming it, unless
-    `skip_bad`, where it is recorded and the reading goes on."""
-    if fmt != "auto" and fmt not in import_formats():
-        raise FormatError(f"Unknown format {fmt!r}; choose auto, {', '.join(import_formats())}.")
-    read = Read()
-    try:
-        for where, record in rows_of(Path(path), mapping):
-            try:
-                row_format = detect_format(record, where) if fmt == "auto" else fmt
-                read.fmt = read.fmt or row_format
-                read.items.append((where, _convert(record, row_format, where)))
-            except FormatError as error:
-                if not skip_bad:
-                    raise
-                read.bad.append(_bad_row(where, str(error)))
-    except SourceError as error:
-        raise FormatError(str(error)) from None
-    if not read.items and not read.bad:
-        raise FormatError(f"{Path(path).name} holds no rows: no examples to import.")
-    return read
+    """Every row of a file as an Item, in memory (see Rows for big files)."""
+    rows = Rows(path, fmt, mapping, skip_bad)
+    items = list(rows)
+    return Read(items, rows.bad, rows.fmt)
 
 
 def _bad_row(where: str, message: str) -> BadRow:
@@ -491,18 +514,22 @@ class Imported:
 
 
 def import_file(store, path: str | os.PathLike, fmt: str = "auto", test_only: bool = False,
-                mapping: dict | None = None, skip_bad: bool = False) -> Imported:
+                mapping: dict | None = None, skip_bad: bool = False,
+                dry_run: bool = False, progress: Callable[[int], None] | None = None
+                ) -> Imported:
     """Import a file's rows: every one, or with `skip_bad` the good ones (the bad are
-    listed in the result). Duplicates are skipped and counted."""
+    listed in the result). Duplicates are skipped and counted. The file is read once, in
+    bounded memory, whatever its size; `dry_run` stores nothing; `progress(rows read)`
+    is called now and then."""
     from storage.examples import add_items
 
-    read = read_file(path, fmt, mapping, skip_bad)
-    items = [item for _, item in read.items]
+    rows = Rows(path, fmt, mapping, skip_bad)
     try:
-        added, repeated, present = add_items(store, items, test_only=test_only)
+        added, repeated, present = add_items(store, rows, test_only=test_only,
+                                             dry_run=dry_run, progress=progress)
     except InvalidExample as error:
         raise FormatError(f"{error.field}: {error.problem}.") from None
-    return Imported(added, repeated, present, read.bad, read.fmt)
+    return Imported(added, repeated, present, rows.bad, rows.fmt)
 
 
 @dataclass(frozen=True)
@@ -518,18 +545,15 @@ class Preview:
 
 def preview(store, path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
             rows: int = 5) -> Preview:
-    from storage.examples import add_items
     from storage.sources import column_roles
 
-    read = read_file(path, fmt, mapping, skip_bad=True)
-    items = [item for _, item in read.items]
-    added, repeated, present = add_items(store, items, dry_run=True)
+    would = import_file(store, path, fmt, mapping=mapping, skip_bad=True, dry_run=True)
+    first = list(itertools.islice(Rows(path, fmt, mapping, skip_bad=True), rows))
     try:
         columns = column_roles(Path(path), mapping)
     except SourceError as error:
         raise FormatError(str(error)) from None
-    return Preview(Imported(added, repeated, present, read.bad, read.fmt), read.items[:rows],
-                   columns)
+    return Preview(would, first, columns)
 
 
 def write_bad_rows(bad: list[BadRow], path: Path) -> Path:

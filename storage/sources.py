@@ -18,7 +18,9 @@ from pathlib import Path
 from core.errors import UserError
 
 MAX_JSON_BYTES = 25 * 1024 * 1024
-"""JSON and JSONL are read whole; larger files are refused with how to split them."""
+"""A JSON list is read whole; a larger one is refused with how to convert it (JSONL,
+Parquet and spreadsheets are read in parts at any size)."""
+UTF8_BOM = b"\xef\xbb\xbf"
 SPREADSHEETS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 EXCEL = (".xlsx", ".xlsm")
 ROLE_HEADERS = {
@@ -236,41 +238,56 @@ def _dataset_rows(folder: Path, mapping: dict[str, str] | None) -> Rows:
 
 
 def _json_rows(path: Path) -> Rows:
-    """A JSON list of records, or one record a line (JSONL)."""
+    """One record a line (JSONL), read line by line whatever the file's size; or a JSON
+    list of records, read whole and so limited in size."""
     try:
-        size = path.stat().st_size
+        handle = path.open("rb")
     except OSError as error:
         raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
+    with handle:
+        head = handle.read(4096)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise SourceError(f"{path.name} is UTF-16 text (it starts with a UTF-16 byte-order "
+                              "mark); save it as UTF-8 and import again.")
+        bom = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
+        if head[bom:].lstrip().startswith(b"["):
+            yield from _json_list(path, handle)
+            return
+        handle.seek(bom)
+        empty = True
+        for number, raw in enumerate(handle, start=1):
+            line = _decode(raw, number)
+            if line.strip():
+                empty = False
+                yield f"line {number}", _parse_json(line, f"line {number}")
+        if empty:
+            raise SourceError(f"{path.name} is empty: no examples to import.")
+
+
+def _json_list(path: Path, handle) -> Rows:
+    size = path.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise SourceError(f"{path.name} is {size / 2**20:.1f} MB; JSON imports are limited to "
-                          f"{MAX_JSON_BYTES // 2**20} MB. Split the file, or convert it to "
-                          "Parquet, which is read in parts.")
-    text = _decode(path.read_bytes(), path.name)
-    if not text.strip():
-        raise SourceError(f"{path.name} is empty: no examples to import.")
-    if text.lstrip().startswith("["):
-        items = _parse_json(text, "the file")
-        if not isinstance(items, list):
-            raise SourceError("The file is not a JSON list of examples.")
-        yield from ((f"item {i + 1}", item) for i, item in enumerate(items))
-        return
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            yield f"line {number}", _parse_json(line, f"line {number}")
+        raise SourceError(f"{path.name} is a JSON list of {size / 2**20:.1f} MB; a list is read "
+                          f"whole, so lists are limited to {MAX_JSON_BYTES // 2**20} MB. Write "
+                          "it as JSONL (one example a line), which is read line by line at "
+                          "any size, or as Parquet.")
+    handle.seek(0)
+    data = handle.read().removeprefix(UTF8_BOM)
+    items = _parse_json(_decode(data, 1), "the file")
+    if not isinstance(items, list):
+        raise SourceError("The file is not a JSON list of examples.")
+    yield from ((f"item {i + 1}", item) for i, item in enumerate(items))
 
 
-def _decode(data: bytes, name: str) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SourceError(f"{name} is UTF-16 text (it starts with a UTF-16 byte-order mark); "
-                          "save it as UTF-8 and import again.")
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark carries no text
+def _decode(data: bytes, first_line: int) -> str:
+    """UTF-8 bytes (a line, or a whole file starting at `first_line`) as text."""
     if b"\x00" in data:
-        line = data[:data.index(b"\x00")].count(b"\n") + 1
+        line = first_line + data[:data.index(b"\x00")].count(b"\n")
         raise SourceError(f"line {line}: contains a NUL byte; this is not a text file.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
+        line = first_line + data[:error.start].count(b"\n")
         raise SourceError(f"line {line}: not valid UTF-8 (byte {data[error.start]:#04x}); "
                           "save the file as UTF-8.") from None
 

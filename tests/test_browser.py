@@ -69,6 +69,38 @@ def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model
         page.locator("#readiness").get_by_text("1 kept, 1 corrected").wait_for()
 
 
+def test_the_examples_table_pages_searches_and_opens_a_row(page, tmp_path, tiny_model_dir,
+                                                            screenshot_on_failure):
+    from playwright.sync_api import expect
+
+    from storage import examples
+    from storage.db import open_store
+
+    home = tmp_path / "home"
+    examples.add_many(open_store(home), [[{"role": "user", "content": f"Question {n}"},
+                                          {"role": "assistant", "content": f"Answer {n}"}]
+                                         for n in range(120)])
+    with Server(home, model=str(tiny_model_dir)) as server:
+        page.goto(server.url)
+        page.get_by_role("tab", name="Examples").click()
+        line, table = page.locator("#page-line"), page.locator("#examples-table")
+        expect(line).to_have_text("Examples 1–50 of 120, newest first · page 1 of 3")
+        page.locator("#older-page").click()
+        expect(line).to_contain_text("Examples 51–100 of 120")
+        table.get_by_text("Question 69").last.wait_for()
+        number = page.locator("#page-number input")
+        number.fill("3")
+        number.press("Enter")
+        expect(line).to_contain_text("Examples 101–120 of 120")
+        table.get_by_text("Question 0", exact=True).last.click()
+        page.get_by_text("Example #1 · imported").wait_for()
+        search = page.get_by_label("Search")
+        search.fill("ANSWER 11")  # any case; a new search starts at its first page
+        search.press("Enter")
+        expect(line).to_have_text("Examples 1–11 of 11, newest first · page 1 of 1")
+        expect(number).to_have_value("1")
+
+
 def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
                                                            screenshot_on_failure):
     from playwright.sync_api import expect

@@ -122,7 +122,7 @@ def test_notes_count_examples_the_same_way_everywhere(chat, ctx, store):
     conversation_id = first_turn(chat)
     note = chat.judge(conversation_id, like(1, True))[0]
     assert note.endswith("1 of 20 examples for the first run.")
-    meter, _, _ = ExampleHandlers(ctx).overview()
+    meter, *_ = ExampleHandlers(ctx).overview()
     assert "1 of 20 examples for the first run" in meter
     assert "1 of 20 examples for the first run" in chat.intro()
     list(chat.send("Name a fruit.", conversation_id, "base", "", Request()))
@@ -156,7 +156,7 @@ def test_examples_editor_saves_what_is_on_the_screen(ctx, store):
 def test_the_table_marks_held_out_examples_and_says_no_matches(ctx, store):
     fill(store, 24)
     run_id = training.prepare(ctx, TrainConfig())
-    meter, rows, empty = ExampleHandlers(ctx).overview()
+    meter, rows, empty, *_ = ExampleHandlers(ctx).overview()
     held = [row for row in rows if f"held out (tests run #{run_id})" in row[5]]
     assert len(held) == 5 and empty == ""
     assert ExampleHandlers(ctx).overview("nothing like this")[2].startswith("No matches")

@@ -148,15 +148,28 @@ def test_bad_files_are_clear_errors_and_change_nothing(name, content, fmt, expec
     assert stored(store) == before
 
 
-def test_a_file_over_the_limit_is_refused_before_reading(store, tmp_path):
-    path = tmp_path / "huge.jsonl"
-    line = (GOOD + "\n").encode()
-    with path.open("wb") as out:
-        out.write(line * (50 * 2**20 // len(line) + 1))  # about 50 MB
+def test_a_json_list_over_the_limit_is_refused_before_reading(store, tmp_path):
+    path = tmp_path / "huge.json"
+    with path.open("wb") as out:  # one list of about 26 MB
+        out.write(b'[{"instruction": "Q", "output": "' + b"x" * (26 * 2**20) + b'"}]')
     assert path.stat().st_size > MAX_IMPORT_BYTES
-    with pytest.raises(FormatError, match=r"50\.0 MB.*limited to 25 MB"):
+    with pytest.raises(FormatError, match=r"JSON list of 26\.0 MB.*limited to 25 MB.*JSONL"):
         import_file(store, path)
     assert stored(store) == []
+
+
+def test_a_jsonl_file_over_the_web_cap_is_read_line_by_line(store, tmp_path):
+    path = tmp_path / "big.jsonl"
+    answer = "x" * 2**20
+    with path.open("w") as out:  # 30 rows of 1 MB, each row twice
+        for n in range(60):
+            out.write(json.dumps({"messages": [
+                {"role": "user", "content": f"Q{n % 30}"},
+                {"role": "assistant", "content": answer}]}) + "\n")
+    assert path.stat().st_size > MAX_IMPORT_BYTES
+    done = import_file(store, path)
+    assert (done.added, done.repeated) == ({"example": 30}, 30)
+    assert [m[0]["content"] for m in stored(store)] == [f"Q{n}" for n in range(30)]
 
 
 def test_export_to_a_missing_folder_is_a_clear_error(store, tmp_path):

@@ -212,3 +212,20 @@ def test_spreadsheet_cells_keep_their_text(store, tmp_path):
     import_file(store, path)
     assert [(s[0][-1]["content"], s[1]) for s in stored(store)] == [("true", "imported"),
                                                                     ("42", "disliked")]
+
+
+def test_a_refused_file_leaves_nothing_behind(store, tmp_path, monkeypatch):
+    """The rows are staged in a scratch file in parts; a bad row late in the file stores
+    nothing, and the scratch file goes."""
+    monkeypatch.setattr(examples, "STAGE_BATCH", 3)
+    rows = [{"messages": PROMPT + [{"role": "assistant", "content": f"{A} {n}"}]}
+            for n in range(10)]
+    path = jsonl(tmp_path / "late.jsonl", *rows, {"messages": PROMPT})
+    read: list[int] = []
+    with pytest.raises(FormatError, match="line 11"):
+        import_file(store, path, progress=read.append)
+    assert read == [3, 6, 9]  # the progress of a big import, in parts
+    assert stored(store) == []
+    assert not list(store.home.glob(".import-*"))
+    assert import_file(store, jsonl(path, *rows)).added == {"example": 10}
+    assert not list(store.home.glob(".import-*"))

@@ -15,7 +15,7 @@ ALLOWED = {
     "trainer": {"core", "storage"},
     "services": {"core", "storage", "assistant", "trainer"},
     "web": {"core", "storage", "assistant", "trainer", "services"},
-    "bench": {"core", "storage", "assistant", "trainer", "services"},
+    "bench": {"core", "storage", "assistant", "trainer", "services", "web"},  # measures edges
 }
 
 

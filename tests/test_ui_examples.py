@@ -74,7 +74,7 @@ def test_table_select_edit_delete_undo(tab, store):
     examples.add_example(store, [{"role": "system", "content": "S"},
                                  {"role": "user", "content": "q!"},
                                  {"role": "assistant", "content": "b"}])
-    meter, rows, _ = tab.overview()
+    meter, rows, *_ = tab.overview()
     assert [row[0] for row in rows] == [first + 1, first]
     assert rows[0][5].startswith(f"near-duplicate of #{first}: keep one")
     assert tab.overview("nothing matches")[1] == []
@@ -91,6 +91,24 @@ def test_table_select_edit_delete_undo(tab, store):
     assert deleted == example_id and len(examples.list_examples(store)) == 1
     assert "is back" in tab.undo_delete(deleted)[0]
     assert len(examples.list_examples(store)) == 2
+
+
+def test_the_table_pages_and_searches_in_sqlite(tab, store):
+    examples.add_many(store, [[{"role": "user", "content": f"Question {n}"},
+                               {"role": "assistant", "content": f"Réponse À {n}"}]
+                              for n in range(120)])
+    _, rows, _, line, number = tab.overview()
+    assert len(rows) == 50 and rows[0][2] == "Question 119" and number == 1
+    assert line == "Examples 1–50 of 120, newest first · page 1 of 3"
+    _, rows, _, line, number = tab.overview("", "all", 3)
+    assert [row[2] for row in rows] == [f"Question {n}" for n in range(19, -1, -1)]
+    assert tab.overview("", "all", 99)[4] == 3  # past the end: the last page
+    _, rows, _, line, _ = tab.overview("réponse à 11", "all", 3)  # non-ASCII case folded
+    assert [row[2] for row in rows] == [f"Question {n}" for n in (119, 118, 117, 116, 115,
+                                                                    114, 113, 112, 111, 110,
+                                                                    11)]
+    assert line.startswith("Examples 1–11 of 11") and "page 1 of 1" in line
+    assert tab.first_page("Question 7")[4] == 1
 
 
 def test_clicking_a_row_deleted_in_another_tab_says_so(tab, store):

@@ -80,18 +80,24 @@ class ExampleHandlers:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def overview(self, search: str = "", source: str = "all"):
-        """(readiness meter, table, note on an empty result) for the search and filter."""
-        found = examples.find(self.ctx, search, source)
+    def overview(self, search: str = "", source: str = "all", number: float | None = 1):
+        """(readiness meter, table, note on an empty result, where the page is, its
+        number) for the search, filter and page."""
+        found = examples.page(self.ctx, search, source, int(number or 1))
         meter = readiness_html(examples.counts(self.ctx), training.progress_line(self.ctx),
                                training.auto_start(self.ctx).threshold)
         empty = ""
-        if not found:
+        if not found.examples:
             empty = ("No matches: try other words, or the source *all*."
                      if (search or "").strip() or source not in (None, "all") else
                      "No examples yet: keep or correct replies in the Chat tab, or import a "
                      "file below.")
-        return meter, table_rows(found, training.held_out_now(self.ctx)), empty
+        return (meter, table_rows(found.examples, training.held_out_now(self.ctx)), empty,
+                found.line(), found.number)
+
+    def first_page(self, search: str = "", source: str = "all"):
+        """A new search or filter starts at its newest examples."""
+        return self.overview(search, source, 1)
 
     def select(self, event: gr.SelectData):
         """Open the clicked row in the editor: (id, title, its messages, editor, whether
@@ -187,6 +193,12 @@ def build(ui: Ui) -> None:
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
                          elem_id="examples-table", max_height=420,
                          column_widths=COLUMN_WIDTHS)
+    with gr.Row(elem_id="pager"):
+        newer = gr.Button("◀ Newer", scale=0, size="sm", min_width=90, elem_id="newer-page")
+        number = gr.Number(1, precision=0, minimum=1, show_label=False, scale=0,
+                           min_width=90, container=False, elem_id="page-number")
+        older = gr.Button("Older ▶", scale=0, size="sm", min_width=90, elem_id="older-page")
+        where = gr.Markdown(elem_id="page-line")
     empty = gr.Markdown(elem_id="examples-empty")
     note = gr.Markdown(elem_id="examples-note")
     undo = gr.Button("Undo delete", visible=False, elem_id="undo-delete")
@@ -241,10 +253,20 @@ def build(ui: Ui) -> None:
                 export_button = gr.Button("Export")
                 download = gr.File(label="Download", interactive=False)
 
-    show: dict[str, Any] = dict(fn=shown_to_user(handlers.overview), inputs=[search, source],
-                                outputs=[meter, table, empty], api_visibility="private")
-    for trigger in (search.submit, source.change, refresh.click):
+    outputs = [meter, table, empty, where, number]
+    # Edits, deletes and imports redraw the page the user is on.
+    show: dict[str, Any] = dict(fn=shown_to_user(handlers.overview),
+                                inputs=[search, source, number], outputs=outputs,
+                                api_visibility="private")
+    for trigger in (search.submit, source.change):
+        trigger(shown_to_user(handlers.first_page), [search, source], outputs,
+                api_visibility="private")
+    for trigger in (refresh.click, number.submit):
         trigger(**show)
+    newer.click(lambda n: max(1, int(n or 1) - 1), number, number, api_visibility="private",
+                show_progress="hidden").then(**show)
+    older.click(lambda n: int(n or 1) + 1, number, number, api_visibility="private",
+                show_progress="hidden").then(**show)
     assert ui.tab is not None
     ui.tab.select(**show)  # kept and corrected replies appear when the tab is opened
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
