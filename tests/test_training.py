@@ -92,7 +92,8 @@ def test_config_errors_name_the_setting():
         TrainConfig(method="full")
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig(learning_rate=5)
-    assert TrainConfig().epochs_for(45) == 6 and TrainConfig().epochs_for(1000) == 2
+    assert TrainConfig().epochs_for(45) == 3 and TrainConfig().epochs_for(1000) == 2
+    assert TrainConfig().epochs_for(20) == 7
     assert TrainConfig(epochs=3).epochs_for(45) == 3
 
 
@@ -128,6 +129,30 @@ def test_run_in_its_own_process_records_everything(store, tiny_model_dir):
     assert {"eval_loss_before", "eval_loss_after", "tokens_per_second"} <= set(run["metrics"])
     assert (store.home / "adapters" / run["adapter"] / "tunechat.json").is_file()
     assert runs.latest_adapter(store) == run["adapter"]
+
+
+def test_a_run_starts_in_the_trainer_kept_ready_and_the_next_waits_after_it(
+        store, tiny_model_dir):
+    fill(store, 24)
+    jobs = Jobs(store, tiny_model_dir, standby=True)
+    jobs.prepare_standby()
+    ready = jobs._standby
+    assert ready is not None
+    try:
+        run = jobs.wait(jobs.start(TrainConfig(epochs=1, batch_size=4)))
+        assert run["status"] == "succeeded", run["error"]
+        assert run["pid"] == ready.pid  # the waiting process trained it
+        deadline = time.monotonic() + 30  # the next one starts once the run is over
+        while jobs._standby in (None, ready) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert jobs._standby not in (None, ready) and jobs._standby.poll() is None
+        jobs._standby.kill()  # a standby that died is passed over: a fresh process trains
+        jobs._standby.wait()
+        run = jobs.wait(jobs.start(TrainConfig(epochs=1, batch_size=4)))
+        assert run["status"] == "succeeded", run["error"]
+    finally:
+        if jobs._standby is not None:
+            jobs._standby.kill()
 
 
 def test_only_one_run_at_a_time(store, tiny_model_dir):
@@ -315,6 +340,11 @@ def test_auto_method_picks_qlora_only_when_memory_is_short(tiny_model_dir, monke
     monkeypatch.setattr(common, "_free_memory_bytes", lambda: weights)
     assert common.chosen_method("auto", tiny_model_dir) == "qlora"
     assert common.chosen_method("lora", tiny_model_dir) == "lora"
+    # Exactly at the line the bench's scaling table reports (bench/scaling.py).
+    monkeypatch.setattr(common, "_free_memory_bytes", lambda: 2 * weights)
+    assert common.chosen_method("auto", tiny_model_dir) == "lora"
+    monkeypatch.setattr(common, "_free_memory_bytes", lambda: 2 * weights - 1)
+    assert common.chosen_method("auto", tiny_model_dir) == "qlora"
 
 
 def test_a_late_watcher_does_not_fail_a_run_queued_again(store, tiny_model_dir, monkeypatch):
@@ -401,3 +431,24 @@ def test_editing_examples_after_a_run_changes_nothing_about_it(ctx, store):
     written = [json.loads(line)["messages"] for line in out.read_text().splitlines()]
     assert written == [e.messages for e in before.train]
     assert "Changed." not in out.read_text()
+
+
+def test_a_model_saved_in_bf16_trains_in_fp32_where_bf16_is_slow(tiny_model_dir, tmp_path,
+                                                                  monkeypatch):
+    """Most hub models are saved in bf16; loaded as saved, a CPU without bf16 kernels
+    trained them on emulated bf16, a hundred times slower."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer import common
+
+    saved = tmp_path / "bf16"
+    shutil.copytree(tiny_model_dir, saved)
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16) \
+        .save_pretrained(saved)
+    for fast, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(common, "bf16_ok", lambda fast=fast: fast)
+        model, _ = common.load_for_training(TrainConfig(method="lora"), saved, None, 64)
+        assert model.dtype == dtype

@@ -93,7 +93,9 @@ def load_for_training(config: TrainConfig, base_folder: Path, continue_from: Pat
 
     # Frozen base weights stored in bf16 where bf16 is fast: autocast would otherwise cast
     # every weight again on each forward. The LoRA weights PEFT adds stay in fp32.
-    kwargs: dict = {"dtype": torch.bfloat16} if bf16_ok() else {}
+    # Elsewhere fp32, also for a model saved in bf16 (most are), which would otherwise
+    # load as saved and train a hundred times slower on emulated bf16.
+    kwargs: dict = {"dtype": torch.bfloat16 if bf16_ok() else torch.float32}
     # Short examples on a CPU: plain attention beat SDPA's CPU flash kernel (its backward
     # took 17% of a step); its memory grows with length squared, so only up to 256.
     if not on_gpu() and longest <= EAGER_ATTENTION_UP_TO:
