@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, default=3, help="epochs for both trainers")
     bench.add_argument("--repeats", type=int, default=5, help="repeats after a warm-up")
     bench.add_argument("--data", help="examples file (default: the brand-voice set)")
+    bench.add_argument("--shapes", nargs="*", metavar="SHAPE",
+                       help="larger model shapes for the scaling table (default: all of "
+                            "SmolLM2-360M, Qwen2.5-0.5B, SmolLM2-1.7B; none: just --model)")
 
     exporter = commands.add_parser(
         "export-model", parents=[common],
@@ -178,6 +181,11 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
                         help="ask for this login on every page and API route "
                              "(default: $TUNECHAT_AUTH, else no login)")
     _add_threshold_flag(parser)
+    parser.add_argument("--no-standby-trainer", dest="standby_trainer",
+                        action="store_false",
+                        help="do not keep a trainer process ready for the next run (it "
+                             "holds the training libraries' memory while it waits, and "
+                             "saves their import time when a run starts)")
 
 
 def _add_threshold_flag(parser: argparse.ArgumentParser) -> None:
@@ -232,7 +240,8 @@ def load_engine_in_background(settings: Settings, name: str):
     return engine
 
 
-def serve(settings: Settings, threshold: int | None = None) -> None:
+def serve(settings: Settings, threshold: int | None = None,
+          standby_trainer: bool = True) -> None:
     from assistant.models import resolve_model
     from services import training
     from services.context import Context
@@ -249,7 +258,13 @@ def serve(settings: Settings, threshold: int | None = None) -> None:
         print(f"Run #{run_id} was left running by a process that is gone: marked failed.",
               file=sys.stderr)
     name, folder = resolve_model(settings.model)
-    ctx = Context(store, load_engine_in_background(settings, name), Jobs(store, folder))
+    engine, jobs = load_engine_in_background(settings, name), Jobs(store, folder,
+                                                                   standby_trainer)
+    # The trainer kept ready starts after the model: both imports at once would slow
+    # the first page.
+    engine.when_loaded(lambda _: jobs.prepare_standby(on_ready=lambda seconds: print(
+        f"Trainer ready: imports done in {seconds:.1f} s", file=sys.stderr, flush=True)))
+    ctx = Context(store, engine, jobs)
     if threshold is not None:
         training.set_threshold(ctx, threshold)
     ctx.reports = ReportWorker(ctx).start()  # a report card after every successful run
@@ -345,7 +360,7 @@ def bench(settings: Settings, args: argparse.Namespace) -> None:
     from bench.run import DEFAULT_DATA, print_table, run
 
     report = run(settings.model, Path(args.data) if args.data else DEFAULT_DATA,
-                 args.epochs, args.repeats)
+                 args.epochs, args.repeats, args.shapes)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -468,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in COMMANDS:
             COMMANDS[args.command](settings, args)
         else:
-            serve(settings, getattr(args, "threshold", None))
+            serve(settings, getattr(args, "threshold", None),
+                  getattr(args, "standby_trainer", True))
     except UserError as error:  # anything else is a bug, and keeps its traceback
         print(f"tunechat: {error}", file=sys.stderr)
         return 1

@@ -258,8 +258,12 @@ def bench_limit(spec: str | None, train_tokens_per_s: float) -> dict:
 
 
 def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
-        repeats: int = 5) -> dict:
+        repeats: int = 5, shapes: list[str] | None = None) -> dict:
+    """Every measurement; `shapes`: the larger model shapes of the scaling table
+    (bench/scaling.py; default: all)."""
     from assistant.models import resolve_model
+    from bench import scaling
+    from bench.time_to_adapter import bench_time_to_adapter
 
     base = resolve_model(spec)[1]
     with tempfile.TemporaryDirectory(prefix="tunechat-bench-") as scratch:
@@ -270,7 +274,9 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
                   "generate": bench_generate(spec, repeats),
                   "chat_while_training": bench_chat_while_training(spec, base, work, repeats),
                   **bench_cold_start(spec, work),
-                  "limit": bench_limit(spec, train["tunechat_tokens_per_s"])}
+                  "limit": bench_limit(spec, train["tunechat_tokens_per_s"]),
+                  "time_to_adapter": bench_time_to_adapter(spec, data, work),
+                  "scaling": scaling.run(spec, data, shapes)}
     return report
 
 
@@ -306,7 +312,29 @@ def print_table(report: dict) -> None:
         ("matmul GFLOP/s bf16 / fp32", f"{limit['bf16_gflops']} / {limit['fp32_gflops']}", "",
          f"{100 * limit['fraction_of_peak']:.1f}% of peak in training"),
     ]
+    tta = report["time_to_adapter"]
+    rows.append(("time to adapter (s)", tta["time_to_adapter_s"], "",
+                 f"first step {tta['first_step_s']}"))
     print(f"machine: {report['machine']}")
     print(f"{'':30} {'tunechat':>18} {'peer':>22} {'ratio':>10}")
     for name, ours, peer, ratio in rows:
         print(f"{name:30} {str(ours):>18} {str(peer):>22} {ratio:>10}")
+    print_scaling(report["scaling"])
+
+
+def print_scaling(scaling: dict) -> None:
+    print(f"\n{'model':16} {'method':7} {'train tok/s':>12} {'peak MB':>8} "
+          f"{'decode tok/s':>13} {'45 ex. (s, est.)':>17} {'auto: QLoRA below':>18}")
+    for model, row in scaling["models"].items():
+        for method in ("lora", "qlora"):
+            probe = row[method]
+            if "error" in probe:
+                print(f"{model:16} {method:7} failed: {probe['error']}")
+                continue
+            print(f"{model:16} {method:7} {probe['train_tokens_per_s']:>12} "
+                  f"{probe['peak_rss_mb']:>8} {probe['decode_tokens_per_s']:>13} "
+                  f"{probe['time_to_adapter_45_s_estimated']:>17} "
+                  f"{row['auto_picks_qlora_below_mb']:>15} MB")
+    for examples, row in scaling["data"].items():
+        print(f"{examples:>5} examples: {row['steps']} steps, about "
+              f"{row['training_s_estimated']} s, peak {row['peak_rss_mb']} MB")

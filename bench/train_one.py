@@ -6,7 +6,6 @@ tokens_per_s, train_seconds, eval_loss, peak_rss_mb."""
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -88,6 +87,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.chatformat import token_count
+    from core.hardware import peak_rss_mb
 
     trainer = train_tunechat if which == "tunechat" else train_trl
     adapter, seconds = trainer(base, train, epochs, out)
@@ -97,7 +97,7 @@ def main() -> None:
         "tokens_per_s": sum(token_count(tokenizer, m) for m in train) * epochs / seconds,
         "train_seconds": seconds,
         "eval_loss": completion_loss(model, tokenizer, held),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 

@@ -57,8 +57,9 @@ class QuietReporter(DatabaseReporter):
     def progress(self, *args) -> None: ...
 
 
-def train(home: str, run_id: int) -> int:
-    lower_priority()
+def train(home: str, run_id: int, already_lowered: bool = False) -> int:
+    if not already_lowered:
+        lower_priority()
     store = open_store(home)
     run = runs.get_run(store, run_id)
     config = TrainConfig.from_dict(run["config"])
@@ -96,11 +97,39 @@ def train(home: str, run_id: int) -> int:
     return 0
 
 
+def standby(home: str) -> int:
+    """Import what training needs, then wait for a run: the app keeps one such process
+    ready (trainer/jobs.py), so a run skips the imports, most of a small run's start.
+    Reads "RUN_ID LOG_PATH" on stdin, writes its output to that log and trains that
+    run; exits when stdin closes without one (the app is gone)."""
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from trl import DPOTrainer, KTOTrainer, SFTTrainer  # noqa: F401
+
+    print("ready", flush=True)  # to the app, which says so in its log
+    line = sys.stdin.readline().split(maxsplit=1)
+    if len(line) != 2:
+        return 0
+    run_id, log = int(line[0]), line[1].strip()
+    with open(log, "ab") as out:  # from here on, as if started with this log
+        os.dup2(out.fileno(), sys.stdout.fileno())
+        os.dup2(out.fileno(), sys.stderr.fileno())
+    return train(home, run_id, already_lowered=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer")
-    parser.add_argument("run_id", type=int)
+    parser.add_argument("run_id", type=int, nargs="?")
     parser.add_argument("--home", required=True)
+    parser.add_argument("--standby", action="store_true",
+                        help="import now, then train the run named on stdin")
     args = parser.parse_args(argv)
+    if args.standby:
+        lower_priority()
+        return standby(args.home)
+    if args.run_id is None:
+        parser.error("give a RUN_ID, or --standby")
     return train(args.home, args.run_id)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Protocol
 
 from core.chatformat import TemplateError, context_window, template_ends_turns, token_count
 from core.errors import UserError
+from core.hardware import bf16_ok, peak_rss_mb
 from trainer.config import TrainConfig
 from trainer.dataset import to_record
 
@@ -157,31 +157,13 @@ def peak_memory_mb() -> int:
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return peak_rss_mb()
 
 
 def on_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def bf16_ok() -> bool:
-    """bf16 where the hardware has fast kernels for it: a recent GPU, or a CPU with AMX
-    or AVX512-BF16 (there bf16 matmuls run several times faster than fp32). Elsewhere
-    bf16 is emulated and far slower than fp32, so training stays in fp32."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_fast_bf16()
-
-
-def cpu_has_fast_bf16() -> bool:
-    import torch
-
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def progress_callback(reporter: Reporter):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from trainer.dataset import RunData, choose_held_out
 from trainer.objectives import OBJECTIVES
 
 CANCEL_GRACE_S = 20
+REPO = Path(__file__).resolve().parent.parent
 
 
 class RunNotResumable(UserError):
@@ -48,9 +50,14 @@ class Jobs:
     store: Store
     base_model: Path
     """The base model's local folder (resolved by assistant.models)."""
+    standby: bool = False
+    """Keep a trainer process ready, its imports done, for the next one-process run
+    (see prepare_standby). The web app does; the command line waits on its one run."""
 
     def __post_init__(self):
         self._processes: dict[int, subprocess.Popen] = {}
+        self._standby: subprocess.Popen | None = None
+        self._standby_lock = threading.Lock()
 
     @property
     def home(self) -> Path:
@@ -135,16 +142,61 @@ class Jobs:
                 return run
             time.sleep(poll_s)
 
+    def prepare_standby(self, on_ready: Callable[[float], None] | None = None) -> None:
+        """Start a trainer process that imports its libraries now and waits for the next
+        run, unless one is waiting already. It costs the memory of those libraries while
+        it waits, and saves their import time (seconds) when a run starts. `on_ready`
+        is called with the seconds it took, once it waits."""
+        if not self.standby:
+            return
+        with self._standby_lock:
+            if self._standby is not None and self._standby.poll() is None:
+                return
+            started = time.monotonic()
+            try:
+                self._standby = process = subprocess.Popen(
+                    [sys.executable, "-m", "trainer", "--standby", "--home", str(self.home)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, cwd=REPO, env=_thread_env(1),
+                    start_new_session=True)
+            except OSError:  # no standby: runs start their own process, as without one
+                self._standby = None
+                return
+
+        def wait_until_ready() -> None:
+            assert process.stdout is not None
+            with process.stdout:  # one line, then the trainer writes to its run's log
+                said = process.stdout.readline()
+            if said.strip() == b"ready" and on_ready is not None:
+                on_ready(time.monotonic() - started)
+
+        threading.Thread(target=wait_until_ready, daemon=True).start()
+
+    def _from_standby(self, run_id: int, log: Path) -> subprocess.Popen | None:
+        """Hand the run to the waiting trainer process, if one is alive and takes it."""
+        with self._standby_lock:
+            process, self._standby = self._standby, None
+        if process is None or process.poll() is not None or process.stdin is None:
+            return None
+        try:
+            process.stdin.write(f"{run_id} {log}\n".encode())
+            process.stdin.close()
+        except OSError:  # it died meanwhile
+            process.kill()
+            return None
+        return process
+
     def _launch(self, run_id: int) -> None:
         log = self.home / "runs" / str(run_id) / "trainer.log"
         nproc = TrainConfig.from_dict(runs.get_run(self.store, run_id)["config"]).nproc
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("ab") as out:
-                process = subprocess.Popen(trainer_command(run_id, self.home, nproc),
-                                           stdout=out, stderr=subprocess.STDOUT,
-                                           cwd=Path(__file__).resolve().parent.parent,
-                                           env=_thread_env(nproc), start_new_session=True)
+            process = self._from_standby(run_id, log) if nproc == 1 else None
+            if process is None:
+                with log.open("ab") as out:
+                    process = subprocess.Popen(trainer_command(run_id, self.home, nproc),
+                                               stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                               env=_thread_env(nproc), start_new_session=True)
         except OSError as error:  # the run must not stay queued, blocking every later one
             message = f"The trainer process could not be started: {error}."
             runs.finish_run(self.store, run_id, "failed", error=message)
@@ -161,6 +213,9 @@ class Jobs:
         # The trainer records its own end; this only catches deaths it could not record.
         runs.finish_run(self.store, run_id, "failed", error=_death_reason(code, log),
                         pid=process.pid)
+        # The next standby starts once this run is over, not beside it: its imports
+        # would take the CPU the run trains on.
+        self.prepare_standby()
 
     def _force_stop(self, run_id: int, process: subprocess.Popen) -> None:
         try:
