@@ -33,6 +33,8 @@ PAIRED = ("corrected", "vote")
 """Their rejected side makes a preference pair."""
 UNDESIRABLE = ("disliked",)
 PREFERENCE_ONLY = ("disliked", "vote")
+KINDS = {"corrected": "pair", "disliked": "thumbs-down"}
+"""What an imported row of a source is counted as; any other source is an example."""
 READY_THRESHOLD = 20
 """Examples needed before a first training run (the Train tab will make it a setting)."""
 
@@ -280,8 +282,8 @@ _STORED = ("EXISTS (SELECT 1 FROM examples e WHERE e.digest = s.digest "
 _GAINS_A_SIDE = (f"deleted_at IS NULL AND rejected IS NULL AND source IN "
                  f"({', '.join(repr(source) for source in TRAINABLE)}) AND digest IN "
                  f"(SELECT digest FROM stage.staged WHERE rejected IS NOT NULL)")
-_KIND = ("CASE s.source WHEN 'corrected' THEN 'pair' WHEN 'disliked' THEN 'thumbs-down' "
-         "ELSE 'example' END")
+_KIND = ("CASE s.source " + " ".join(f"WHEN '{source}' THEN '{kind}'"
+                                     for source, kind in KINDS.items()) + " ELSE 'example' END")
 
 
 def _merge(db: Database, test_only: bool, dry_run: bool) -> tuple[dict[str, int], int]:

@@ -17,7 +17,6 @@ choices, the Examples tab's lists and auto-detection all read FORMATS."""
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import os
 import tempfile
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import UserError
-from storage.examples import Example, InvalidExample, check_text, validate_messages
+from storage.examples import KINDS, Example, InvalidExample, check_text, validate_messages
 from storage.sources import MAX_JSON_BYTES, SourceError, rows_of
 
 MAX_IMPORT_BYTES = MAX_JSON_BYTES
@@ -54,7 +53,7 @@ class Item:
 
     @property
     def kind(self) -> str:
-        return {"corrected": "pair", "disliked": "thumbs-down"}.get(self.source, "example")
+        return KINDS.get(self.source, "example")
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,16 @@ class Rows:
     from the first row when asked for auto)."""
 
     def __init__(self, path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
-                 skip_bad: bool = False):
+                 skip_bad: bool = False, keep_first: int = 0):
         if fmt != "auto" and fmt not in import_formats():
             raise FormatError(f"Unknown format {fmt!r}; choose auto, "
                               f"{', '.join(import_formats())}.")
         self.path, self.asked, self.mapping, self.skip_bad = Path(path), fmt, mapping, skip_bad
         self.fmt = ""
         self.bad: list[BadRow] = []
+        self.keep_first = keep_first
+        self.first: list[tuple[str, Item]] = []
+        """The first `keep_first` good rows, kept as they go by (for a preview)."""
 
     def __iter__(self) -> Iterator[tuple[str, Item]]:
         good = 0
@@ -108,6 +110,8 @@ class Rows:
                     self.bad.append(_bad_row(where, str(error)))
                     continue
                 good += 1
+                if good <= self.keep_first:
+                    self.first.append((where, item))
                 yield where, item
         except SourceError as error:
             raise FormatError(str(error)) from None
@@ -521,9 +525,13 @@ def import_file(store, path: str | os.PathLike, fmt: str = "auto", test_only: bo
     listed in the result). Duplicates are skipped and counted. The file is read once, in
     bounded memory, whatever its size; `dry_run` stores nothing; `progress(rows read)`
     is called now and then."""
+    return _import(store, Rows(path, fmt, mapping, skip_bad), test_only, dry_run, progress)
+
+
+def _import(store, rows: Rows, test_only: bool = False, dry_run: bool = False,
+            progress: Callable[[int], None] | None = None) -> Imported:
     from storage.examples import add_items
 
-    rows = Rows(path, fmt, mapping, skip_bad)
     try:
         added, repeated, present = add_items(store, rows, test_only=test_only,
                                              dry_run=dry_run, progress=progress)
@@ -547,13 +555,13 @@ def preview(store, path: str | os.PathLike, fmt: str = "auto", mapping: dict | N
             rows: int = 5) -> Preview:
     from storage.sources import column_roles
 
-    would = import_file(store, path, fmt, mapping=mapping, skip_bad=True, dry_run=True)
-    first = list(itertools.islice(Rows(path, fmt, mapping, skip_bad=True), rows))
+    read = Rows(path, fmt, mapping, skip_bad=True, keep_first=rows)  # one pass: counts
+    would = _import(store, read, dry_run=True)                       # and the first rows
     try:
         columns = column_roles(Path(path), mapping)
     except SourceError as error:
         raise FormatError(str(error)) from None
-    return Preview(would, first, columns)
+    return Preview(would, read.first, columns)
 
 
 def write_bad_rows(bad: list[BadRow], path: Path) -> Path:
