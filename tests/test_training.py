@@ -452,3 +452,47 @@ def test_a_model_saved_in_bf16_trains_in_fp32_where_bf16_is_slow(tiny_model_dir,
         monkeypatch.setattr(common, "bf16_ok", lambda fast=fast: fast)
         model, _ = common.load_for_training(TrainConfig(method="lora"), saved, None, 64)
         assert model.dtype == dtype
+
+
+def test_the_cpu_loss_applies_the_head_to_answers_only_with_the_models_own_loss(
+        tiny_model_dir, tmp_path, monkeypatch):
+    """The trainer's CPU loss skips the LM head on prompt and padding tokens: the loss
+    and the LoRA gradients must be the model's own, and training must take that path."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainer import common
+
+    def lora_model():
+        torch.manual_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                               LoraConfig(r=4, target_modules="all-linear"))
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # B starts at zero; make the adapter matter
+                torch.nn.init.normal_(param, std=0.1)
+        return model
+
+    ids = torch.randint(3, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = mask[2, 5:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :4] = -100  # the prompts
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    for num_items in (None, torch.tensor(40)):
+        own, answers = lora_model(), lora_model()
+        expected = own(**inputs, num_items_in_batch=num_items).loss
+        got = common.answer_tokens_loss(answers.get_base_model(), inputs, num_items)
+        torch.testing.assert_close(got, expected)
+        expected.backward()
+        got.backward()
+        for (name, a), (_, b) in zip(own.named_parameters(), answers.named_parameters()):
+            if a.requires_grad:
+                torch.testing.assert_close(b.grad, a.grad, msg=name)
+
+    calls = []
+    real = common.answer_tokens_loss
+    monkeypatch.setattr(common, "answer_tokens_loss",
+                        lambda *args: calls.append(1) or real(*args))
+    run_sft(TrainConfig(epochs=1, batch_size=4), RunData.split(voice_examples(12)),
+            tiny_model_dir, tmp_path / "adapter", tmp_path / "work", Recorder())
+    assert len(calls) == 3  # every training step; evaluation keeps the plain loss

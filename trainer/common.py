@@ -196,11 +196,17 @@ def _agreed(stop: bool, device) -> bool:
     return bool(flag.item())
 
 
+HEAD_IS_THE_LOGITS = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3"})
+"""Model types whose logits are their LM head applied to the last hidden state, with no
+scaling or softcapping after it: for them the CPU loss applies the head to the answer
+tokens only."""
+
+
 def with_plain_loss_on_cpu(trainer_class):
-    """The TRL trainer class, with the model's own cross-entropy on a CPU. TRL computes
-    the loss with a chunked LM-head kernel that saves GPU memory, but on a CPU its
-    Python-level tiles took about 40% of each step (profiled on SmolLM2-135M); the loss
-    is the same."""
+    """The TRL trainer class, with a plain cross-entropy on a CPU. TRL computes the loss
+    with a chunked LM-head kernel that saves GPU memory, but on a CPU its Python-level
+    tiles took about 40% of each step (profiled on SmolLM2-135M). Where the model allows
+    it, the LM head also runs on the answer tokens only (see `answer_tokens_loss`)."""
     from transformers import Trainer
 
     if on_gpu():
@@ -208,10 +214,40 @@ def with_plain_loss_on_cpu(trainer_class):
 
     class OnCpu(trainer_class):  # type: ignore[misc,valid-type]  # a class chosen at run time
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            inputs = {**inputs, "use_cache": False}  # a KV cache is no use to training
+            # Wrapped (distributed) models must go through their own forward to sync
+            # gradients, and evaluation wants the outputs: both take the plain loss.
+            if (return_outputs or self.accelerator.unwrap_model(model) is not model
+                    or not _head_is_the_logits(model)):
+                return Trainer.compute_loss(self, model, inputs, return_outputs,
+                                            num_items_in_batch)
+            return answer_tokens_loss(model.get_base_model(), inputs, num_items_in_batch)
 
     OnCpu.__name__ = f"Cpu{trainer_class.__name__}"
     return OnCpu
+
+
+def _head_is_the_logits(model) -> bool:
+    return (hasattr(model, "get_base_model")
+            and getattr(model.config, "model_type", None) in HEAD_IS_THE_LOGITS)
+
+
+def answer_tokens_loss(causal_lm, inputs: dict, num_items_in_batch=None):
+    """The causal LM loss of `causal_lm` on `inputs`, equal to the model's own, with the
+    LM head applied only where a label is kept (the answers, with completion-only loss).
+    On a small model the head is a large share of the FLOPs, and prompts and padding
+    most of the positions (README, "Training throughput")."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"][:, 1:]
+    decoder_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    hidden = causal_lm.get_decoder()(**decoder_inputs).last_hidden_state[:, :-1]
+    kept = labels != -100
+    logits = causal_lm.get_output_embeddings()(hidden[kept]).float()
+    loss = F.cross_entropy(logits, labels[kept], reduction="sum")
+    if num_items_in_batch is None:
+        return loss / kept.sum().clamp(min=1)
+    return loss / num_items_in_batch
 
 
 def last_complete_checkpoint(work_dir: Path) -> str | None:
