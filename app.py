@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{o.name}: {o.learns_from}" for o in OBJECTIVES.values()))
     trainer.add_argument("--method", choices=METHODS, default="auto",
                          help="auto: qlora (4-bit base) when memory is short, else lora")
-    trainer.add_argument("--epochs", type=int, help="passes over the data (default: by size)")
+    trainer.add_argument("--epochs", type=int,
+                         help="passes over the data (default: by the answers' length)")
     trainer.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     trainer.add_argument("--rank", type=int, default=TrainConfig.rank, help="LoRA rank")
     trainer.add_argument("--continue-from", metavar="ADAPTER",

@@ -136,23 +136,25 @@ def run_probe(base: Path, method: str, data: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def default_steps(examples: int) -> int:
-    """Steps of a default run on `examples` (held out as the app does)."""
+def default_steps(examples: int, answer_length: float) -> int:
+    """Steps of a default run on `examples` with answers of `answer_length` characters
+    (held out as the app does)."""
     from trainer.config import TrainConfig
     from trainer.dataset import held_out_count
 
     config = TrainConfig()
     train = examples - held_out_count(examples)
-    return config.epochs_for(train) * math.ceil(train / config.batch_size)
+    return (config.epochs_for(round(train * answer_length))
+            * math.ceil(train / config.batch_size))
 
 
-def estimate_s(probe_result: dict, examples: int) -> float:
+def estimate_s(probe_result: dict, examples: int, answer_length: float) -> float:
     """load + steps x seconds a step, the step scaled from the probe's batch."""
     from trainer.config import TrainConfig
 
     scale = TrainConfig().batch_size / PROBE_BATCH
-    return round(probe_result["load_s"] + default_steps(examples) * probe_result["step_s"]
-                 * scale, 1)
+    steps = default_steps(examples, answer_length)
+    return round(probe_result["load_s"] + steps * probe_result["step_s"] * scale, 1)
 
 
 def auto_threshold_mb(base: Path) -> int:
@@ -167,8 +169,12 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA,
     """The model given (default: the embedded one) and the larger `shapes` (default:
     all of SHAPES), built with its tokenizer."""
     from assistant.models import resolve_model
+    from storage.formats import read_examples
+    from trainer.dataset import answer_characters
 
     name, given = resolve_model(spec)
+    answers = read_examples(data)
+    length = answer_characters(answers) / len(answers)  # more examples of the same kind
     report: dict = {"probe": {"batch_size": PROBE_BATCH, "steps": PROBE_STEPS},
                     "models": {}, "data": {}}
     with tempfile.TemporaryDirectory(prefix="tunechat-scaling-") as scratch:
@@ -180,15 +186,15 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA,
             for method in ("lora", "qlora"):
                 result = run_probe(folder, method, data)
                 if "error" not in result:
-                    result["time_to_adapter_45_s_estimated"] = estimate_s(result, 45)
+                    result["time_to_adapter_45_s_estimated"] = estimate_s(result, 45, length)
                 row[method] = result
                 print(f"{model} {method}: {json.dumps(result)}", file=sys.stderr, flush=True)
             report["models"][model] = row
     lora = report["models"][name]["lora"]
     for examples in DATA_SIZES:
         report["data"][str(examples)] = {
-            "steps": default_steps(examples),
-            "training_s_estimated": (estimate_s(lora, examples) if "error" not in lora
+            "steps": default_steps(examples, length),
+            "training_s_estimated": (estimate_s(lora, examples, length) if "error" not in lora
                                      else None),
             "peak_rss_mb": lora.get("peak_rss_mb")}
     return report

@@ -92,9 +92,11 @@ def test_config_errors_name_the_setting():
         TrainConfig(method="full")
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig(learning_rate=5)
-    assert TrainConfig().epochs_for(45) == 3 and TrainConfig().epochs_for(1000) == 2
-    assert TrainConfig().epochs_for(20) == 7
-    assert TrainConfig(epochs=3).epochs_for(45) == 3
+    # Default epochs follow the answers' length: the walkthroughs' training sets
+    assert TrainConfig().epochs_for(2981) == 2  # 38 answers of two sentences
+    assert TrainConfig().epochs_for(1618) == 3  # 31 orders as JSON
+    assert TrainConfig().epochs_for(321) == 4  # 41 one-word labels
+    assert TrainConfig().epochs_for(10**6) == 2 and TrainConfig(epochs=3).epochs_for(321) == 3
 
 
 def test_held_out_size_follows_the_data():

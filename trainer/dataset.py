@@ -54,6 +54,12 @@ def to_record(messages: list[dict]) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
+def answer_characters(examples: list[list[dict]]) -> int:
+    """How much there is to learn from: the length of the answers, which default epochs
+    follow (TrainConfig.epochs_for)."""
+    return sum(len(messages[-1]["content"]) for messages in examples)
+
+
 def to_dataset(examples: list[list[dict]]):
     """Examples -> a datasets.Dataset of prompt/completion rows, or None when empty."""
     from datasets import Dataset

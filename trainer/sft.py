@@ -26,12 +26,13 @@ from trainer.common import (
     with_plain_loss_on_cpu,
 )
 from trainer.config import TrainConfig
-from trainer.dataset import RunData, to_dataset
+from trainer.dataset import RunData, answer_characters, to_dataset
 
 
 def sft_steps(config: TrainConfig, data: RunData) -> int:
     """Optimizer steps of the run (one process)."""
-    return config.epochs_for(len(data.train)) * math.ceil(len(data.train) / config.batch_size)
+    return (config.epochs_for(answer_characters(data.train))
+            * math.ceil(len(data.train) / config.batch_size))
 
 
 def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
@@ -48,7 +49,7 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     longest = check_examples(config, data.train + data.held_out, tokenizer)
     train_set, eval_set = to_dataset(data.train), to_dataset(data.held_out)
     model, peft_config = load_for_training(config, base_folder, continue_from, longest)
-    args = _sft_args(config, len(train_set), work_dir, has_eval=eval_set is not None)
+    args = _sft_args(config, data.train, work_dir, has_eval=eval_set is not None)
     trainer = with_plain_loss_on_cpu(SFTTrainer)(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         processing_class=tokenizer, peft_config=peft_config,
@@ -82,11 +83,11 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     return Trained(out_dir, metrics)
 
 
-def _sft_args(config: TrainConfig, train_examples: int, work_dir: Path, has_eval: bool):
+def _sft_args(config: TrainConfig, train: list[list[dict]], work_dir: Path, has_eval: bool):
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=str(work_dir), num_train_epochs=config.epochs_for(train_examples),
+        output_dir=str(work_dir), num_train_epochs=config.epochs_for(answer_characters(train)),
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size, max_length=config.max_length,

@@ -208,7 +208,8 @@ def build(ui: Ui) -> None:
                               info="qlora loads the base in 4 bits: about a third of the "
                                    "memory; auto picks it when memory is short")
             epochs = gr.Number(0, label="Epochs", precision=0, minimum=0, maximum=100,
-                               info="passes over your examples; 0 = chosen by their number")
+                               info="passes over your examples; 0 = chosen by how long the "
+                                    "answers are")
             learning_rate = gr.Number(TrainConfig.learning_rate, label="Learning rate",
                                       minimum=0, info="how big each step is; too high "
                                       "forgets what the model knew, too low learns little")
