@@ -224,12 +224,11 @@ def _wait_for_page(url: str, process: subprocess.Popen, started: float) -> float
 
 def matmul_gflops(dtype, size: int = 2048, repeats: int = 5) -> float:
     """Peak matmul speed; a dtype with no fast kernel here (bf16 without AMX or
-    AVX512-BF16 runs at well under 1 GFLOP/s) is measured on a small matrix instead of
-    taking minutes."""
-
-    if _gflops(dtype, 256, 1) < 10:
-        return _gflops(dtype, 256, 2)
-    return _gflops(dtype, size, repeats)
+    AVX512-BF16 runs at about 1 GFLOP/s) is measured on a smaller matrix instead of
+    taking minutes. The probe is large enough (half a GFLOP) that a fast dtype's time is
+    not lost in the call overhead: a 256 x 256 probe read fp32 as 2 GFLOP/s once."""
+    probe = _gflops(dtype, 512, 2)
+    return probe if probe < 10 else _gflops(dtype, size, repeats)
 
 
 def _gflops(dtype, size: int, repeats: int) -> float:
