@@ -497,4 +497,21 @@ def test_the_cpu_loss_applies_the_head_to_answers_only_with_the_models_own_loss(
                         lambda *args: calls.append(1) or real(*args))
     run_sft(TrainConfig(epochs=1, batch_size=4), RunData.split(voice_examples(12)),
             tiny_model_dir, tmp_path / "adapter", tmp_path / "work", Recorder())
-    assert len(calls) == 3  # every training step; evaluation keeps the plain loss
+    assert len(calls) == 3  # every training step (12 examples: none held out)
+
+
+def test_the_cpu_loss_runs_under_bf16_autocast_where_bf16_is_fast(tiny_model_dir, tmp_path,
+                                                                  monkeypatch):
+    """The answer-only loss calls the decoder itself, past the autocast that accelerate
+    puts around the model's forward: it must open the same autocast."""
+    from trainer import common, sft
+
+    for module in (common, sft):
+        monkeypatch.setattr(module, "bf16_ok", lambda: True)
+    autocast = []
+    real = common.answer_tokens_loss
+    monkeypatch.setattr(common, "answer_tokens_loss", lambda *args: autocast.append(
+        torch.is_autocast_enabled("cpu")) or real(*args))
+    run_sft(TrainConfig(epochs=1, batch_size=4), RunData.split(voice_examples(24)),
+            tiny_model_dir, tmp_path / "adapter", tmp_path / "work", Recorder())
+    assert autocast and all(autocast)

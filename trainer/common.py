@@ -215,13 +215,16 @@ def with_plain_loss_on_cpu(trainer_class):
     class OnCpu(trainer_class):  # type: ignore[misc,valid-type]  # a class chosen at run time
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = {**inputs, "use_cache": False}  # a KV cache is no use to training
-            # Wrapped (distributed) models must go through their own forward to sync
-            # gradients, and evaluation wants the outputs: both take the plain loss.
-            if (return_outputs or self.accelerator.unwrap_model(model) is not model
+            # The plain loss where the shortcut would differ: a distributed model must go
+            # through its wrapper's forward to sync gradients (compiled or not), a caller
+            # may want the logits, and label smoothing or a custom loss need them.
+            if (return_outputs or self.accelerator.num_processes > 1
+                    or self.label_smoother is not None or self.compute_loss_func is not None
                     or not _head_is_the_logits(model)):
                 return Trainer.compute_loss(self, model, inputs, return_outputs,
                                             num_items_in_batch)
-            return answer_tokens_loss(model.get_base_model(), inputs, num_items_in_batch)
+            with self.accelerator.autocast():  # bf16 where fast, as the model's forward has
+                return answer_tokens_loss(model.get_base_model(), inputs, num_items_in_batch)
 
     OnCpu.__name__ = f"Cpu{trainer_class.__name__}"
     return OnCpu

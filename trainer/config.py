@@ -82,7 +82,7 @@ class TrainConfig:
             raise ConfigError(f"epochs must be between 1 and 100, not {self.epochs}.")
         if not 0 < self.learning_rate <= 0.1:
             raise ConfigError(f"learning_rate must be in (0, 0.1], not {self.learning_rate}; "
-                              "try 2e-3 (or 2e-4 for large sets).")
+                              "try 3e-3 (or 2e-4 for large sets).")
         if not 1 <= self.rank <= 256:
             raise ConfigError(f"rank must be between 1 and 256, not {self.rank}.")
         if not 1 <= self.nproc <= 64:
