@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -144,8 +143,7 @@ def default_steps(examples: int, answer_length: float) -> int:
 
     config = TrainConfig()
     train = examples - held_out_count(examples)
-    return (config.epochs_for(round(train * answer_length))
-            * math.ceil(train / config.batch_size))
+    return config.steps_for(train, round(train * answer_length))
 
 
 def estimate_s(probe_result: dict, examples: int, answer_length: float) -> float:

@@ -111,6 +111,10 @@ class TrainConfig:
             return self.epochs
         return max(2, min(4, round(ANSWER_CHARACTERS_SEEN / max(answer_characters, 1))))
 
+    def steps_for(self, examples: int, answer_characters: int) -> int:
+        """Optimizer steps of a one-process run on this many training examples."""
+        return self.epochs_for(answer_characters) * -(-examples // self.batch_size)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -4,7 +4,6 @@ carries progress out and the cancel request in."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,8 +30,7 @@ from trainer.dataset import RunData, answer_characters, to_dataset
 
 def sft_steps(config: TrainConfig, data: RunData) -> int:
     """Optimizer steps of the run (one process)."""
-    return (config.epochs_for(answer_characters(data.train))
-            * math.ceil(len(data.train) / config.batch_size))
+    return config.steps_for(len(data.train), answer_characters(data.train))
 
 
 def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
@@ -55,8 +53,7 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
         processing_class=tokenizer, peft_config=peft_config,
         callbacks=[progress_callback(reporter)])
     trainer.remove_callback(PrinterCallback)  # progress goes to the reporter, not stdout
-    steps = args.num_train_epochs * -(-len(train_set) // config.batch_size)
-    reporter.started(int(steps), len(train_set), len(eval_set or []))
+    reporter.started(sft_steps(config, data), len(train_set), len(eval_set or []))
     metrics = {"train_examples": len(train_set), "eval_examples": len(eval_set or []),
                "epochs": args.num_train_epochs, "processes": args.world_size,
                "method": config.method}
