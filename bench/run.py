@@ -174,33 +174,42 @@ def _wait_until_training(trainer: subprocess.Popen, work_dir: Path) -> None:
 def bench_cold_start(spec: str | None, work: Path) -> dict:
     """`tunechat serve` until the page answers, and until it says the model is ready
     (the page is served while the model loads)."""
-    import threading
-
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--home", str(work / "home"),
                "--port", str(port)] + (["--model", spec] if spec else [])
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
-    ready = {}
-
-    def watch_log() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.startswith("Model ready"):
-                ready["s"] = round(time.perf_counter() - started, 2)
-
-    threading.Thread(target=watch_log, daemon=True).start()
+    said = watch_log(process, started)
     try:
         page = _wait_for_page(f"http://127.0.0.1:{port}/", process, started)
-        while "s" not in ready:
+        while "Model ready" not in said:
             if process.poll() is not None or time.perf_counter() - started > 180:
                 raise RuntimeError("tunechat serve never reported the model ready")
             time.sleep(0.05)
-        return {"cold_start_s": page, "model_ready_s": ready["s"]}
+        return {"cold_start_s": page, "model_ready_s": said["Model ready"]}
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def watch_log(server: subprocess.Popen, started: float) -> dict[str, float]:
+    """What `tunechat serve` says it has readied ("Model ready", "Trainer ready"), each
+    with the seconds since `started` when it first said so; filled by a thread that
+    reads the server's stderr to its end (so that the pipe never fills)."""
+    import threading
+
+    said: dict[str, float] = {}
+
+    def read() -> None:
+        assert server.stderr is not None
+        for line in server.stderr:
+            for word in ("Model ready", "Trainer ready"):
+                if line.startswith(word):
+                    said.setdefault(word, round(time.perf_counter() - started, 2))
+
+    threading.Thread(target=read, daemon=True).start()
+    return said
 
 
 def free_port() -> int:

@@ -19,11 +19,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from bench.run import DEFAULT_DATA, free_port
+from bench.run import DEFAULT_DATA, free_port, watch_log
 from storage import runs
 from storage.db import Store
 
@@ -81,19 +80,10 @@ def _tunechat(*args: str) -> None:
 def _wait_until_ready(server: subprocess.Popen, limit_s: float = 300) -> None:
     """Until the model and the trainer kept ready are both loaded, as they are once a
     user has chatted for a little while."""
-    said: set[str] = set()
-    both = threading.Event()
-
-    def watch_log() -> None:
-        assert server.stderr is not None
-        for line in server.stderr:
-            said.update(w for w in ("Model ready", "Trainer ready") if line.startswith(w))
-            if len(said) == 2:
-                both.set()
-
-    threading.Thread(target=watch_log, daemon=True).start()
+    said = watch_log(server, time.perf_counter())
     deadline = time.perf_counter() + limit_s
-    while not both.wait(0.1):
+    while len(said) < 2:
+        time.sleep(0.1)
         if server.poll() is not None or time.perf_counter() > deadline:
             raise RuntimeError(f"tunechat serve said only {sorted(said)} of Model ready, "
                                "Trainer ready")
