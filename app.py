@@ -163,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--system", help="the baseline system prompt (kept in the data "
                           "home): the best prompt you would write instead of fine-tuning")
     evaluate.add_argument("--json", metavar="FILE", help="also write the card as JSON")
+    evaluate.add_argument("--measure", choices=["auto", "style", "chrf", "exact", "json"],
+                          help="what decides the verdict from now on (kept in the data home):"
+                               " style (a sign-off or greeting your answers share), chrf "
+                               "(wording), exact (a label), json (JSON fields); auto: the "
+                               "style when your answers share one, else by their form")
+
+    check = commands.add_parser(
+        "add-check", parents=[common],
+        help="a must-not-change question every report card asks the base and the adapter")
+    check.add_argument("prompt", metavar="PROMPT")
+    check.add_argument("answer", metavar="ANSWER",
+                       help="what a right answer contains: words in order (case and "
+                            "punctuation aside), or /a regex/")
 
     runs = commands.add_parser("runs", parents=[common], help="list training runs")
     runs.add_argument("--show", type=int, metavar="N",
@@ -375,6 +388,8 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> None:
     ctx = open_context(settings, engine=True)
     if args.system is not None:
         contenders.set_baseline_prompt(ctx, args.system)
+    if args.measure:
+        report.choose_measure(ctx, args.measure)
     with tqdm(desc="Report card", unit="answer", file=sys.stderr) as bar:
         def show(done: int, total: int, step: str) -> None:
             bar.total, bar.n = total, done
@@ -393,12 +408,15 @@ def print_card(card: dict) -> None:
     print(f"{card['adapter']}: {card['n']} test examples ({tests['held_out']} held out by "
           f"its run, {tests['test_only']} marked test only)")
     if card["measure"]:
-        print(f"measure: {card['measure']['name']}: {card['measure']['why']}")
-        print(f"{'model':<22}{'score':>7}  {'95% interval':<14}{'prompt tokens':>14}"
-              f"{'ms/reply':>10}{'training s':>12}")
+        print(f"decided by {card['measure']['name']}: {card['measure']['why']}")
+        others = [m["name"] for m in card["measures"] if m["name"] != card["measure"]["name"]]
+        print(f"{'model':<22}{'score':>7}  {'95% interval':<14}"
+              + "".join(f"{name:>8}" for name in others)
+              + f"{'prompt tokens':>14}{'ms/answer':>10}{'training s':>12}")
         for c in card["contenders"]:
             print(f"{c['name']:<22}{c['score']:>7.1f}  {c['ci_low']:>5.1f} to {c['ci_high']:<6.1f}"
-                  f"{c['prompt_tokens']:>14}{c['latency_ms']:>10}"
+                  + "".join(f"{c['scores'][name]:>8.1f}" for name in others)
+                  + f"{c['prompt_tokens']:>14}{c['latency_ms']:>10}"
                   f"{c.get('training_s') or '':>12}")
         for phrase in card["style_phrases"]:
             carried = ", ".join(f"{c['name']} {c['style'][phrase]:.0f}%"
@@ -406,7 +424,24 @@ def print_card(card: dict) -> None:
             print(f"style: {phrase!r} carried by {carried}")
     for skipped in card["skipped"]:
         print(f"skipped {skipped['name']}: {skipped['why']}")
+    for left in card.get("left_out", []):
+        print(f"not a test of it: example #{left['id']}, {left['why']}")
+    from services import general
+
+    print(general.line(card["general"], card["adapter"]))
+    for flip in next(m for m in card["general"]["models"]
+                     if m["name"] == card["adapter"])["flips"]:
+        print(f"  {flip['now']:>5} now  {flip['question']}  base: {flip['base'][:60]!r}  "
+              f"{card['adapter']}: {flip['answer'][:60]!r}")
     print(card["verdict"])
+
+
+def add_check(settings: Settings, args: argparse.Namespace) -> None:
+    from services import examples
+
+    example_id = examples.add_check(open_context(settings), args.prompt, args.answer)
+    print(f"Check #{example_id}: every report card asks the base and the adapter "
+          f"{args.prompt!r} and counts an answer with {args.answer!r} as right.")
 
 
 def runs(settings: Settings, args: argparse.Namespace) -> None:
@@ -473,7 +508,7 @@ def export_examples(settings: Settings, args: argparse.Namespace) -> None:
 
 COMMANDS = {"ask": ask, "import": import_examples, "export": export_examples, "train": train,
             "compare": compare, "export-model": export_model, "bench": bench, "runs": runs,
-            "cancel": cancel, "eval": evaluate}
+            "cancel": cancel, "eval": evaluate, "add-check": add_check}
 
 
 def main(argv: list[str] | None = None) -> int:

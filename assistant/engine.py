@@ -248,6 +248,58 @@ class ChatEngine:
               settings: GenerationSettings = GenerationSettings()) -> str:
         return "".join(self.stream(messages, adapter, settings)).strip()
 
+    def reply_many(self, conversations: list[list[dict]], adapter: str = BASE,
+                   max_new_tokens: int = 64, batch_size: int = 16,
+                   progress: Callable[[int], None] | None = None) -> list[str]:
+        """Greedy replies to many conversations at once, in left-padded batches of
+        similar length (the report card's answers: many short prompts, one adapter).
+        A conversation that does not fit the context raises ContextTooLong.
+        `progress(done)` is called after each batch."""
+        import torch
+
+        self.check_adapter(adapter)
+        texts = [self._prompt_text(messages, max_new_tokens) for messages in conversations]
+        if self.tokenizer.pad_token is None:  # batches need one; any token will do
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        replies: list[str] = [""] * len(texts)
+        with self._slots, self.using(adapter):
+            for start in range(0, len(order), batch_size):
+                chosen = order[start:start + batch_size]
+                inputs = self.tokenizer([texts[i] for i in chosen], return_tensors="pt",
+                                        padding=True, padding_side="left",
+                                        add_special_tokens=False)
+                routing = self.routing_for(adapter)
+                _routing.adapter_names = routing * len(chosen) if routing else None
+                try:
+                    with torch.inference_mode():
+                        out = self.model.generate(
+                            **inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                            eos_token_id=self.stop_token_ids,
+                            pad_token_id=self._pad_token_id)
+                finally:
+                    _routing.adapter_names = None
+                new = out[:, inputs["input_ids"].shape[1]:]
+                for i, tokens in zip(chosen, new):
+                    replies[i] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                if progress:
+                    progress(min(start + batch_size, len(order)))
+        return replies
+
+    def _prompt_text(self, messages: list[dict], reply_tokens: int) -> str:
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                  tokenize=False)
+        used = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if used + min(reply_tokens, MIN_REPLY_TOKENS) > self.context_window:
+            raise ContextTooLong(f"A prompt of {used:,} tokens does not fit {self.name}'s "
+                                 f"context of {self.context_window:,} tokens.")
+        return text
+
+    @cached_property
+    def _pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.stop_token_ids[0] if pad is None else pad
+
     def check_adapter(self, adapter: str) -> None:
         if adapter not in self.adapters():
             raise UnknownAdapter(

@@ -138,8 +138,8 @@ def run_probe(base: Path, method: str, data: Path) -> dict:
 def default_steps(examples: int, answer_length: float) -> int:
     """Steps of a default run on `examples` with answers of `answer_length` characters
     (held out as the app does)."""
+    from storage.placement import held_out_count
     from trainer.config import TrainConfig
-    from trainer.dataset import held_out_count
 
     config = TrainConfig()
     train = examples - held_out_count(examples)

@@ -5,8 +5,8 @@ that work wherever a model name does (chat, compare, the API, the command line).
 - base+prompt: the base with the data home's baseline system prompt, the best prompt
   a user would write instead of fine-tuning (set in the Train tab or with
   `tunechat eval --system TEXT`).
-- base+examples: the base with the training examples most like the request placed
-  before it as earlier turns (services/fewshot.py); never test examples.
+- base+examples: the base with the endorsed examples most like the request placed
+  before it as earlier turns (services/fewshot.py; storage/placement.py says which).
 - run-N: an adapter; run-N+examples: the adapter with the same examples before it.
 """
 
@@ -19,7 +19,7 @@ from core.adapters import BASE, UnknownAdapter
 from core.chatformat import with_system
 from services import fewshot
 from services.context import Context
-from storage import examples, runs
+from storage import examples, placement, runs
 
 PROMPT = "base+prompt"
 EXAMPLES = "base+examples"
@@ -81,43 +81,27 @@ def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:
 
 
 def live_pool(ctx: Context) -> fewshot.ExamplePool:
-    """The examples the chat may place in a prompt: training examples, never one kept for
-    testing or held out by the newest run."""
-    signature = _pool_signature(ctx)
+    """The examples the chat may place in a prompt (storage/placement.py says which),
+    indexed once and again whenever they may have changed."""
+    version = placement.fewshot_version(ctx.store)
     cached = _pools.get(ctx.store.home)
-    if cached is not None and cached[0] == signature:
+    if cached is not None and cached[0] == version:
         return cached[1]
-    held = _held_out_by_newest_run(ctx)
-    chosen = [e for e in reversed(examples.list_examples(ctx.store, sources=examples.TRAINABLE,
-                                                         test_only=False))
-              if e.id not in held]
-    pool = fewshot.ExamplePool([e.messages for e in chosen], [e.id for e in chosen])
-    _pools[ctx.store.home] = (signature, pool)
+    pool = _pool(placement.fewshot_examples(ctx.store))
+    _pools[ctx.store.home] = (version, pool)
     return pool
 
 
-def run_pool(ctx: Context, run_id: int) -> fewshot.ExamplePool:
-    """What a run trained on, as it was: the examples its report may place in prompts."""
-    trained = runs.run_examples(ctx.store, run_id, "train")
-    return fewshot.ExamplePool([e.messages for e in trained], [e.example_id for e in trained])
+def run_pool(ctx: Context, run: dict) -> fewshot.ExamplePool:
+    """What a run trained on, as it was, that its report may place in prompts."""
+    return _pool(placement.fewshot_examples(ctx.store, run))
+
+
+def _pool(found: list[tuple[int, list[dict]]]) -> fewshot.ExamplePool:
+    return fewshot.ExamplePool([messages for _, messages in found], [id_ for id_, _ in found])
 
 
 _pools: dict = {}
-
-
-def _pool_signature(ctx: Context) -> tuple:
-    with ctx.store.read() as db:
-        state = db.execute("SELECT SUM(deleted_at IS NULL), MAX(id), MAX(updated_at), "
-                           "SUM(test_only) FROM examples").fetchone()
-    newest = runs.list_runs(ctx.store, 1)
-    return tuple(state) + ((newest[0]["id"],) if newest else ())
-
-
-def _held_out_by_newest_run(ctx: Context) -> set[int]:
-    newest = runs.list_runs(ctx.store, 1)
-    if not newest:
-        return set()
-    return {e.example_id for e in runs.run_examples(ctx.store, newest[0]["id"], "held_out")}
 
 
 def build_prompt(ctx: Context, chosen: Contender, messages: list[dict],

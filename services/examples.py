@@ -94,6 +94,25 @@ def set_test_only(ctx: Context, example_id: int, test_only: bool) -> str:
             f"✓ Example #{example_id} is a training example again.")
 
 
+def set_must_keep(ctx: Context, example_id: int, must_keep: bool) -> str:
+    examples.set_must_keep(ctx.store, example_id, must_keep)
+    return (f"✓ Example #{example_id} is a must-not-change check: every report card asks "
+            "the base and the adapter its question and checks that the answer still has "
+            "yours (its words in order, or /a regex/). It is never trained on."
+            if must_keep else f"✓ Example #{example_id} is no longer a must-not-change check "
+            "(it is still kept for testing only).")
+
+
+def add_check(ctx: Context, prompt: str, answer: str, system: str = "") -> int:
+    """A must-not-change check: a question every report card asks the base and the
+    adapter, right when the answer contains `answer` (its words in order, or /a regex/)."""
+    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
+        {"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+    example_id = examples.add_example(ctx.store, messages, "added")
+    examples.set_must_keep(ctx.store, example_id, True)
+    return example_id
+
+
 def delete(ctx: Context, example_id: int) -> None:
     examples.delete_example(ctx.store, example_id)
 

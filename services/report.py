@@ -1,34 +1,42 @@
 """The report card: was the adapter worth it? Every adapter is measured, on examples it
-never saw, against what a prompt or a few examples in the prompt would have done, with
-honest uncertainty and a one-line verdict (the rules are in the README).
+never saw (storage/placement.py), against what a prompt or a few examples in the prompt
+would have done, with paired tests that never claim more than the data, and on the
+general check (services/general.py: what it forgot); a verdict sums it up (the rules
+are in the README).
 
 evaluate() computes a card and stores it on the run; ReportWorker does so by itself,
 in the background of the web app, after every successful run."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
-from assistant.engine import ContextTooLong, GenerationSettings
 from core.adapters import BASE
 from core.chatformat import token_count
 from core.errors import UserError
-from services import contenders, fewshot, models, scoring
+from services import contenders, fewshot, general, models, scoring
 from services.context import Context
-from storage import examples, reports, runs
+from storage import placement, reports, runs
 from storage.conversations import now
 from trainer.objectives import OBJECTIVES
 
 MIN_TEST = 5
 """Fewer test examples than this give a report that says so instead of scores."""
-MATCH_TOLERANCE = 0.05
-"""A baseline matches the adapter on an example when it scores at most this much less."""
 SHIFT = 0.2
 """For closeness measures, a change this big against the base counts as a flip."""
+MEASURE_KEY = "report_measure"
+"""The setting naming what decides the verdict (one of MEASURES), or auto."""
+MEASURES = {"style": "style", "chrf": "wording (chrF)", "exact": "the exact label",
+            "json": "the JSON fields"}
+"""What can decide a verdict, as a user reads it."""
+BATCH = 16
+"""Test answers generated at once."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -37,34 +45,22 @@ class NothingToEvaluate(UserError):
     pass
 
 
-@dataclass(frozen=True)
-class TestExample:
-    id: int
-    source: str
-    split: str
-    """held_out (by the run) or test_only (marked by the user)."""
-    messages: list[dict]
-
-    @property
-    def reference(self) -> str:
-        return self.messages[-1]["content"]
-
-    @property
-    def prompt(self) -> list[dict]:
-        return self.messages[:-1]
+class UnknownMeasure(UserError):
+    pass
 
 
-def test_set(ctx: Context, run: dict | None) -> list[TestExample]:
-    """The run's held-out examples as it froze them, and every example marked test only;
-    corrections first (did it learn my corrections?)."""
-    held = runs.run_examples(ctx.store, run["id"], "held_out") if run else []
-    found = [TestExample(e.example_id, e.source, "held_out", e.messages) for e in held]
-    seen = {e.id for e in found}
-    found += [TestExample(e.id, e.source, "test_only", e.messages)
-              for e in reversed(examples.list_examples(ctx.store, test_only=True))
-              if e.id not in seen]
-    found.sort(key=lambda e: e.source != "corrected")
-    return found
+def chosen_measure(ctx: Context) -> str:
+    return runs.get_setting(ctx.store, MEASURE_KEY, "auto")
+
+
+def choose_measure(ctx: Context, name: str) -> str:
+    """What decides the verdicts of the cards from now on: auto (the style when the
+    references share one, else the measure their form calls for) or one of MEASURES."""
+    if name != "auto" and name not in MEASURES:
+        raise UnknownMeasure(f"The verdict can be decided by auto, {', '.join(MEASURES)}; "
+                             f"not {name!r}.")
+    runs.set_setting(ctx.store, MEASURE_KEY, name)
+    return name
 
 
 def lineup(ctx: Context, adapter: str, run: dict | None) -> tuple[list[str], list[dict]]:
@@ -106,25 +102,56 @@ def _sft_only_beside(ctx: Context, run: dict | None) -> str | None:
 def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None = None,
              save: bool = True) -> dict:
     """Measure an adapter ("latest" when None) against the base and the prompting
-    baselines on its test set; returns the report card (and stores it on the run)."""
+    baselines on its test set, and ask both the general check; returns the report card
+    (and stores it on the run)."""
     adapter = models.resolve_adapter(ctx, adapter or models.LATEST, "to evaluate")
     run = runs.run_of_adapter(ctx.store, adapter)
-    tests = test_set(ctx, run)
+    tests = placement.test_set(ctx.store, run)
+    cases = tests.cases
     names, skipped = lineup(ctx, adapter, run)
+    scored = len(cases) >= MIN_TEST
+    questions = general.questions(ctx)
+    steps = _Steps(progress, len(names) * len(cases) * scored + 2 * len(questions))
     card: dict = {"adapter": adapter, "run": run["id"] if run else None,
-                  "created_at": now(), "n": len(tests), "skipped": skipped,
-                  "test_examples": {s: sum(t.split == s for t in tests)
-                                    for s in ("held_out", "test_only")}}
-    if len(tests) < MIN_TEST:
-        card.update(contenders=[], rows=[], measure=None, style_phrases=[],
-                    votes={}, verdict=too_few(adapter, len(tests)))
-    else:
-        card.update(_measure(ctx, names, tests, run, progress))
-        card["votes"] = votes_beside(ctx, card, tests)
-        card["verdict"] = verdict(card, adapter)
+                  "created_at": now(), "n": len(cases), "skipped": skipped,
+                  "test_examples": {s: sum(t.split == s for t in cases)
+                                    for s in ("held_out", "test_only")},
+                  "left_out": tests.left_out, "test_set": test_set_id(cases),
+                  "contenders": [], "rows": [], "measure": None, "measures": [],
+                  "style_phrases": [], "votes": {}}
+    steps.add(0, "starting")
+    if scored:
+        card.update(_measure(ctx, names, cases, run, chosen_measure(ctx), steps))
+        card["votes"] = votes_beside(ctx, card, cases)
+    card["general"] = general.check(ctx, questions, [BASE, adapter], steps.add)
+    steps.finish()
+    card["verdict"] = verdict(card, adapter) if scored else \
+        f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
     if save and run is not None:
         reports.save_report(ctx.store, run["id"], adapter, card)
     return card
+
+
+class _Steps:
+    """Progress across the card's parts: "answers 12 of 240: run-3"."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def add(self, count: int, step: str) -> None:
+        self.done += count
+        if self.progress:
+            self.progress(self.done, self.total, f"answers {self.done} of {self.total}: {step}")
+
+    def finish(self) -> None:
+        if self.progress:
+            self.progress(self.total, self.total, "done")
+
+
+def test_set_id(cases: list[placement.TestCase]) -> str:
+    """Which test set a card used: cards compare runs only when these are equal."""
+    canonical = json.dumps(sorted([c.id, c.reference] for c in cases), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def cards_by_run(ctx: Context) -> dict[int, dict]:
@@ -149,58 +176,81 @@ def too_few(adapter: str, n: int) -> str:
             f"{MIN_TEST}.")
 
 
-def _measure(ctx: Context, names: list[str], tests: list[TestExample], run: dict | None,
-             progress: Progress | None) -> dict:
+def _measure(ctx: Context, names: list[str], tests: list[placement.TestCase],
+             run: dict | None, wanted: str, steps: _Steps) -> dict:
     references = [t.reference for t in tests]
-    measure = scoring.choose_measure(references)
     phrases = scoring.style_phrases(references)
-    pool = contenders.run_pool(ctx, run["id"]) if run else contenders.live_pool(ctx)
-    settings = GenerationSettings(max_new_tokens=_budget(ctx, references))
-    answers: dict[str, list[dict]] = {}
-    total, done = len(names) * len(tests), 0
-    for name in names:
-        chosen = models.contender(ctx, name)
-        answers[name] = []
-        for test in tests:
-            if progress:
-                progress(done, total, f"{name} answering test example #{test.id}")
-            answers[name].append(_answer(ctx, chosen, test, pool, settings, measure))
-            done += 1
-    if progress:
-        progress(total, total, "done")
-    rows = _rows(tests, answers, measure)
-    return {"measure": {"name": measure.name, "why": measure.why}, "style_phrases": phrases,
-            "contenders": [_summary(name, answers[name], phrases, run) for name in names],
-            "rows": rows}
+    measures = scoring.measures_for(references, phrases)
+    decides = _deciding(measures, wanted)
+    pool = contenders.run_pool(ctx, run) if run else contenders.live_pool(ctx)
+    budget = _budget(ctx, references)
+    answers = {name: _answers(ctx, models.contender(ctx, name), tests, pool, budget,
+                              measures, steps) for name in names}
+    return {"measure": {"name": decides.name, "why": decides.why, "binary": decides.binary,
+                        "chosen": wanted},
+            "measures": [{"name": m.name, "why": m.why} for m in measures],
+            "style_phrases": phrases,
+            "contenders": [_summary(name, answers[name], decides, measures, phrases, run)
+                           for name in names],
+            "rows": _rows(tests, answers, decides)}
+
+
+def _deciding(measures: list[scoring.Measure], wanted: str) -> scoring.Measure:
+    """The measure the user chose, else (auto) the style when the references share one,
+    else the measure their form calls for."""
+    found = {m.name: m for m in measures}
+    if wanted in found:
+        return found[wanted]
+    auto = found.get("style") or measures[0]
+    if wanted == "auto":
+        return auto
+    return replace(auto, why=f"{auto.why} (you chose {MEASURES.get(wanted, wanted)} to "
+                             "decide, but these references give it nothing to measure)")
 
 
 def _budget(ctx: Context, references: list[str]) -> int:
+    """Answers end a little past the longest reference: a longer one gains nothing on any
+    measure, and rambling greedy answers are what made cards slow."""
     longest = max(len(ctx.engine.tokenizer(r, add_special_tokens=False)["input_ids"])
                   for r in references)
-    return max(48, min(256, 2 * longest))
+    return max(32, min(256, longest + longest // 2 + 8))
 
 
-def _answer(ctx: Context, chosen: contenders.Contender, test: TestExample,
-            pool: fewshot.ExamplePool, settings: GenerationSettings,
-            measure: scoring.Measure) -> dict:
-    prompt = contenders.build_prompt(ctx, chosen, test.prompt, pool)
+def _answers(ctx: Context, chosen: contenders.Contender, tests: list[placement.TestCase],
+             pool: fewshot.ExamplePool, budget: int, measures: list[scoring.Measure],
+             steps: _Steps) -> list[dict]:
+    """Each test's answer by `chosen` (generated in batches), scored by every measure."""
+    prompts = [contenders.build_prompt(ctx, chosen, test.prompt, pool) for test in tests]
+    fits = [_fits(ctx, prompt, budget) for prompt in prompts]
     started = time.perf_counter()
-    try:
-        text = ctx.engine.reply(prompt, chosen.adapter, settings)
-    except ContextTooLong:  # e.g. a long baseline prompt on a short-context model
-        return {"text": "(no answer: the prompt does not fit the model's context)",
-                "score": 0.0, "seconds": 0.0,
-                "prompt_tokens": token_count(ctx.engine.tokenizer, prompt)}
-    return {"text": text, "score": measure.score(text, test.reference),
-            "seconds": time.perf_counter() - started,
-            "prompt_tokens": token_count(ctx.engine.tokenizer, prompt)}
+    texts = iter(ctx.engine.reply_many([p for p, ok in zip(prompts, fits) if ok],
+                                       chosen.adapter, budget, BATCH))
+    seconds = (time.perf_counter() - started) / max(1, sum(fits))
+    found = []
+    for test, prompt, ok in zip(tests, prompts, fits):
+        # e.g. a long baseline prompt on a short-context model: no answer, scored 0
+        text = next(texts) if ok else "(no answer: the prompt does not fit the model's context)"
+        found.append({"text": text, "seconds": seconds if ok else 0.0,
+                      "scores": {m.name: m.score(text, test.reference) if ok else 0.0
+                                 for m in measures},
+                      "prompt_tokens": token_count(ctx.engine.tokenizer, prompt)})
+    steps.add(len(tests), chosen.name)
+    return found
 
 
-def _summary(name: str, answers: list[dict], phrases: list[str], run: dict | None) -> dict:
-    scores = [a["score"] for a in answers]
+def _fits(ctx: Context, prompt: list[dict], budget: int) -> bool:
+    return token_count(ctx.engine.tokenizer, prompt) + min(budget, 32) <= \
+        ctx.engine.context_window
+
+
+def _summary(name: str, answers: list[dict], decides: scoring.Measure,
+             measures: list[scoring.Measure], phrases: list[str], run: dict | None) -> dict:
+    scores = [a["scores"][decides.name] for a in answers]
     low, high = scoring.interval(scores)
     row = {"name": name, "score": _pct(scoring.mean(scores)), "ci_low": _pct(low),
            "ci_high": _pct(high), "n": len(scores),
+           "scores": {m.name: _pct(scoring.mean([a["scores"][m.name] for a in answers]))
+                      for m in measures},
            "prompt_tokens": round(scoring.mean([a["prompt_tokens"] for a in answers])),
            "latency_ms": round(1000 * statistics.median(
                [a["seconds"] for a in answers if a["seconds"]] or [0.0])),
@@ -211,18 +261,20 @@ def _summary(name: str, answers: list[dict], phrases: list[str], run: dict | Non
     return row
 
 
-def _rows(tests: list[TestExample], answers: dict[str, list[dict]],
-          measure: scoring.Measure) -> list[dict]:
+def _rows(tests: list[placement.TestCase], answers: dict[str, list[dict]],
+          decides: scoring.Measure) -> list[dict]:
     rows = []
     for i, test in enumerate(tests):
-        base = answers[BASE][i]["score"]
+        base = answers[BASE][i]["scores"][decides.name]
         row = {"id": test.id, "source": test.source, "split": test.split,
                "prompt": test.prompt[-1]["content"], "reference": test.reference,
-               "answers": {name: {"text": a[i]["text"], "score": _pct(a[i]["score"])}
+               "answers": {name: {"text": a[i]["text"],
+                                  "score": _pct(a[i]["scores"][decides.name]),
+                                  "scores": {m: _pct(v) for m, v in a[i]["scores"].items()}}
                            for name, a in answers.items()},
                "flips": {}}
         for name, a in answers.items():
-            flip = _flip(measure, base, a[i]["score"])
+            flip = _flip(decides, base, a[i]["scores"][decides.name])
             if name != BASE and flip:
                 row["flips"][name] = flip
         rows.append(row)
@@ -246,53 +298,98 @@ def _pct(value: float) -> float:
 # The verdict, by the rules the README states.
 
 def verdict(card: dict, adapter: str) -> str:
+    """One paragraph that never claims more than the test set supports: a difference is
+    called only when a paired test (sign test for right/wrong, permutation test for
+    closeness), Holm-adjusted over the baselines, puts it beyond chance."""
+    measure = card.get("measure") or {}
     scores = {name: [row["answers"][name]["score"] for row in card["rows"]]
               for name in card["rows"][0]["answers"]}
     summary = {c["name"]: c for c in card["contenders"]}
-    mine = scores[adapter]
     baselines = [n for n in (BASE, contenders.PROMPT, contenders.EXAMPLES) if n in scores]
-    n = card["n"]
-    gaps = {b: scoring.difference_interval(mine, scores[b]) for b in baselines}
-    if all(low > 0 for low, _ in gaps.values()):
+    n, need = card["n"], scoring.fewest_for_a_clear_result(len(baselines))
+    on = f" on {MEASURES[measure['name']]}" if measure.get("name") in MEASURES else ""
+    if n < need:
         best = max(baselines, key=lambda b: summary[b]["score"])
-        low, high = gaps[best]
-        line = (f"{adapter} beats every prompting baseline beyond the uncertainty on {n} test "
-                f"examples: {summary[adapter]['score']:.0f} against {summary[best]['score']:.0f}"
-                f" for the best of them, {best} (a difference of {low:+.0f} to {high:+.0f}).")
+        line = (f"Only {n} test examples: too few for a clear result even if {adapter} won "
+                f"every one (against {len(baselines)} baseline{'s' * (len(baselines) > 1)} "
+                f"that takes {need}). Mark {need - n} more examples as test only in the "
+                f"Examples tab. So far{on}: {summary[adapter]['score']:.0f} for {adapter}, "
+                f"{summary[best]['score']:.0f} for the best baseline, {best}.")
     else:
-        line = _a_baseline_does_as_well(adapter, baselines, gaps, scores, summary, n)
+        p = scoring.holm({b: scoring.paired_p(scores[adapter], scores[b],
+                                              measure.get("binary", False))
+                          for b in baselines})
+        line = _compared(adapter, baselines, p, scores, summary, n, on)
+    line += _other_measures(card, adapter, baselines)
     broke = [row["id"] for row in card["rows"] if row["flips"].get(adapter) == "broke"]
     if broke:
         line += (f" {adapter} is worse than the base on example"
                  f"{'s' * (len(broke) > 1)} {', '.join(f'#{i}' for i in broke)}.")
+    return f"{line} {forgetting(card, adapter)}".strip()
+
+
+def _compared(adapter: str, baselines: list[str], p: dict[str, float], scores: dict,
+              summary: dict, n: int, on: str) -> str:
+    mine = summary[adapter]["score"]
+    beaten = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] < mine]
+    better = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] > mine]
+    if len(beaten) == len(baselines):
+        best = max(baselines, key=lambda b: summary[b]["score"])
+        return (f"{adapter} beats every prompting baseline beyond chance{on}, on {n} test "
+                f"examples: {mine:.0f} against {summary[best]['score']:.0f} for the best of "
+                f"them, {best} (p = {p[best]:.3f}, adjusted for {len(baselines)} "
+                f"comparison{'s' * (len(baselines) > 1)}).")
+    if better:
+        best = max(better, key=lambda b: summary[b]["score"])
+        return (f"{best} does better than {adapter} beyond chance{on}, on {n} test examples: "
+                f"{summary[best]['score']:.0f} against {mine:.0f} (p = {p[best]:.3f}). "
+                "Fine-tuning did not pay off here.")
+    undecided = [b for b in baselines if b not in beaten]
+    cheapest = min(undecided, key=lambda b: summary[b]["prompt_tokens"])
+    ahead = sum(a > b for a, b in zip(scores[adapter], scores[cheapest]))
+    behind = sum(a < b for a, b in zip(scores[adapter], scores[cheapest]))
+    extra = summary[cheapest]["prompt_tokens"] - summary[adapter]["prompt_tokens"]
+    cost = (f"{cheapest} costs {extra} more prompt tokens per request and no training"
+            if extra > 0 else f"{cheapest} needs no training")
+    line = (f"{adapter} and {cheapest} cannot be told apart{on} with {n} test examples "
+            f"({mine:.0f} against {summary[cheapest]['score']:.0f}; {adapter} ahead on "
+            f"{ahead}, behind on {behind}; p = {p[cheapest]:.2f}); {cost}.")
+    if beaten:
+        line += f" {adapter} does beat {', '.join(beaten)} beyond chance."
     return line
 
 
-def _a_baseline_does_as_well(adapter: str, baselines: list[str], gaps: dict,
-                             scores: dict, summary: dict, n: int) -> str:
-    """A baseline clearly better than the adapter, else the cheapest one that is not
-    clearly worse, and what it costs."""
-    better = [b for b in baselines if gaps[b][1] < 0]
-    if better:
-        best = max(better, key=lambda b: summary[b]["score"])
-        return (f"{best} does better than {adapter} beyond the uncertainty on {n} test "
-                f"examples: {summary[best]['score']:.0f} against "
-                f"{summary[adapter]['score']:.0f}. Fine-tuning did not pay off here.")
-    cheapest = min((b for b in baselines if gaps[b][0] <= 0),
-                   key=lambda b: summary[b]["prompt_tokens"])
-    low, high = gaps[cheapest]
-    matches = sum(b >= a - 100 * MATCH_TOLERANCE
-                  for a, b in zip(scores[adapter], scores[cheapest]))
-    extra = summary[cheapest]["prompt_tokens"] - summary[adapter]["prompt_tokens"]
-    cost = (f"it costs {extra} more prompt tokens per request and no training"
-            if extra > 0 else "and it needs no training")
-    return (f"{cheapest} matches {adapter} on {matches} of {n} test examples, within the "
-            f"uncertainty ({summary[cheapest]['score']:.0f} against "
-            f"{summary[adapter]['score']:.0f}; {adapter} leads by {low:+.0f} to {high:+.0f}); "
-            f"{cost}.")
+def _other_measures(card: dict, adapter: str, baselines: list[str]) -> str:
+    """The measures that did not decide, a sentence each: " On style: 100 for run-1, 20
+    for base+examples."""
+    decided = (card.get("measure") or {}).get("name")
+    parts = []
+    for measure in card.get("measures", []):
+        if measure["name"] == decided:
+            continue
+        by = {c["name"]: c["scores"][measure["name"]] for c in card["contenders"]}
+        best = max(baselines, key=lambda b: by[b])
+        parts.append(f" On {MEASURES[measure['name']]}: {by[adapter]:.0f} for {adapter}, "
+                     f"{by[best]:.0f} for {best}.")
+    return "".join(parts)
 
 
-def votes_beside(ctx: Context, card: dict, tests: list[TestExample]) -> dict:
+def forgetting(card: dict, adapter: str) -> str:
+    """What the general check says, in one sentence."""
+    block = card.get("general")
+    if not block:
+        return ""
+    by = {m["name"]: m for m in block["models"]}
+    mine, base = by[adapter], by[BASE]
+    if mine["forgot"]:
+        return (f"{adapter} forgot things the base knew: {mine['lost']} of {block['n']} "
+                f"general questions the base got right it now gets wrong (it gained "
+                f"{mine['gained']}; p = {mine['p']:.3f}).")
+    return (f"General knowledge: no clear loss ({base['right']} of {block['n']} right for "
+            f"the base, {mine['right']} for {adapter}).")
+
+
+def votes_beside(ctx: Context, card: dict, tests: list[placement.TestCase]) -> dict:
     """The user's votes between models of this card, and how often the automatic score
     agrees with them. A vote's answers are scored against the reference when its prompt
     is a test example's, else by the style phrases (when the references have some)."""
@@ -357,6 +454,16 @@ class ReportWorker:
                 self.failed[run["id"]] = f"{type(error).__name__}: {error}"
             finally:
                 self.current = None
+
+    def failure(self, adapter: str) -> str | None:
+        """Why the card of `adapter` could not be computed, if it could not."""
+        run = runs.run_of_adapter(self.ctx.store, adapter)
+        return self.failed.get(run["id"]) if run else None
+
+    def forget_failure(self, adapter: str) -> None:
+        run = runs.run_of_adapter(self.ctx.store, adapter)
+        if run:
+            self.failed.pop(run["id"], None)
 
     def _progress(self, done: int, total: int, step: str) -> None:
         if self.current is not None:

@@ -9,8 +9,11 @@
 
 Besides, a style check that needs no configuration: phrases that recur across most
 references (a greeting, a sign-off) and how often each answer carries them.
-Uncertainty: a 95% interval by bootstrap over the test examples (paired, for the
-difference between two models), so it says how much a test set this small can tell.
+Uncertainty, two ways. Whether one model is better than another is decided by a paired
+test whose error rate holds at any number of test examples: an exact sign test for
+right/wrong scores, a paired permutation test for closeness scores, with Holm's
+adjustment when an adapter is held against several baselines. A 95% bootstrap interval
+shows how big a difference may be; it never decides.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ STYLE_SHARE = 0.6
 """A phrase is part of the style when at least this share of the references has it."""
 BOOTSTRAP = 2000
 SEED = 1234
+ALPHA = 0.05
+"""A difference is claimed when a chance this small or smaller could have made it."""
+PERMUTATIONS = 9999
+"""Random sign patterns of a permutation test with too many to try them all."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,19 @@ def choose_measure(references: list[str]) -> Measure:
     return Measure("chrf", "the references are free text: chrF scores how much of each "
                    "reference an answer shares (how close to your wording, 0 to 100)",
                    chrf, binary=False)
+
+
+def measures_for(references: list[str], phrases: list[str]) -> list[Measure]:
+    """Every measure these references support: the one their form calls for first,
+    then the style when they share phrases (a greeting, a sign-off)."""
+    found = [choose_measure(references)]
+    if phrases:
+        shown = ", ".join(f'"{p}"' for p in phrases)
+        found.append(Measure(
+            "style", f"most of your answers share {shown}: an answer scores by how many of "
+            "these it carries", lambda answer, _reference: mean(
+                [float(carries(answer, p)) for p in phrases]), binary=len(phrases) == 1))
+    return found
 
 
 def _label(text: str) -> str:
@@ -146,3 +166,54 @@ def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
 def difference_interval(a: list[float], b: list[float]) -> tuple[float, float]:
     """95% interval of mean(a - b) over the same examples (a paired bootstrap)."""
     return interval([x - y for x, y in zip(a, b)])
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how likely `wins` against `losses` (ties left out) or a
+    split as uneven would be if neither side were better."""
+    from scipy.stats import binomtest
+
+    return binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
+
+
+def permutation_test(differences: list[float]) -> float:
+    """Two-sided paired permutation test of the mean difference: each example's
+    difference may have come out either way round if the models were alike. Exact (every
+    sign pattern) up to 2^13 patterns, else PERMUTATIONS random ones."""
+    import numpy as np
+    from scipy.stats import permutation_test as scipy_permutation_test
+
+    nonzero = np.array([d for d in differences if d != 0.0])
+    if len(nonzero) < 2:  # one difference either way round is as extreme: p = 1
+        return 1.0
+    result = scipy_permutation_test((nonzero,), np.mean, vectorized=True,
+                                    permutation_type="samples", alternative="two-sided",
+                                    n_resamples=PERMUTATIONS, rng=SEED)
+    return float(min(1.0, result.pvalue))
+
+
+def paired_p(mine: list[float], other: list[float], binary: bool) -> float:
+    """The p-value of "these two differ", paired over the same examples."""
+    if binary:
+        wins = sum(a > b for a, b in zip(mine, other))
+        return sign_test(wins, sum(a < b for a, b in zip(mine, other)))
+    return permutation_test([a - b for a, b in zip(mine, other)])
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment: each p-value as if alone, though several were made."""
+    ordered = sorted(p_values, key=p_values.get)  # type: ignore[arg-type]
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(ordered):
+        running = max(running, min(1.0, (len(ordered) - i) * p_values[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+def fewest_for_a_clear_result(comparisons: int) -> int:
+    """The fewest test examples at which winning every one could be told from chance,
+    against `comparisons` baselines at once (two-sided, Holm)."""
+    n = 1
+    while 2 * 0.5 ** n > ALPHA / max(1, comparisons):
+        n += 1
+    return n

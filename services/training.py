@@ -9,7 +9,7 @@ from pathlib import Path
 from core.errors import UserError
 from services import models
 from services.context import Context
-from storage import examples, formats, runs
+from storage import examples, formats, placement, runs
 from storage.runs import RunExample
 from trainer.config import TrainConfig
 from trainer.objectives import OBJECTIVES
@@ -237,8 +237,6 @@ def lineage(ctx: Context, run_id: int) -> Lineage:
 
 def export_training_set(ctx: Context, run_id: int, path: str | Path,
                         fmt: str = "openai") -> int:
-    """Write exactly what run `run_id` trained on (as it was when queued)."""
-    found = lineage(ctx, run_id).train
-    rows = [examples.Example(e.example_id, e.messages, e.source, e.rejected, None, "")
-            for e in found]
-    return formats.export_examples(rows, path, fmt)
+    """Write what run `run_id` trained on (as it was when queued) that `fmt` carries."""
+    runs.get_run(ctx.store, run_id)  # RunNotFound for a run that does not exist
+    return formats.export_examples(placement.exported(ctx.store, run_id, fmt), path, fmt)

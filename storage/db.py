@@ -171,6 +171,21 @@ def m007_examples_at_scale(db: Database) -> None:
                "(deleted_at, source, test_only, rejected IS NOT NULL)")
 
 
+@migrations()
+def m008_examples_version(db: Database) -> None:
+    """A counter that every edit, delete, restore or test-only mark of an example moves,
+    so a cache of examples (the chat's few-shot pool) can tell it is stale (an insert
+    shows as a new largest id); and the user's "must not change" checks, test-only
+    examples every report card asks the base and the adapter."""
+    db.table("examples").add_column("must_keep", int, not_null_default=0)
+    db.execute("CREATE TABLE data_versions (name TEXT PRIMARY KEY, version INTEGER)")
+    db.execute("INSERT INTO data_versions VALUES ('examples', 0)")
+    for event in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER examples_version_{event.lower()} AFTER {event} ON "
+                   f"examples BEGIN UPDATE data_versions SET version = version + 1 "
+                   f"WHERE name = 'examples'; END")
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

@@ -68,6 +68,9 @@ class Example:
     near_duplicate_of: int | None = None
     test_only: bool = False
     """Kept for testing: never trained on, never placed in a prompt as an example."""
+    must_keep: bool = False
+    """A "must not change" check (test only too): every report card asks the base and
+    the adapter its prompt and checks the answer still matches."""
 
     @property
     def prompt(self) -> str:
@@ -459,30 +462,45 @@ def get_example(store: Store, example_id: int) -> Example:
     """One live example; ExampleNotFound when it was deleted (in another tab, say)."""
     with store.read() as db:
         row = db.execute("SELECT id, messages, source, rejected, conversation_id, "
-                         "created_at, test_only FROM examples WHERE id = ? AND deleted_at "
-                         "IS NULL", [example_id]).fetchone()
+                         "created_at, test_only, must_keep FROM examples WHERE id = ? AND "
+                         "deleted_at IS NULL", [example_id]).fetchone()
     if row is None:
         raise ExampleNotFound(f"Example #{example_id} is gone (deleted, perhaps in another "
                               "tab). Refresh the table.")
-    id_, messages, source, rejected, conversation_id, created, test_only = row
+    id_, messages, source, rejected, conversation_id, created, test_only, must_keep = row
     return Example(id_, json.loads(messages), source, rejected, conversation_id, created,
-                   test_only=bool(test_only))
+                   test_only=bool(test_only), must_keep=bool(must_keep))
 
 
 def set_test_only(store: Store, example_id: int, test_only: bool) -> None:
-    """Keep an example for testing only (never trained on), or give it back to training."""
+    """Keep an example for testing only (never trained on), or give it back to training
+    (then it is no must-not-change check either)."""
     with store.connect() as db:
         _require(db, example_id)
-        db.table("examples").update(example_id, {"test_only": int(test_only)})
+        db.table("examples").update(example_id, {"test_only": int(test_only)} | (
+            {} if test_only else {"must_keep": 0}))
+
+
+def set_must_keep(store: Store, example_id: int, must_keep: bool) -> None:
+    """Make an example a must-not-change check (and so test only), or a plain example
+    kept for testing again."""
+    with store.connect() as db:
+        _require(db, example_id)
+        db.table("examples").update(example_id, {"must_keep": int(must_keep)} | (
+            {"test_only": 1} if must_keep else {}))
 
 
 def list_examples(store: Store, search: str = "", source: str = "all",
                   sources: tuple[str, ...] = SOURCES, test_only: bool | None = None,
-                  limit: int | None = None, offset: int = 0) -> list[Example]:
+                  limit: int | None = None, offset: int = 0,
+                  must_keep: bool | None = None) -> list[Example]:
     """Newest first; `search` matches any message text, case-insensitively; `test_only`
-    True or False keeps only the test examples or only the others; `limit` and `offset`
-    give one page."""
+    True or False keeps only the test examples or only the others (`must_keep` likewise
+    for the must-not-change checks); `limit` and `offset` give one page."""
     where, params = _filter(search, source, sources, test_only)
+    if must_keep is not None:
+        where += " AND e.must_keep = ?"
+        params.append(int(must_keep))
     with store.read() as db:
         return _page(db, where, params, limit, offset)[0]
 
@@ -521,11 +539,11 @@ def _page(db: Database, where: str, params: list, limit: int | None,
             "o.prompt_key IN (e.near_key, e.prompt_key)))")
     rows = db.execute(
         f"SELECT id, messages, source, rejected, conversation_id, created_at, {twin}, "
-        f"test_only FROM examples e WHERE id IN (SELECT value FROM json_each(?)) "
-        f"ORDER BY id DESC", [json.dumps([id_ for id_, _ in picked])]).fetchall()
+        f"test_only, must_keep FROM examples e WHERE id IN (SELECT value FROM json_each(?))"
+        f" ORDER BY id DESC", [json.dumps([id_ for id_, _ in picked])]).fetchall()
     return [Example(id_, json.loads(messages), src, rejected, conv, created, twin_id,
-                    bool(test))
-            for id_, messages, src, rejected, conv, created, twin_id, test in rows], \
+                    bool(test), bool(keep))
+            for id_, messages, src, rejected, conv, created, twin_id, test, keep in rows], \
         picked[0][1]
 
 

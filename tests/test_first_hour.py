@@ -146,7 +146,7 @@ def test_examples_editor_saves_what_is_on_the_screen(ctx, store):
     example_id = examples.add_example(store, voice_examples(1)[0])
     [row] = tab.overview()[1]
     event = gr.SelectData(None, {"index": [0, 1], "value": "", "row_value": row})
-    chosen, _, messages, _, _ = tab.select(event)
+    chosen, _, messages, _, _, _ = tab.select(event)
     assert [m["role"] for m in messages] == ["system", "user", "assistant"]
     roles = [m["role"] for m in messages]
     assert "Saved" in tab.save(chosen, roles, "", "Say hello number 0.", "Hi! Edited.")

@@ -9,7 +9,7 @@ import pytest
 import app
 from services import contenders, models, report, scoring
 from services.context import Context
-from storage import examples, runs
+from storage import examples, placement, runs
 from trainer.config import TrainConfig
 
 from helpers import fill, voice_examples
@@ -51,7 +51,8 @@ def test_the_interval_on_known_data():
     assert low == high == 1.0
 
 
-def card(scores: dict[str, list[float]], tokens: dict[str, int] | None = None) -> dict:
+def card(scores: dict[str, list[float]], tokens: dict[str, int] | None = None,
+         binary: bool = False, general: dict | None = None) -> dict:
     """A report card with these per-example scores (0-100)."""
     n = len(next(iter(scores.values())))
     rows = [{"id": i + 1, "answers": {name: {"text": "", "score": s[i]}
@@ -60,36 +61,151 @@ def card(scores: dict[str, list[float]], tokens: dict[str, int] | None = None) -
                        if s[i] < 50 <= scores["base"][i]}} for i in range(n)]
     summary = [{"name": name, "score": scoring.mean(s),
                 "prompt_tokens": (tokens or {}).get(name, 40)} for name, s in scores.items()]
-    return {"n": n, "rows": rows, "contenders": summary}
+    return {"n": n, "rows": rows, "contenders": summary, "general": general,
+            "measure": {"name": "exact" if binary else "chrf", "binary": binary}}
 
 
 def test_verdict_the_adapter_beats_every_baseline():
-    line = report.verdict(card({"base": [0] * 8, "base+examples": [0, 100] * 4,
-                                "run-3": [100] * 8}), "run-3")
-    assert line.startswith("run-3 beats every prompting baseline beyond the uncertainty on 8")
+    line = report.verdict(card({"base": [0] * 12, "base+examples": [0, 100] * 6,
+                                "run-3": [100] * 12}, binary=True), "run-3")
+    assert line.startswith("run-3 beats every prompting baseline beyond chance on the exact "
+                           "label, on 12 test examples")
 
 
-def test_verdict_a_baseline_does_as_well_and_says_what_it_costs():
+def test_verdict_a_baseline_that_cannot_be_told_apart_says_what_it_costs():
     line = report.verdict(card({"base": [0] * 8, "base+examples": [100] * 7 + [0],
                                 "run-3": [100] * 8},
                                {"base": 40, "base+examples": 430, "run-3": 40}), "run-3")
-    assert line.startswith("base+examples matches run-3 on 7 of 8 test examples, within the "
-                           "uncertainty")
-    assert line.endswith("it costs 390 more prompt tokens per request and no training.")
+    assert line.startswith("run-3 and base+examples cannot be told apart on wording (chrF) "
+                           "with 8 test examples (100 against 88; run-3 ahead on 1, behind "
+                           "on 0")
+    assert "base+examples costs 390 more prompt tokens per request and no training." in line
+    assert "run-3 does beat base beyond chance." in line
 
 
 def test_verdict_a_baseline_does_better():
     line = report.verdict(card({"base": [100] * 8, "run-3": [0] * 8}), "run-3")
-    assert line.startswith("base does better than run-3 beyond the uncertainty")
+    assert line.startswith("base does better than run-3 beyond chance")
     assert line.endswith("run-3 is worse than the base on examples #1, #2, #3, #4, #5, #6, "
                          "#7, #8.")
 
 
 def test_verdict_never_claims_more_than_the_test_set_supports():
     assert "too few to judge run-3" in report.too_few("run-3", 3)
-    line = report.verdict(card({"base": [0, 100, 0, 100, 0], "run-3": [100, 0, 100, 0, 100]}),
-                          "run-3")
-    assert line.startswith("base matches run-3") and "beyond" not in line
+    line = report.verdict(card({"base": [0, 100, 0, 100, 0, 100, 0],
+                                "run-3": [100, 0, 100, 0, 100, 0, 100]}), "run-3")
+    assert line.startswith("run-3 and base cannot be told apart") and "beyond" not in line
+    assert "match" not in line
+
+
+def test_five_wins_of_five_are_not_called_certain():
+    """5 of 5 is p = 0.06 in an exact sign test: too few, and the card says how many
+    more test examples it takes."""
+    scores = {"base": [0] * 5, "base+prompt": [0] * 5, "base+examples": [0] * 5,
+              "run-1": [100] * 5}
+    line = report.verdict(card(scores, binary=True), "run-1")
+    assert line.startswith("Only 5 test examples: too few for a clear result even if run-1 "
+                           "won every one (against 3 baselines that takes 7). Mark 2 more")
+    assert "beyond" not in line
+    assert scoring.sign_test(5, 0) == pytest.approx(0.0625)
+
+
+def claims_a_difference(line: str) -> bool:
+    return "beyond chance" in line
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("n", [5, 7, 10, 20, 50])
+def test_no_difference_is_claimed_at_most_5_percent_of_the_time(n, binary, monkeypatch):
+    """Simulated cards where every model is as good as every other: the verdict claims
+    a difference (a win either way) in at most 5% of them. 400 simulated cards estimate
+    that share to within a few points, so the test fails only when 5% is clearly
+    exceeded (the count is beyond what a true 5% gives 99 times in 100): the bootstrap
+    intervals the card used before claimed one in 7% to 20% of them."""
+    import random
+
+    from scipy.stats import binom
+
+    # Fewer random sign patterns keep the test quick; the p-value stays valid for any
+    # number of them ((hits + 1) / (patterns + 1)).
+    monkeypatch.setattr(scoring, "PERMUTATIONS", 999)
+    rng = random.Random(n * 10 + binary)
+    trials, claimed = 400, 0
+    for _ in range(trials):
+        if binary:
+            hardness = [rng.uniform(0.2, 0.8) for _ in range(n)]
+            scores = {name: [100.0 * (rng.random() < h) for h in hardness]
+                      for name in ("base", "base+prompt", "base+examples", "run-1")}
+        else:
+            level = [rng.uniform(0.2, 0.8) for _ in range(n)]
+            scores = {name: [100 * min(1.0, max(0.0, x + rng.gauss(0, 0.15))) for x in level]
+                      for name in ("base", "base+prompt", "base+examples", "run-1")}
+        claimed += claims_a_difference(report.verdict(card(scores, binary=binary), "run-1"))
+    assert claimed <= binom.ppf(0.99, trials, 0.05), f"{claimed} of {trials}"
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_real_difference_is_found_at_50(binary):
+    import random
+
+    rng = random.Random(7)
+    n = 50
+    if binary:
+        base = [100.0 * (rng.random() < 0.4) for _ in range(n)]
+        scores = {"base": base, "base+examples": [100.0 * (rng.random() < 0.4) for _ in base],
+                  "run-1": [100.0 * (rng.random() < 0.8) for _ in base]}
+    else:
+        level = [rng.uniform(0.2, 0.6) for _ in range(n)]
+        scores = {"base": [100 * x for x in level],
+                  "base+examples": [100 * (x + rng.gauss(0, 0.1)) for x in level],
+                  "run-1": [100 * (x + 0.15 + rng.gauss(0, 0.1)) for x in level]}
+    assert report.verdict(card(scores, binary=binary), "run-1").startswith(
+        "run-1 beats every prompting baseline beyond chance")
+
+
+def test_the_verdict_is_decided_by_the_style_when_the_references_share_one():
+    """The yoga studio's case: her answers end with a sign-off; wording alone had
+    base+examples "match" run-1 while run-1 kept the sign-off on 8 of 8 and base+examples
+    on 2."""
+    answers = ["Mats are free.", "Park behind the studio.", "A class is $20.", "Sadly, no dogs.",
+               "Showers are upstairs.", "Kids join at 12.", "Classes start at 7.", "Ana teaches."]
+    references = [f"{answer} Breathe easy! - Willow Yoga" for answer in answers]
+    phrases = scoring.style_phrases(references)
+    measures = scoring.measures_for(references, phrases)
+    assert [m.name for m in measures] == ["chrf", "style"] and measures[1].binary
+    style = measures[1]
+    assert style.score("Sure. Breathe easy!  - willow yoga", "") == 1.0
+    assert report._deciding(measures, "auto").name == "style"
+    assert report._deciding(measures, "chrf").name == "chrf"
+    assert report._deciding(measures, "json").name == "style"  # nothing to measure: auto
+
+    sign_off = [100.0] * 8
+    scores = {"base": [0.0] * 8, "base+examples": [100.0, 100.0] + [0.0] * 6, "run-1": sign_off}
+    shown = card(scores, binary=True)
+    shown["measure"]["name"] = "style"
+    shown["measures"] = [{"name": "chrf"}, {"name": "style"}]
+    for row, wording in zip(shown["contenders"], (20, 27, 32)):
+        row["scores"] = {"chrf": wording, "style": row["score"]}
+    line = report.verdict(shown, "run-1")
+    assert line.startswith("run-1 beats every prompting baseline beyond chance on style")
+    assert "On wording (chrF): 32 for run-1, 27 for base+examples." in line
+
+
+def test_forgetting_is_named_when_beyond_chance():
+    def block(lost: int, gained: int) -> dict:
+        p = scoring.sign_test(gained, lost)
+        return {"n": 100, "users": 0, "models": [
+            {"name": "base", "right": 90, "lost": 0, "gained": 0, "p": 1.0, "forgot": False},
+            {"name": "run-3", "right": 90 - lost + gained, "lost": lost, "gained": gained,
+             "p": p, "forgot": lost > gained and p < scoring.ALPHA}]}
+
+    scores = {"base": [0] * 8, "run-3": [100] * 8}
+    line = report.verdict(card(scores, binary=True, general=block(9, 1)), "run-3")
+    assert line.endswith("run-3 forgot things the base knew: 9 of 100 general questions the "
+                         "base got right it now gets wrong (it gained 1; p = 0.021).")
+    line = report.verdict(card(scores, binary=True, general=block(2, 1)), "run-3")
+    assert line.endswith("General knowledge: no clear loss (90 of 100 right for the base, 89 "
+                         "for run-3).")
 
 
 def test_contenders_are_model_names_everywhere(ctx, store):
@@ -116,11 +232,11 @@ def test_no_test_example_can_reach_a_few_shot_prompt(ctx, store):
     examples.set_test_only(store, marked, True)
     run_id = ctx.jobs.prepare(TrainConfig())
     held = runs.run_examples(store, run_id, "held_out")
-    tests = report.test_set(ctx, runs.get_run(store, run_id))
+    tests = placement.test_set(store, runs.get_run(store, run_id)).cases
     assert len(tests) == len(held) + 1
     secret = {t.reference for t in tests}
     chosen = models.contender(ctx, "base+examples")
-    for pool in (contenders.live_pool(ctx), contenders.run_pool(ctx, run_id)):
+    for pool in (contenders.live_pool(ctx), contenders.run_pool(ctx, runs.get_run(store, run_id))):
         for test in tests:
             prompt = contenders.build_prompt(ctx, chosen, test.prompt, pool)
             assert not secret & {m["content"] for m in prompt}
@@ -132,6 +248,9 @@ def test_the_report_card_end_to_end(ctx, store, tiny_model_dir, tmp_path, capsys
     run = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=3, batch_size=8)))
     assert run["status"] == "succeeded", run["error"]
     contenders.set_baseline_prompt(ctx, "End with Cheers, Brewster.")
+    check = examples.add_example(store, [{"role": "user", "content": "Capital of France?"},
+                                         {"role": "assistant", "content": "Paris"}])
+    examples.set_must_keep(store, check, True)
     progress = []
     result = report.evaluate(ctx, "latest", lambda *step: progress.append(step))
     names = [c["name"] for c in result["contenders"]]
@@ -143,8 +262,15 @@ def test_the_report_card_end_to_end(ctx, store, tiny_model_dir, tmp_path, capsys
         assert row["prompt_tokens"] > 0 and row["latency_ms"] >= 0
     few_shot = next(c for c in result["contenders"] if c["name"] == "base+examples")
     assert few_shot["prompt_tokens"] > result["contenders"][0]["prompt_tokens"]
-    assert progress[-1][0] == progress[-1][1] == 25
+    # 5 contenders x 5 tests, then the base and the adapter on 100 + 1 general questions
+    assert progress[-1][0] == progress[-1][1] == 25 + 2 * 101
+    assert progress[1][2].startswith("answers 5 of 227: base")
     assert result["verdict"] and report.card_for(ctx, run["adapter"]) == result
+    block = result["general"]
+    assert block["n"] == 101 and block["users"] == 1
+    assert [m["name"] for m in block["models"]] == ["base", run["adapter"]]
+    assert "General knowledge" in result["verdict"] or "forgot" in result["verdict"]
+    assert check not in {row["id"] for row in result["rows"]}  # a check, not a task test
 
     # The command line prints the same card, and writes it as JSON.
     out = tmp_path / "card.json"

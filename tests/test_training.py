@@ -11,10 +11,11 @@ import torch
 from services import training
 from services.context import Context
 from storage import examples, runs
+from storage.placement import choose_held_out, held_out_count
 from storage.runs import RunExample
 from trainer.common import SanityError, check_examples, last_complete_checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.dataset import RunData, choose_held_out, held_out_count
+from trainer.dataset import RunData
 from trainer.jobs import Jobs
 from trainer.sft import run_sft
 
@@ -111,9 +112,9 @@ def test_held_out_examples_stay_held_out_and_never_come_from_the_parent():
     more = rows + [RunExample(i, "train", "kept", m)
                    for i, m in enumerate(voice_examples(80)[60:], start=60)]
     assert held <= choose_held_out(more, set(), held)  # the same ones, whatever was added
-    parent = {r.example_id for r in rows if r.example_id not in held}
+    parent = [r for r in rows if r.example_id not in held]
     child = choose_held_out(more, parent, held)
-    assert not child & parent and len(child) == held_out_count(80)
+    assert not child & {r.example_id for r in parent} and len(child) == held_out_count(80)
 
 
 # The trainer as a process, driven like the app drives it.

@@ -80,7 +80,7 @@ def test_table_select_edit_delete_undo(tab, store):
     assert tab.overview("nothing matches")[1] == []
 
     event = gr.SelectData(None, {"index": [1, 2], "value": "Q", "row_value": rows[1]})
-    example_id, title, messages, _, _ = tab.select(event)
+    example_id, title, messages, _, _, _ = tab.select(event)
     assert (example_id, messages[0]["content"]) == (first, "S") and "#1" in title
     texts = [m["content"] for m in messages[:-1]] + ["A, edited"]
     assert "Saved" in tab.save(example_id, [m["role"] for m in messages], *texts)

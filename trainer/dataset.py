@@ -1,6 +1,6 @@
-"""What a run trains on: which examples are held out, and examples -> datasets.Dataset in
-TRL's conversational forms (prompt/completion for SFT, chosen/rejected for DPO, labelled
-completions for KTO).
+"""What a run trains on (which examples are held out: storage/placement.py), as
+datasets.Dataset in TRL's conversational forms (prompt/completion for SFT,
+chosen/rejected for DPO, labelled completions for KTO).
 
 Prompt/completion (not plain "messages") makes TRL compute the loss on the answer only:
 SmolLM2's chat template has no {% generation %} markers, so assistant_only_loss cannot
@@ -8,46 +8,11 @@ apply to it, and loss on every token teaches the prompt instead of the voice."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field, replace
 
 from storage.examples import PAIRED, TRAINABLE, UNDESIRABLE
+from storage.placement import choose_held_out
 from storage.runs import RunExample
-
-HELD_OUT_FROM = 20
-"""Below this many examples nothing is held out: every one is needed to learn from."""
-HELD_OUT_MIN = 5
-"""Fewer held-out examples than this make the eval loss and the reports meaningless."""
-HELD_OUT_SHARE = 0.15
-HELD_OUT_MAX = 30
-"""The share applies up to 200 examples; beyond, 30 held out judge a run well enough."""
-
-
-def held_out_count(examples: int) -> int:
-    """How many of `examples` to hold out: none below 20, then about 15%, at least 5, at
-    most 30."""
-    if examples < HELD_OUT_FROM:
-        return 0
-    return max(HELD_OUT_MIN, min(HELD_OUT_MAX, round(HELD_OUT_SHARE * examples)))
-
-
-def rank(messages: list[dict]) -> int:
-    """A stable pseudo-random rank of an example, from its text: the same example ranks
-    the same in every run, whatever else was added or deleted."""
-    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
-    return int(hashlib.sha256(canonical.encode()).hexdigest()[:12], 16)
-
-
-def choose_held_out(candidates: list[RunExample], trained_before: set[int],
-                    held_before: set[int]) -> set[int]:
-    """Ids to hold out from `candidates`: those held out last time first, then by rank.
-    Examples the adapter being continued has trained on (`trained_before`) are never
-    held out, since a held-out example must be one the adapter has never seen."""
-    count = held_out_count(len(candidates))
-    eligible = [c for c in candidates if c.example_id not in trained_before]
-    eligible.sort(key=lambda c: (c.example_id not in held_before, rank(c.messages)))
-    return {c.example_id for c in eligible[:count]}
 
 
 def to_record(messages: list[dict]) -> dict:

@@ -14,17 +14,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
 from core.version import code_version
-from storage import examples as example_store
-from storage import runs
+from storage import placement, runs
 from storage.db import Store
-from storage.runs import RunExample
 from trainer.config import TrainConfig
-from trainer.dataset import RunData, choose_held_out
+from trainer.dataset import RunData
 from trainer.objectives import OBJECTIVES
 
 CANCEL_GRACE_S = 20
@@ -72,34 +70,14 @@ class Jobs:
     def prepare(self, config: TrainConfig) -> int:
         """Queue a run on every trainable example, frozen as they are now, for this app
         or a launcher of the user's (`accelerate launch -m trainer RUN_ID`) to run."""
-        sources: tuple[str, ...] = example_store.TRAINABLE
-        if OBJECTIVES[config.objective].preferences:
-            sources += example_store.PREFERENCE_ONLY
-        chosen = reversed(example_store.list_examples(self.store, sources=sources,
-                                                      test_only=False))
-        rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
-        # Held out from the examples SFT learns from; thumbs-down and votes always train
-        held = choose_held_out([r for r in rows if r.source in example_store.TRAINABLE],
-                               *self._lineage_of(config.continue_from))
-        snapshot = [replace(r, split="held_out") if r.example_id in held else r for r in rows]
+        snapshot = placement.snapshot(self.store, OBJECTIVES[config.objective].preferences,
+                                      config.continue_from)
         if OBJECTIVES[config.objective].needs:
             from trainer.stages import check_data
 
             check_data(OBJECTIVES[config.objective].needs, RunData.from_run(snapshot))
         settings = {**config.to_dict(), "base_model": str(self.base_model)}
         return runs.create_run(self.store, settings, snapshot, code_version())
-
-    def _lineage_of(self, adapter: str | None) -> tuple[set[int], set[int]]:
-        """(examples trained on by `adapter` and the adapters it continued, examples the
-        latest run held out)."""
-        latest = runs.list_runs(self.store, 1)
-        held_before = {r.example_id for r in runs.run_examples(
-            self.store, latest[0]["id"], "held_out")} if latest else set()
-        trained: set[int] = set()
-        while adapter and (run := runs.run_of_adapter(self.store, adapter)) is not None:
-            trained |= {r.example_id for r in runs.run_examples(self.store, run["id"], "train")}
-            adapter = run["config"].get("continue_from")
-        return trained, held_before
 
     def resume(self, run_id: int) -> int:
         """Run a failed or cancelled run again; it continues from its last checkpoint, on

@@ -63,17 +63,27 @@ def add_routes(ctx: Context) -> None:
                                 prompt, system)
         return rates
 
-    def eval_(adapter: str = models.LATEST, system: str = "") -> dict:
+    def eval_(adapter: str = models.LATEST, system: str = "", measure: str = "") -> dict:
         """The report card of an adapter (computed now, and stored on its run): per model
-        name, score, ci_low, ci_high, n, prompt_tokens, latency_ms; the measure, the
-        verdict and one row per test example. `system` sets the baseline prompt."""
+        name, score, ci_low, ci_high, n, prompt_tokens, latency_ms; the measure that
+        decided, the verdict, one row per test example, and the general check. `system`
+        sets the baseline prompt; `measure` what decides (auto, style, chrf, exact,
+        json), kept for later cards."""
         if system.strip():
             contenders.set_baseline_prompt(ctx, system)
+        if measure.strip():
+            report.choose_measure(ctx, measure.strip())
         return report.evaluate(ctx, adapter)
+
+    def add_check(prompt: str, answer: str, system: str = "") -> int:
+        """A must-not-change check every report card asks the base and the adapter: right
+        when the answer contains `answer` (its words in order, or /a regex/)."""
+        return examples.add_check(ctx, prompt, answer, system)
 
     for fn, name in [(chat_, "chat"), (eval_, "eval"), (adapters, "adapters"),
                      (list_examples, "examples"),
                      (add_example, "add_example"), (correct, "correct"),
                      (delete_example, "delete_example"), (restore_example, "restore_example"),
-                     (run_status, "run_status"), (compare_, "compare"), (vote, "vote")]:
+                     (run_status, "run_status"), (compare_, "compare"), (vote, "vote"),
+                     (add_check, "add_check")]:
         gr.api(shown_to_user(fn), api_name=name)

@@ -16,19 +16,43 @@ def summary_markdown(card: dict) -> str:
     lines = [f"### Was {card['adapter']} worth it?", f"**{card['verdict']}**", "",
              f"{card['n']} test examples it never trained on: {tests['held_out']} held out by "
              f"its run, {tests['test_only']} marked test only."]
+    left_out = card.get("left_out", [])
+    if left_out:
+        lines.append(f"Left out of its tests: {len(left_out)} example"
+                     f"{'s' * (len(left_out) > 1)} marked test only, "
+                     + "; ".join(f"#{e['id']} ({e['why']})" for e in left_out[:5])
+                     + ("; ..." if len(left_out) > 5 else "") + ".")
     if card.get("measure"):
-        lines.append(f"Score: {card['measure']['why']}.")
+        lines.append(f"What decided: {card['measure']['name']}: {card['measure']['why']}.")
     for phrase in card.get("style_phrases", []):
         carried = ", ".join(f"{c['name']} {c['style'][phrase]:.0f}%" for c in card["contenders"])
         lines.append(f"Style: most of your answers have \"{html.escape(phrase)}\"; it is in "
                      f"the answers of {carried}.")
     for skipped in card.get("skipped", []):
         lines.append(f"Not measured: {skipped['name']}, {skipped['why']}.")
+    if card.get("general"):
+        lines += general_lines(card)
     votes = card.get("votes") or {}
     if votes.get("scored"):
         lines.append(f"Your votes: the automatic score agrees with {votes['agree']} of the "
                      f"{votes['scored']} votes it could score ({votes['agreement']:.0f}%).")
     return "  \n".join(lines)
+
+
+def general_lines(card: dict, shown: int = 8) -> list[str]:
+    """The general check: how many each got right, and the questions that flipped."""
+    from services import general
+
+    block = card["general"]
+    lines = [f"**{general.line(block, card['adapter'])}**"]
+    mine = next(m for m in block["models"] if m["name"] == card["adapter"])
+    for flip in mine["flips"][:shown]:
+        lines.append(f"{'✗ now wrong' if flip['now'] == 'wrong' else '✓ now right'}: "
+                     f"{html.escape(flip['question'])} base: _{html.escape(flip['base'][:80])}_"
+                     f" · {card['adapter']}: _{html.escape(flip['answer'][:80])}_")
+    if len(mine["flips"]) > shown:
+        lines.append(f"... and {len(mine['flips']) - shown} more (`tunechat eval` lists all).")
+    return lines
 
 
 def card_rows(card: dict) -> list[list]:

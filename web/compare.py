@@ -34,6 +34,10 @@ def rate_rows(rates: list[dict]) -> list[list]:
 
 
 NO_ADAPTER_YET = "No adapter yet: the report card appears after the first run."
+MEASURE_CHOICES = [("auto: the style when your answers share one, else their form", "auto"),
+                   ("style: the sign-off or greeting your answers share", "style"),
+                   ("wording: how close to your words (chrF)", "chrf"),
+                   ("exact label", "exact"), ("JSON fields", "json")]
 
 
 class CompareHandlers:
@@ -97,6 +101,10 @@ class CompareHandlers:
             done, total = worker.current["done"], worker.current["total"]
             return (f"Measuring {adapter}: {done} of {total} answers "
                     f"({worker.current['step']}). The chat stays usable meanwhile.")
+        failed = worker.failure(adapter) if worker is not None else None
+        if failed:
+            return (f"⚠ The report card of {adapter} could not be computed: {failed}. "
+                    "Press *Measure again* to retry.")
         if report.card_for(self.ctx, adapter or "") is None:
             return (f"{adapter} has no report card yet: it is computed by itself after a run, "
                     "or press *Measure again*.")
@@ -110,11 +118,33 @@ class CompareHandlers:
         return (self.status(adapter),) + (gr.skip(),) * 5
 
     def measure(self, adapter: str | None, progress=gr.Progress()):
+        """Measure again: the old card leaves the screen at once, progress shows, then
+        the new card (or what went wrong, on the card)."""
         if not adapter:
             raise NothingToMeasure("Train an adapter first: there is nothing to measure.")
-        report.evaluate(self.ctx, adapter,
-                        lambda done, total, step: progress((done, total), desc=step))
-        return self.card(adapter)
+        yield (f"Measuring {adapter} again: its test examples, then the general questions. "
+               "The chat stays usable meanwhile.", "", "", [], gr.Dataframe(value=[]), None)
+        try:
+            report.evaluate(self.ctx, adapter,
+                            lambda done, total, step: progress((done, total), desc=step))
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - shown on the card, with a retry
+            yield (f"⚠ The report card of {adapter} could not be computed: "
+                   f"{type(error).__name__}: {error}. Press *Measure again* to retry.",
+                   "", "", [], gr.Dataframe(value=[]), None)
+            return
+        if self.ctx.reports is not None:
+            self.ctx.reports.forget_failure(adapter)
+        yield self.card(adapter)
+
+    def chosen_measure(self) -> str:
+        return report.chosen_measure(self.ctx)
+
+    def set_measure(self, name: str) -> str:
+        chosen = report.choose_measure(self.ctx, name)
+        return (f"✓ The verdicts are decided by {report.MEASURES.get(chosen, 'auto')} from "
+                "now on. Press *Measure again* to see this card with it.")
 
     def rates(self) -> list[list]:
         return rate_rows(compare.win_rates(self.ctx))
@@ -169,6 +199,8 @@ def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
     with gr.Row():
         adapter = ui.model_list("Report card of", with_base=False, follow=NEWEST,
                                 elem_id="card-model", scale=3)
+        decide = gr.Dropdown(MEASURE_CHOICES, value="auto", label="What decides the verdict",
+                             elem_id="card-measure", scale=2)
         again = gr.Button("Measure again", scale=1, elem_id="measure")
     status = gr.Markdown(elem_id="card-status")
     summary = gr.Markdown(elem_id="card-summary")
@@ -182,6 +214,8 @@ def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
     outputs = [status, summary, chart, table, rows, shown]
     adapter.change(shown_to_user(handlers.card), adapter, outputs, api_visibility="private")
     again.click(shown_to_user(handlers.measure), adapter, outputs, api_visibility="private")
+    decide.input(shown_to_user(handlers.set_measure), decide, status, api_visibility="private")
     gr.Timer(2.0).tick(handlers.follow, [adapter, shown], outputs, api_visibility="private",
                        show_progress="hidden")
     ui.on_load(handlers.card, adapter, outputs)
+    ui.on_load(handlers.chosen_measure, None, decide)

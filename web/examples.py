@@ -101,7 +101,7 @@ class ExampleHandlers:
 
     def select(self, event: gr.SelectData):
         """Open the clicked row in the editor: (id, title, its messages, editor, whether
-        it is kept for testing only)."""
+        it is kept for testing only, whether it is a must-not-change check)."""
         chosen = examples.get(self.ctx, int(event.row_value[0]))
         title = f"### Example #{chosen.id} · {chosen.source}"
         if chosen.rejected and chosen.source != "disliked":
@@ -111,12 +111,20 @@ class ExampleHandlers:
         messages = chosen.messages
         if messages[0]["role"] != "system":
             messages = [{"role": "system", "content": ""}] + messages
-        return chosen.id, title, messages, gr.Column(visible=True), chosen.test_only
+        return (chosen.id, title, messages, gr.Column(visible=True), chosen.test_only,
+                chosen.must_keep)
 
     def set_test_only(self, example_id: int | None, test_only: bool) -> str:
         if example_id is None:
             return "Pick an example in the table first."
         return examples.set_test_only(self.ctx, example_id, bool(test_only))
+
+    def set_must_keep(self, example_id: int | None, must_keep: bool):
+        """(note, the test-only box): a check is always kept for testing only."""
+        if example_id is None:
+            return "Pick an example in the table first.", gr.skip()
+        note = examples.set_must_keep(self.ctx, example_id, bool(must_keep))
+        return note, (True if must_keep else gr.skip())
 
     def save(self, example_id: int | None, roles: list[str], *texts: str) -> str:
         """Save the editor's boxes as they are on the screen (roles in order)."""
@@ -222,6 +230,10 @@ def build(ui: Ui) -> None:
         test_only = gr.Checkbox(label="Keep for testing only: never trained on, never placed "
                                 "in a prompt; the report cards test every model on it",
                                 elem_id="test-only")
+        must_keep = gr.Checkbox(label="Must not change: every report card asks the base and "
+                                "the adapter this question and flags it when an answer no "
+                                "longer has yours (its words in order, or /a regex/)",
+                                elem_id="must-keep")
         delete = gr.Button("Delete example", variant="stop")
     with gr.Accordion("Import and export", open=False):
         with gr.Row():
@@ -271,9 +283,14 @@ def build(ui: Ui) -> None:
     ui.tab.select(**show)  # kept and corrected replies appear when the tab is opened
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
     table.select(shown_to_user(handlers.select), None,
-                 [selected, title, editing, editor, test_only], api_visibility="private")
+                 [selected, title, editing, editor, test_only, must_keep],
+                 api_visibility="private")
     test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
-                    api_visibility="private").success(**show)
+                    api_visibility="private").success(**show).success(
+        lambda keep, test: keep and test, [must_keep, test_only], must_keep,
+        api_visibility="private")
+    must_keep.input(shown_to_user(handlers.set_must_keep), [selected, must_keep],
+                    [note, test_only], api_visibility="private").success(**show)
     delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],

@@ -104,17 +104,31 @@ def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None) -> 
 
 
 def scores_chart(cards: dict[int, dict]) -> str:
-    """Each run's adapter score on its report card, run after run."""
-    points = []
-    for run_id in sorted(cards):
-        mine = report.adapter_score(cards[run_id])
-        if mine:
-            points.append((cards[run_id]["adapter"], mine["score"], mine["ci_low"],
-                           mine["ci_high"]))
-    if not points:
+    """Each run's adapter score on its report card, run after run: only the cards that
+    tested on the same examples, by the same measure, as the newest one."""
+    scored = {run_id: card for run_id, card in cards.items() if report.adapter_score(card)}
+    if not scored:
         return ""
+    newest = scored[max(scored)]
+
+    def same(card: dict) -> bool:
+        return card.get("test_set") is not None and \
+            card.get("test_set") == newest.get("test_set") and \
+            (card.get("measure") or {}).get("name") == (newest.get("measure") or {}).get("name")
+
+    points = []
+    for run_id in sorted(scored):
+        mine = report.adapter_score(scored[run_id])
+        if mine and (run_id == max(scored) or same(scored[run_id])):
+            points.append((scored[run_id]["adapter"], mine["score"], mine["ci_low"],
+                           mine["ci_high"]))
+    apart = len(scored) - len(points)
+    note = (f" {apart} other run{'s were' if apart > 1 else ' was'} scored on other test "
+            "examples or by another measure, so not shown: scores on different tests do not "
+            "compare." if apart else "")
     return ("<p>Score of each run's adapter on its report card (0-100, with its likely "
-            "range): did each run improve?</p>" + cards_svg.runs_chart_svg(points))
+            f"range), on the same test examples: did each run improve?{note}</p>"
+            + cards_svg.runs_chart_svg(points))
 
 
 def lineage_markdown(lineage: training.Lineage) -> str:

@@ -1,0 +1,207 @@
+"""Which example goes where: the one rule every place that picks examples follows.
+
+- **trained on / held out** (`snapshot`): a run trains on every example its objective
+  learns from; some of the answers SFT learns from are held out to test it. Examples
+  that share a prompt (near-duplicates) fall on one side together, and an example an
+  adapter being continued has trained on (or one with the same prompt) is never held out.
+- **tested** (`test_set`): a run's report card tests it on its held-out examples and on
+  the examples marked test only, leaving out any that the run or an adapter it continued
+  from trained on (marked test only afterwards), any with the same prompt as one they
+  trained on, and thumbs-down answers, which are no reference; it says which and why.
+- **few-shot** (`fewshot_examples`): only answers the user endorsed (kept, corrected,
+  added, imported, vote winners); for a run's card, those it trained on; for the chat,
+  every such example not kept for testing and not held out by the newest run.
+- **exported** (`exported`): `export --run N` writes what run N trained on that the
+  format carries (SFT formats: the endorsed answers SFT trained on; preference formats:
+  the pairs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from storage import examples, runs
+from storage.db import Store
+from storage.examples import TRAINABLE, near_keys
+from storage.formats import FORMATS, FormatError, export_formats
+from storage.runs import RunExample
+
+ENDORSED = TRAINABLE + ("vote",)
+"""Answers the user stands behind: kept, corrected, added, imported, a vote's winner.
+Only these are placed in prompts or used as a test's reference answer."""
+
+HELD_OUT_FROM = 20
+"""Below this many examples nothing is held out: every one is needed to learn from."""
+HELD_OUT_MIN = 5
+"""Fewer held-out examples than this make the eval loss and the reports meaningless."""
+HELD_OUT_SHARE = 0.15
+HELD_OUT_MAX = 30
+"""The share applies up to 200 examples; beyond, 30 held out judge a run well enough."""
+
+
+def held_out_count(examples: int) -> int:
+    """How many of `examples` to hold out: none below 20, then about 15%, at least 5, at
+    most 30."""
+    if examples < HELD_OUT_FROM:
+        return 0
+    return max(HELD_OUT_MIN, min(HELD_OUT_MAX, round(HELD_OUT_SHARE * examples)))
+
+
+def rank(messages: list[dict]) -> int:
+    """A stable pseudo-random rank of an example, from its text: the same example ranks
+    the same in every run, whatever else was added or deleted."""
+    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+    return int(hashlib.sha256(canonical.encode()).hexdigest()[:12], 16)
+
+
+def prompt_key(messages: list[dict]) -> str:
+    """What makes two examples "the same prompt" (case, spacing and punctuation aside)."""
+    return near_keys(messages)[1]
+
+
+def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunExample] = (),
+                    held_before: set[int] | None = None) -> set[int]:
+    """Ids to hold out from `candidates`, a prompt's examples all or none: prompts held
+    out last time first, then by rank. Never an example (or a prompt) that an adapter
+    being continued has trained on (`trained_before`): a held-out example must be one the
+    adapter has never seen."""
+    held_before = held_before or set()
+    count = held_out_count(len(candidates))
+    trained = list(trained_before)
+    seen_ids = {r.example_id for r in trained}
+    seen_prompts = {prompt_key(r.messages) for r in trained}
+    groups: dict[str, list[RunExample]] = {}
+    for candidate in candidates:
+        groups.setdefault(prompt_key(candidate.messages), []).append(candidate)
+    eligible = [group for key, group in groups.items() if key not in seen_prompts
+                and not any(c.example_id in seen_ids for c in group)]
+    eligible.sort(key=lambda group: (not any(c.example_id in held_before for c in group),
+                                     min(rank(c.messages) for c in group)))
+    held: set[int] = set()
+    for group in eligible:
+        if len(held) >= count:
+            break
+        held |= {c.example_id for c in group}
+    return held
+
+
+def trained_by_lineage(store: Store, run: dict | None) -> list[RunExample]:
+    """What `run` trained on, and every adapter it continued from, as each froze it."""
+    found: list[RunExample] = []
+    seen_runs: set[int] = set()
+    while run is not None and run["id"] not in seen_runs:
+        seen_runs.add(run["id"])
+        found += runs.run_examples(store, run["id"], "train")
+        parent = run["config"].get("continue_from")
+        run = runs.run_of_adapter(store, parent) if parent else None
+    return found
+
+
+def snapshot(store: Store, with_preferences: bool,
+             continue_from: str | None = None) -> list[RunExample]:
+    """The examples a new run freezes, each marked train or held_out. A run whose
+    objective has a preference stage also takes thumbs-down and votes (always trained)."""
+    sources: tuple[str, ...] = TRAINABLE
+    if with_preferences:
+        sources += examples.PREFERENCE_ONLY
+    chosen = reversed(examples.list_examples(store, sources=sources, test_only=False))
+    rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
+    parent = runs.run_of_adapter(store, continue_from) if continue_from else None
+    newest = runs.list_runs(store, 1)
+    held_before = {r.example_id for r in runs.run_examples(
+        store, newest[0]["id"], "held_out")} if newest else set()
+    held = choose_held_out([r for r in rows if r.source in TRAINABLE],
+                           trained_by_lineage(store, parent), held_before)
+    return [replace(r, split="held_out") if r.example_id in held else r for r in rows]
+
+
+@dataclass(frozen=True)
+class TestCase:
+    id: int
+    source: str
+    split: str
+    """held_out (by the run) or test_only (marked by the user)."""
+    messages: list[dict]
+
+    @property
+    def reference(self) -> str:
+        return self.messages[-1]["content"]
+
+    @property
+    def prompt(self) -> list[dict]:
+        return self.messages[:-1]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    cases: list[TestCase]
+    left_out: list[dict]
+    """{"id", "why"} for each test-only or held-out example it may not be tested on."""
+
+
+def test_set(store: Store, run: dict | None) -> TestSet:
+    """What a run may be tested on: its held-out examples as it froze them, then every
+    example marked test only; corrections first (did it learn my corrections?). Left
+    out: what the run or its ancestors trained on, or shares a prompt with it, and
+    answers the user did not endorse."""
+    trained = trained_by_lineage(store, run)
+    trained_ids = {r.example_id: r for r in trained}
+    trained_prompts = {prompt_key(r.messages) for r in trained}
+    name = (run or {}).get("adapter") or "its run"
+    held = runs.run_examples(store, run["id"], "held_out") if run else []
+    offered = [TestCase(e.example_id, e.source, "held_out", e.messages) for e in held]
+    offered += [TestCase(e.id, e.source, "test_only", e.messages)
+                for e in reversed(examples.list_examples(store, test_only=True, must_keep=False))
+                if e.id not in {c.id for c in offered}]
+    cases, left_out = [], []
+    for case in offered:
+        if case.source not in ENDORSED:
+            why = f"a {case.source} answer is not one to imitate, so it is no reference"
+        elif case.id in trained_ids:
+            why = f"{name} (or an adapter it continued) trained on it before it was marked"
+        elif prompt_key(case.messages) in trained_prompts:
+            why = f"{name} (or an adapter it continued) trained on the same prompt"
+        else:
+            cases.append(case)
+            continue
+        left_out.append({"id": case.id, "why": why})
+    cases.sort(key=lambda c: c.source != "corrected")
+    return TestSet(cases, left_out)
+
+
+def fewshot_examples(store: Store, run: dict | None = None) -> list[tuple[int, list[dict]]]:
+    """(id, messages) the few-shot contenders may place in a prompt. For a run: the
+    endorsed answers it trained on, as it froze them (its card retrieves from exactly
+    those). Without one (the chat): every endorsed example now, except those kept for
+    testing or held out by the newest run."""
+    if run is not None:
+        return [(e.example_id, e.messages) for e in runs.run_examples(store, run["id"], "train")
+                if e.source in ENDORSED]
+    newest = runs.list_runs(store, 1)
+    held = {e.example_id for e in runs.run_examples(store, newest[0]["id"], "held_out")} \
+        if newest else set()
+    return [(e.id, e.messages) for e in reversed(examples.list_examples(
+        store, sources=ENDORSED, test_only=False)) if e.id not in held]
+
+
+def fewshot_version(store: Store) -> tuple:
+    """Changes whenever fewshot_examples(store) may: an example added, edited, deleted,
+    restored or marked, or a new run (which holds out others)."""
+    with store.read() as db:
+        state = db.execute("SELECT (SELECT version FROM data_versions WHERE name = "
+                           "'examples'), (SELECT MAX(id) FROM examples), "
+                           "(SELECT MAX(id) FROM runs)").fetchone()
+    return tuple(state)
+
+
+def exported(store: Store, run_id: int, fmt: str) -> list[examples.Example]:
+    """What `export --run` writes in `fmt`: the examples run `run_id` trained on, as it
+    froze them, that the format carries (never a thumbs-down as a good answer)."""
+    if fmt not in FORMATS or fmt not in export_formats():
+        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
+    carried = FORMATS[fmt].exports
+    return [examples.Example(e.example_id, e.messages, e.source, e.rejected, None, "")
+            for e in runs.run_examples(store, run_id, "train") if e.source in carried]

@@ -1,0 +1,110 @@
+"""Which example goes where (storage/placement.py): each leak the report card had, shown
+closed. A card tests a run only on what neither it nor its ancestors trained on; only
+answers the user endorsed become few-shot examples, references or SFT exports; a
+prompt's examples fall on one side of the held-out split; the chat's few-shot pool never
+goes stale."""
+
+import json
+
+from services import contenders, training
+from storage import examples, placement, runs
+from trainer.config import TrainConfig
+
+from helpers import fill, voice_examples
+
+
+def trained_run(ctx, store, config=TrainConfig()) -> dict:
+    """A run queued as the app queues one, recorded as succeeded (nothing trains)."""
+    run_id = ctx.jobs.prepare(config)
+    runs.finish_run(store, run_id, "succeeded", adapter=f"run-{run_id}")
+    return runs.get_run(store, run_id)
+
+
+def test_an_example_marked_test_only_after_training_is_no_test_of_that_run(ctx, store):
+    fill(store, 24)
+    first = trained_run(ctx, store)
+    trained = runs.run_examples(store, first["id"], "train")[0].example_id
+    examples.set_test_only(store, trained, True)
+    tests = placement.test_set(store, first)
+    assert trained not in {case.id for case in tests.cases}
+    assert tests.left_out == [{"id": trained, "why": "run-1 (or an adapter it continued) "
+                                                     "trained on it before it was marked"}]
+
+    # Nor of a run that continued run-1's adapter, though that run never saw it.
+    for messages in voice_examples(30)[24:]:
+        examples.add_example(store, messages)
+    second = trained_run(ctx, store, TrainConfig(continue_from="run-1"))
+    assert trained not in {e.example_id for e in runs.run_examples(store, second["id"])}
+    assert trained not in {case.id for case in placement.test_set(store, second).cases}
+
+
+def test_a_test_example_with_the_prompt_of_a_trained_one_is_left_out(ctx, store):
+    fill(store, 24)
+    run = trained_run(ctx, store)
+    prompt = runs.run_examples(store, run["id"], "train")[0].messages[:-1]
+    twin = examples.add_example(store, prompt + [{"role": "assistant", "content": "Other."}])
+    examples.set_test_only(store, twin, True)
+    tests = placement.test_set(store, run)
+    assert {"id": twin, "why": "run-1 (or an adapter it continued) trained on the same "
+                               "prompt"} in tests.left_out
+
+
+def test_only_endorsed_answers_are_few_shot_examples_references_or_sft_exports(
+        ctx, store, tmp_path):
+    fill(store, 24)
+    bad = [examples.add_example(store, [{"role": "user", "content": f"Say hello number {i}."},
+                                        {"role": "assistant", "content": f"Go away {i}."}],
+                                "disliked") for i in range(4)]
+    run = trained_run(ctx, store, TrainConfig(objective="sft+kto"))
+    assert {e.source for e in runs.run_examples(store, run["id"])} == {"kept", "disliked"}
+
+    request = [{"role": "user", "content": "Say hello number 2."}]
+    chosen = contenders.contender(ctx, contenders.EXAMPLES, [])
+    for pool in (contenders.run_pool(ctx, run), contenders.live_pool(ctx)):
+        assert not set(bad) & set(pool.ids)
+        prompt = contenders.build_prompt(ctx, chosen, request, pool)
+        assert not any(m["content"].startswith("Go away") for m in prompt)
+
+    out = tmp_path / "run.jsonl"
+    for fmt in ("openai", "alpaca", "sharegpt", "prompt-completion"):
+        training.export_training_set(ctx, run["id"], out, fmt)
+        assert "Go away" not in out.read_text()
+    training.export_training_set(ctx, run["id"], out, "unpaired")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(row["label"] is False for row in rows) == 4  # carried as what to avoid
+
+    examples.set_test_only(store, bad[0], True)
+    left_out = placement.test_set(store, run).left_out
+    assert {"id": bad[0], "why": "a disliked answer is not one to imitate, so it is no "
+                                 "reference"} in left_out
+
+
+def test_examples_with_the_same_prompt_fall_on_one_side_of_the_split(ctx, store):
+    pairs = voice_examples(30)
+    for messages in pairs:
+        examples.add_example(store, messages)
+        examples.add_example(store, messages[:-1] + [
+            {"role": "assistant", "content": messages[-1]["content"].upper()}])
+    run_id = ctx.jobs.prepare(TrainConfig())
+    sides: dict[str, set[str]] = {}
+    for row in runs.run_examples(store, run_id):
+        sides.setdefault(row.messages[0]["content"], set()).add(row.split)
+    assert all(len(found) == 1 for found in sides.values())
+    assert sum(found == {"held_out"} for found in sides.values()) >= 4
+
+
+def test_the_chats_few_shot_pool_follows_marks_deletes_and_restores(ctx, store):
+    fill(store, 10)
+    ids = sorted(contenders.live_pool(ctx).ids)
+    a, b, c, d = ids[:4]
+    examples.set_test_only(store, b, True)
+    examples.delete_example(store, d)
+    assert {b, d}.isdisjoint(contenders.live_pool(ctx).ids)
+
+    # Counts that stay the same: one marked and one unmarked, one deleted and one restored.
+    examples.set_test_only(store, a, True)
+    examples.set_test_only(store, b, False)
+    examples.delete_example(store, c)
+    examples.restore_example(store, d)
+    pool = set(contenders.live_pool(ctx).ids)
+    assert a not in pool and c not in pool and {b, d} <= pool
