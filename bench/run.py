@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core.hardware import describe_machine
+
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "brand-voice.openai.jsonl"
 """Shipped inside the package, so that the bench runs from an installed tunechat."""
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -277,7 +279,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
     with tempfile.TemporaryDirectory(prefix="tunechat-bench-") as scratch:
         work = Path(scratch)
         train = bench_train(base, data, epochs, work)
-        report = {"machine": _machine(), "train": train,
+        report = {"machine": describe_machine(), "train": train,
                   "swap": bench_swap(spec, Path(train.pop("adapter")), repeats, work),
                   "generate": bench_generate(spec, repeats),
                   "chat_while_training": bench_chat_while_training(spec, base, work, repeats),
@@ -286,17 +288,6 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
                   "time_to_adapter": bench_time_to_adapter(spec, data, work),
                   "scaling": scaling.run(spec, data, shapes)}
     return report
-
-
-def _machine() -> str:
-    import os
-    import platform
-
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def print_table(report: dict) -> None:

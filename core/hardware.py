@@ -34,3 +34,17 @@ def peak_rss_mb() -> int:
         return round(int(line.split()[1]) / 1024)
     except (OSError, StopIteration):
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def describe_machine() -> str:
+    """The processor, its cores and the torch version: every benchmark's and
+    walkthrough's results name the machine they ran on."""
+    import os
+    import platform
+
+    import torch
+
+    with open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info
+                    if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"

@@ -9,6 +9,8 @@ walkthrough's best system prompt and few-shot examples, on the run's held-out ex
     .venv/bin/python examples/walkthrough.py order-json    # valid, schema-correct JSON
 
 --home DIR keeps the data home (default: a new temporary one); --model picks the base.
+The card, the unseen prompts' scores and the timings are written to
+examples/results/NAME.json (--json FILE elsewhere), with the machine they ran on.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", help="data home to use (default: a new temporary one)")
     parser.add_argument("--model", help="base model (default: the embedded SmolLM2-135M)")
     parser.add_argument("--epochs", type=int, help="override the default epochs")
+    parser.add_argument("--json", help="where to write the results (default: "
+                                       "examples/results/NAME.json)")
     args = parser.parse_args(argv)
     task = WALKTHROUGHS[args.name]
     home = Path(args.home or tempfile.mkdtemp(prefix=f"tunechat-{args.name}-"))
@@ -151,9 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     for name, (right, example) in (("base", before), (adapter, after)):
         print(f"  {name:>8}: {right}/{total} ({100 * right / total:.0f}%)   e.g. {example[:80]!r}")
     print(f"  training took {trained_in:.0f} s\n")
-    card = ["eval", "--adapter", adapter, "--system", task.baseline,
-            "--json", str(home / f"report-{adapter}.json")]
-    return app.main(card + common)
+    from core.hardware import describe_machine
+    from services import contenders, report
+    from storage.db import open_store
+
+    ctx = Context(open_store(home), engine)
+    contenders.set_baseline_prompt(ctx, task.baseline)
+    started = time.monotonic()
+    card = report.evaluate(ctx, adapter)
+    card_seconds = time.monotonic() - started
+    app.print_card(card)
+    print(f"the report card took {card_seconds:.0f} s")
+    out = Path(args.json or HERE / "results" / f"{args.name}.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({
+        "machine": describe_machine(), "walkthrough": args.name, "unseen_prompts": total,
+        "base_right": before[0], "adapter_right": after[0], "adapter": adapter,
+        "training_s": round(trained_in, 1), "card_s": round(card_seconds, 1),
+        "card": card}, indent=1, ensure_ascii=False))
+    return 0
 
 
 if __name__ == "__main__":

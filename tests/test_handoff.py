@@ -112,8 +112,11 @@ def test_a_walkthrough_runs_end_to_end(tiny_model_dir, tmp_path):
     in the README."""
     result = subprocess.run([sys.executable, "examples/walkthrough.py", "tickets",
                              "--model", str(tiny_model_dir), "--epochs", "1",
-                             "--home", str(tmp_path / "home")],
+                             "--home", str(tmp_path / "home"),
+                             "--json", str(tmp_path / "tickets.json")],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Imported 48 examples" in result.stdout
     assert "base: " in result.stdout and "run-1: " in result.stdout
+    written = json.loads((tmp_path / "tickets.json").read_text())
+    assert written["card"]["general"]["n"] == 100 and written["card_s"] > 0

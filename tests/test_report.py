@@ -291,3 +291,38 @@ def test_too_few_test_examples_say_so(ctx, store, two_adapters):
     result = report.evaluate(Context(store, ctx.engine), "lumen")
     assert result["contenders"] == [] and result["verdict"].startswith(
         "Only 0 test examples: too few to judge lumen.")
+
+
+def test_the_compare_tab_shows_a_failed_card_and_measures_again(ctx, store):
+    """A card that fails says so on the card, with a retry; Measure again clears the old
+    card first, then shows the new one."""
+    from web.compare import CompareHandlers
+
+    fill(store, 24)
+    run = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=2, batch_size=8)))
+    ctx.reports = report.ReportWorker(ctx)  # not started: failures are set by hand
+    ctx.reports.failed[run["id"]] = "RuntimeError: out of memory"
+    handlers = CompareHandlers(ctx)
+    assert handlers.status(run["adapter"]).startswith(
+        f"⚠ The report card of {run['adapter']} could not be computed: RuntimeError: out of "
+        "memory. Press *Measure again* to retry.")
+
+    steps = list(handlers.measure(run["adapter"], progress=lambda *a, **k: None))
+    assert steps[0][0].startswith(f"Measuring {run['adapter']} again") and steps[0][1] == ""
+    status, summary = steps[-1][:2]
+    assert status == "" and "General knowledge" in summary
+    assert run["id"] not in ctx.reports.failed
+
+
+def test_the_runs_chart_compares_runs_on_the_same_test_set_only():
+    from web.train import scores_chart
+
+    def card_of(run: int, test_set: str, score: float) -> dict:
+        return {"adapter": f"run-{run}", "test_set": test_set, "measure": {"name": "chrf"},
+                "contenders": [{"name": f"run-{run}", "score": score, "ci_low": score - 5,
+                                "ci_high": score + 5}]}
+
+    chart = scores_chart({1: card_of(1, "a", 30), 2: card_of(2, "b", 60),
+                          3: card_of(3, "b", 70)})
+    assert ">run-2<" in chart and ">run-3<" in chart and ">run-1<" not in chart
+    assert "1 other run was scored on other test examples" in chart

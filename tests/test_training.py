@@ -1,5 +1,6 @@
 """Training on the tiny model: weights, reload, cancel, kill -9, auto-start, failures."""
 
+import json
 import os
 import signal
 import threading
@@ -42,6 +43,29 @@ def test_lora_moves_adapter_weights_not_base_weights(tiny_model_dir, tmp_path):
     assert result.metrics["eval_loss_after"] < result.metrics["eval_loss_before"]
     assert (result.adapter_dir / "tunechat.json").is_file()
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_replay_mixes_in_the_bases_own_answers_written_once(tiny_model_dir, tmp_path):
+    """Replay adds the base's greedy answers to everyday prompts beside the user's
+    examples (a share of them), on the top layers only when asked; the answers are kept
+    and the next run reuses them."""
+    from trainer import replay
+
+    config = TrainConfig(epochs=1, batch_size=4, replay=0.25, top_layers=1)
+    data = RunData.split(voice_examples(16))
+    recorder = Recorder()
+    result = run_sft(config, data, tiny_model_dir, tmp_path / "a", tmp_path / "runs" / "1",
+                     recorder)
+    assert result.metrics["replay_examples"] == 4 and result.metrics["train_examples"] == 16
+    assert recorder.total == -(-20 // 4)  # one epoch over 16 examples and 4 replayed
+    cache = replay.cache_file(tmp_path / "runs", tiny_model_dir)
+    kept = json.loads(cache.read_text())
+    assert list(kept) == replay.PROMPTS[:4] and all(isinstance(a, str) for a in kept.values())
+    adapter = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert adapter["layers_to_transform"] == [1]  # the tiny model's last of 2 blocks
+    cache.write_text(json.dumps({p: f"Kept answer {i}." for i, p in enumerate(kept)}))
+    again = replay.examples(None, None, 4, cache)  # no model needed: all kept
+    assert again[0][-1]["content"] == "Kept answer 0."
 
 
 def test_adapter_reloads_with_the_same_output(tiny_model_dir, tmp_path, isolated_home):

@@ -115,8 +115,22 @@ def load_for_training(config: TrainConfig, base_folder: Path, continue_from: Pat
     if continue_from is not None:
         return PeftModel.from_pretrained(model, continue_from, is_trainable=True), None
     return model, LoraConfig(r=config.rank, lora_alpha=config.alpha,
-                             lora_dropout=config.dropout,
-                             target_modules=config.target_modules, task_type="CAUSAL_LM")
+                             lora_dropout=config.dropout, task_type="CAUSAL_LM",
+                             **_targets(config, model))
+
+
+def _targets(config: TrainConfig, model) -> dict:
+    """LoraConfig's target arguments: `config.target_modules`, on every block or (with
+    top_layers) the last few; PEFT takes a block list only with the modules named."""
+    if config.top_layers is None:
+        return {"target_modules": config.target_modules}
+    import torch
+
+    names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and ".layers." in name})
+    count = model.config.num_hidden_layers
+    return {"target_modules": names,
+            "layers_to_transform": list(range(max(0, count - config.top_layers), count))}
 
 
 def chosen_method(method: str, base_folder: Path) -> str:

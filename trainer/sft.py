@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.chatformat import token_count
+from trainer import replay
 from trainer.common import (
     Reporter,
     Trained,
@@ -29,8 +30,10 @@ from trainer.dataset import RunData, answer_characters, to_dataset
 
 
 def sft_steps(config: TrainConfig, data: RunData) -> int:
-    """Optimizer steps of the run (one process)."""
-    return config.steps_for(len(data.train), answer_characters(data.train))
+    """Optimizer steps of the run (one process): the user's examples and the replay
+    beside them, for the epochs the user's answers call for."""
+    rows = len(data.train) + replay.count_for(config.replay, len(data.train))
+    return config.steps_for(rows, answer_characters(data.train))
 
 
 def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
@@ -45,8 +48,11 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
     config = replace(config, method=chosen_method(config.method, base_folder))
     longest = check_examples(config, data.train + data.held_out, tokenizer)
-    train_set, eval_set = to_dataset(data.train), to_dataset(data.held_out)
     model, peft_config = load_for_training(config, base_folder, continue_from, longest)
+    replayed = replay.examples(model, tokenizer,
+                               replay.count_for(config.replay, len(data.train)),
+                               replay.cache_file(work_dir.parent, base_folder))
+    train_set, eval_set = to_dataset(data.train + replayed), to_dataset(data.held_out)
     args = _sft_args(config, data.train, work_dir, has_eval=eval_set is not None)
     trainer = with_plain_loss_on_cpu(SFTTrainer)(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
@@ -54,7 +60,8 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
         callbacks=[progress_callback(reporter)])
     trainer.remove_callback(PrinterCallback)  # progress goes to the reporter, not stdout
     reporter.started(sft_steps(config, data), len(train_set), len(eval_set or []))
-    metrics = {"train_examples": len(train_set), "eval_examples": len(eval_set or []),
+    metrics = {"train_examples": len(data.train), "replay_examples": len(replayed),
+               "eval_examples": len(eval_set or []),
                "epochs": args.num_train_epochs, "processes": args.world_size,
                "method": config.method}
     if eval_set is not None:
@@ -67,7 +74,8 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     if reporter.cancelled():
         return Trained(out_dir, metrics)
     metrics["train_seconds"] = round(seconds, 1)
-    tokens = sum(token_count(tokenizer, m) for m in data.train) * args.num_train_epochs
+    tokens = sum(token_count(tokenizer, m) for m in data.train + replayed) * \
+        args.num_train_epochs
     metrics["tokens_per_second"] = round(tokens / max(seconds, 1e-6), 1)
     metrics["train_loss"] = last_train_loss(trainer)
     metrics["peak_memory_mb"] = peak_memory_mb()

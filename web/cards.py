@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-CARD_HEADERS = ["model", "score", "likely range", "prompt tokens", "ms per reply",
+CARD_HEADERS = ["model", "score", "likely range", "prompt tokens", "ms per answer (batched)",
                 "training s"]
 BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa"}
 ADAPTER_COLOR = "#f97316"
