@@ -255,36 +255,49 @@ class ChatEngine:
         similar length (the report card's answers: many short prompts, one adapter).
         A conversation that does not fit the context raises ContextTooLong.
         `progress(done)` is called after each batch."""
-        import torch
-
         self.check_adapter(adapter)
         texts = [self._prompt_text(messages, max_new_tokens) for messages in conversations]
         if self.tokenizer.pad_token is None:  # batches need one; any token will do
             self.tokenizer.pad_token = self.tokenizer.eos_token
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         replies: list[str] = [""] * len(texts)
-        with self._slots, self.using(adapter):
-            for start in range(0, len(order), batch_size):
-                chosen = order[start:start + batch_size]
-                inputs = self.tokenizer([texts[i] for i in chosen], return_tensors="pt",
-                                        padding=True, padding_side="left",
-                                        add_special_tokens=False)
-                routing = self.routing_for(adapter)
-                _routing.adapter_names = routing * len(chosen) if routing else None
-                try:
-                    with torch.inference_mode():
-                        out = self.model.generate(
-                            **inputs, do_sample=False, max_new_tokens=max_new_tokens,
-                            eos_token_id=self.stop_token_ids,
-                            pad_token_id=self._pad_token_id)
-                finally:
-                    _routing.adapter_names = None
-                new = out[:, inputs["input_ids"].shape[1]:]
-                for i, tokens in zip(chosen, new):
-                    replies[i] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-                if progress:
-                    progress(min(start + batch_size, len(order)))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            # A batch at a time holds the adapter and a slot: a chat request between two
+            # batches (or one that loads another adapter) waits one batch at most.
+            with self._slots, self.using(adapter):
+                new = self._generate_batch([texts[i] for i in chosen], adapter,
+                                           max_new_tokens)
+            for i, tokens in zip(chosen, new):
+                replies[i] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            if progress:
+                progress(min(start + batch_size, len(order)))
         return replies
+
+    def _generate_batch(self, texts: list[str], adapter: str, max_new_tokens: int):
+        import torch
+
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                                add_special_tokens=False)
+        room = self.context_window - inputs["input_ids"].shape[1]
+        routing = self.routing_for(adapter)
+        _routing.adapter_names = routing * len(texts) if routing else None
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **inputs, do_sample=False, max_new_tokens=max(1, min(max_new_tokens, room)),
+                    eos_token_id=self.stop_token_ids, pad_token_id=self._pad_token_id)
+        finally:
+            _routing.adapter_names = None
+        return out[:, inputs["input_ids"].shape[1]:]
+
+    def fits(self, messages: list[dict], reply_tokens: int = MIN_REPLY_TOKENS) -> bool:
+        """Do `messages`, as the model reads them, leave room for a reply?"""
+        try:
+            self._prompt_text(messages, reply_tokens)
+        except ContextTooLong:
+            return False
+        return True
 
     def _prompt_text(self, messages: list[dict], reply_tokens: int) -> str:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,

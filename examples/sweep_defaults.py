@@ -28,7 +28,6 @@ sys.path.insert(0, str(HERE))
 from walkthrough import WALKTHROUGHS  # noqa: E402
 
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.replay import ANSWER_TOKENS  # noqa: E402
 
 LEVERS: dict[str, dict] = {
     "today": {},
@@ -38,8 +37,7 @@ LEVERS: dict[str, dict] = {
     "top-10-layers": {"top_layers": 10},
     "rank-4": {"rank": 4, "alpha": 8},
     "replay-20%": {"replay": 0.2},
-    "replay-20%-short": {"replay": 0.2, "replay_tokens": 48},
-    "replay-20%+lr-1e-3": {"replay": 0.2, "learning_rate": 1e-3},
+    "replay-40%": {"replay": 0.4},
     "replay-20%+top-15-layers": {"replay": 0.2, "top_layers": 15},
     "today-served-at-half-scale": {"serve_scale": 0.5},
 }
@@ -118,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             settings = dict(LEVERS[lever])
             factor = settings.pop("epochs_factor", 1)
             scale = settings.pop("serve_scale", 1.0)
-            replay.ANSWER_TOKENS = settings.pop("replay_tokens", ANSWER_TOKENS)
             config = replace(TrainConfig(), **settings)
             epochs = config.epochs_for(answer_characters(split.train))
             config = replace(config, epochs=epochs * factor)

@@ -8,10 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services import training
+from core.errors import UserError
+from services import general, training
 from services.context import Context
-from storage import examples, formats, sources
+from storage import examples, formats, placement, sources
 from storage.examples import Example
+
+
+class NotACheck(UserError):
+    """Only an answer the user endorsed can be kept as a must-not-change check."""
+
 
 VERDICTS = ("kept", "corrected", "disliked", "undo")
 SAID = {"kept": "kept", "corrected": "your correction", "disliked": "a bad answer"}
@@ -95,6 +101,13 @@ def set_test_only(ctx: Context, example_id: int, test_only: bool) -> str:
 
 
 def set_must_keep(ctx: Context, example_id: int, must_keep: bool) -> str:
+    if must_keep:
+        chosen = examples.get_example(ctx.store, example_id)
+        if chosen.source not in placement.ENDORSED:
+            raise NotACheck(f"Example #{example_id} is a {chosen.source} answer, not one to "
+                            "keep: correct it first, or add the check with the answer you "
+                            "want.")
+        general.check_pattern(chosen.answer)
     examples.set_must_keep(ctx.store, example_id, must_keep)
     return (f"✓ Example #{example_id} is a must-not-change check: every report card asks "
             "the base and the adapter its question and checks that the answer still has "
@@ -106,11 +119,10 @@ def set_must_keep(ctx: Context, example_id: int, must_keep: bool) -> str:
 def add_check(ctx: Context, prompt: str, answer: str, system: str = "") -> int:
     """A must-not-change check: a question every report card asks the base and the
     adapter, right when the answer contains `answer` (its words in order, or /a regex/)."""
+    general.check_pattern(answer)
     messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
         {"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
-    example_id = examples.add_example(ctx.store, messages, "added")
-    examples.set_must_keep(ctx.store, example_id, True)
-    return example_id
+    return examples.add_example(ctx.store, messages, "added", must_keep=True)
 
 
 def delete(ctx: Context, example_id: int) -> None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 from core.adapters import BASE
+from core.errors import UserError
 from services import scoring
 from services.context import Context
-from storage import examples, runs
+from storage import examples, placement, runs
 
 ANSWER_TOKENS = 40
 """Enough for "The capital of France is Paris." and a clause more; the pattern is looked
@@ -35,7 +36,10 @@ class Question:
         return self.messages[-1]["content"]
 
     def right(self, answer: str) -> bool:
-        return re.search(self.pattern, answer, re.IGNORECASE) is not None
+        try:
+            return re.search(self.pattern, answer, re.IGNORECASE) is not None
+        except re.error:  # a pattern stored before patterns were checked: never right
+            return False
 
 
 def shipped() -> list[Question]:
@@ -56,10 +60,27 @@ def pattern_of(reference: str) -> str:
     return r"\W+".join(re.escape(w) for w in words) if words else re.escape(text)
 
 
+class BadPattern(UserError):
+    pass
+
+
+def check_pattern(reference: str) -> str:
+    """The pattern of a must-not-change answer, or BadPattern saying what is wrong."""
+    pattern = pattern_of(reference)
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise BadPattern(f"{reference!r} is not a regular expression ({error}). Write the "
+                         "answer's words as they are, or a valid /regex/.") from None
+    return pattern
+
+
 def users_checks(ctx: Context) -> list[Question]:
-    """The user's "must not change" examples: the prompt, and the answer as a pattern."""
+    """The user's "must not change" examples: the prompt, and the answer as a pattern
+    (endorsed answers only: a thumbs-down is no answer to keep)."""
     return [Question(f"#{e.id}", e.messages[:-1], pattern_of(e.answer))
-            for e in reversed(examples.list_examples(ctx.store, must_keep=True))]
+            for e in reversed(examples.list_examples(ctx.store, must_keep=True,
+                                                     sources=placement.ENDORSED))]
 
 
 def questions(ctx: Context) -> list[Question]:
@@ -96,7 +117,7 @@ def _ask(ctx: Context, asked: list[Question], name: str,
     if name != BASE:
         return ctx.engine.reply_many([q.messages for q in asked], name, ANSWER_TOKENS,
                                      progress=progress)
-    key = f"general_base_answers:{ctx.engine.loaded.folder}:{ANSWER_TOKENS}"
+    key = f"general_base_answers:{_base_fingerprint(ctx)}:{ANSWER_TOKENS}"
     kept = json.loads(runs.get_setting(ctx.store, key, "{}"))
     missing = [q for q in asked if _said(q) not in kept]
     if missing:
@@ -106,6 +127,16 @@ def _ask(ctx: Context, asked: list[Question], name: str,
         runs.set_setting(ctx.store, key, json.dumps(kept, ensure_ascii=False))
     progress(len(asked))
     return [kept[_said(q)] for q in asked]
+
+
+def _base_fingerprint(ctx: Context) -> str:
+    """What the base's greedy answers depend on: its folder and when its weights were
+    written, the dtype it runs in, and the transformers version."""
+    import transformers
+
+    folder = ctx.engine.loaded.folder
+    written = max((w.stat().st_mtime_ns for w in folder.glob("*.safetensors")), default=0)
+    return f"{folder}:{written}:{ctx.engine.model.dtype}:{transformers.__version__}"
 
 
 def _said(question: Question) -> str:

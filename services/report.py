@@ -221,7 +221,7 @@ def _answers(ctx: Context, chosen: contenders.Contender, tests: list[placement.T
              steps: _Steps) -> list[dict]:
     """Each test's answer by `chosen` (generated in batches), scored by every measure."""
     prompts = [contenders.build_prompt(ctx, chosen, test.prompt, pool) for test in tests]
-    fits = [_fits(ctx, prompt, budget) for prompt in prompts]
+    fits = [ctx.engine.fits(prompt, budget) for prompt in prompts]
     started = time.perf_counter()
     texts = iter(ctx.engine.reply_many([p for p, ok in zip(prompts, fits) if ok],
                                        chosen.adapter, budget, BATCH))
@@ -236,11 +236,6 @@ def _answers(ctx: Context, chosen: contenders.Contender, tests: list[placement.T
                       "prompt_tokens": token_count(ctx.engine.tokenizer, prompt)})
     steps.add(len(tests), chosen.name)
     return found
-
-
-def _fits(ctx: Context, prompt: list[dict], budget: int) -> bool:
-    return token_count(ctx.engine.tokenizer, prompt) + min(budget, 32) <= \
-        ctx.engine.context_window
 
 
 def _summary(name: str, answers: list[dict], decides: scoring.Measure,

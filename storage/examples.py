@@ -165,7 +165,10 @@ def _existing_id(db: Database, messages: list[dict], except_id: int | None = Non
 
 
 def add_example(store: Store, messages, source: str = "added", *, rejected: str | None = None,
-                conversation_id: int | None = None, turn_position: int | None = None) -> int:
+                conversation_id: int | None = None, turn_position: int | None = None,
+                must_keep: bool = False) -> int:
+    """Store one example; `must_keep` stores it as a must-not-change check (test only),
+    in the same transaction, so no run can train on it in between."""
     if source not in SOURCES:
         raise InvalidExample("source", f"must be one of {', '.join(SOURCES)}")
     messages = validate_messages(messages)
@@ -174,7 +177,7 @@ def add_example(store: Store, messages, source: str = "added", *, rejected: str 
             raise DuplicateExample(original)
         return new_id(db.table("examples").insert(_row(
             messages, source, rejected=rejected, conversation_id=conversation_id,
-            turn_position=turn_position)))
+            turn_position=turn_position, test_only=int(must_keep), must_keep=int(must_keep))))
 
 
 def add_vote_pair(store: Store, system: str, prompt: str, preferred: str,

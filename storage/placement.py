@@ -69,7 +69,6 @@ def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunEx
     being continued has trained on (`trained_before`): a held-out example must be one the
     adapter has never seen."""
     held_before = held_before or set()
-    count = held_out_count(len(candidates))
     trained = list(trained_before)
     seen_ids = {r.example_id for r in trained}
     seen_prompts = {prompt_key(r.messages) for r in trained}
@@ -80,6 +79,9 @@ def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunEx
                 and not any(c.example_id in seen_ids for c in group)]
     eligible.sort(key=lambda group: (not any(c.example_id in held_before for c in group),
                                      min(rank(c.messages) for c in group)))
+    # Continuing an adapter on a few new examples: at most half of them are held out, so
+    # the run has something new to learn.
+    count = min(held_out_count(len(candidates)), sum(map(len, eligible)) // 2)
     held: set[int] = set()
     for group in eligible:
         if len(held) >= count:
@@ -113,8 +115,11 @@ def snapshot(store: Store, with_preferences: bool,
     newest = runs.list_runs(store, 1)
     held_before = {r.example_id for r in runs.run_examples(
         store, newest[0]["id"], "held_out")} if newest else set()
+    # Thumbs-down and votes are always trained on (by a preference stage): their prompts
+    # may not be held out either.
+    always_trained = [r for r in rows if r.source not in TRAINABLE]
     held = choose_held_out([r for r in rows if r.source in TRAINABLE],
-                           trained_by_lineage(store, parent), held_before)
+                           trained_by_lineage(store, parent) + always_trained, held_before)
     return [replace(r, split="held_out") if r.example_id in held else r for r in rows]
 
 

@@ -108,3 +108,40 @@ def test_the_chats_few_shot_pool_follows_marks_deletes_and_restores(ctx, store):
     examples.restore_example(store, d)
     pool = set(contenders.live_pool(ctx).ids)
     assert a not in pool and c not in pool and {b, d} <= pool
+
+
+def test_a_continued_run_keeps_half_of_its_new_examples_to_learn_from(ctx, store):
+    fill(store, 18)  # under 20: run-1 trains on all
+    trained_run(ctx, store)
+    for messages in voice_examples(23)[18:]:
+        examples.add_example(store, messages)
+    second = trained_run(ctx, store, TrainConfig(continue_from="run-1"))
+    held = runs.run_examples(store, second["id"], "held_out")
+    assert len(held) == 2  # 2 of the 5 new ones, not all 5: the run learns from 3
+
+
+def test_no_prompt_of_a_thumbs_down_is_held_out(ctx, store):
+    fill(store, 24)
+    for i in range(24):
+        examples.add_example(store, [{"role": "user", "content": f"Say hello number {i}."},
+                                     {"role": "assistant", "content": f"Go away {i}."}],
+                             "disliked")
+    run_id = ctx.jobs.prepare(TrainConfig(objective="sft+kto"))
+    assert not runs.run_examples(store, run_id, "held_out")  # every prompt has one
+
+
+def test_must_not_change_checks_are_endorsed_answers_with_valid_patterns(ctx, store):
+    import pytest
+
+    from services import examples as actions
+    from services.general import BadPattern
+
+    with pytest.raises(BadPattern, match="not a regular expression"):
+        actions.add_check(ctx, "Capital of France?", "/Par(is/")
+    check = actions.add_check(ctx, "Capital of France?", "/Par(is|ee)/")
+    assert examples.get_example(store, check).must_keep
+    bad = examples.add_example(store, [{"role": "user", "content": "Hi"},
+                                       {"role": "assistant", "content": "Go away."}],
+                               "disliked")
+    with pytest.raises(actions.NotACheck, match="is a disliked answer"):
+        actions.set_must_keep(ctx, bad, True)

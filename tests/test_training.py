@@ -45,20 +45,22 @@ def test_lora_moves_adapter_weights_not_base_weights(tiny_model_dir, tmp_path):
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
 
 
-def test_replay_mixes_in_the_bases_own_answers_written_once(tiny_model_dir, tmp_path):
+def test_replay_mixes_in_the_bases_own_answers_written_once(tiny_model_dir, tmp_path,
+                                                            monkeypatch):
     """Replay adds the base's greedy answers to everyday prompts beside the user's
     examples (a share of them), on the top layers only when asked; the answers are kept
     and the next run reuses them."""
+    from core.paths import model_cache_dir
     from trainer import replay
 
+    monkeypatch.setenv("TUNECHAT_CACHE", str(tmp_path / "cache"))
     config = TrainConfig(epochs=1, batch_size=4, replay=0.25, top_layers=1)
     data = RunData.split(voice_examples(16))
     recorder = Recorder()
-    result = run_sft(config, data, tiny_model_dir, tmp_path / "a", tmp_path / "runs" / "1",
-                     recorder)
+    result = run_sft(config, data, tiny_model_dir, tmp_path / "a", tmp_path / "work", recorder)
     assert result.metrics["replay_examples"] == 4 and result.metrics["train_examples"] == 16
     assert recorder.total == -(-20 // 4)  # one epoch over 16 examples and 4 replayed
-    cache = replay.cache_file(tmp_path / "runs", tiny_model_dir)
+    cache = replay.cache_file(model_cache_dir(), tiny_model_dir)
     kept = json.loads(cache.read_text())
     assert list(kept) == replay.PROMPTS[:4] and all(isinstance(a, str) for a in kept.values())
     adapter = json.loads((result.adapter_dir / "adapter_config.json").read_text())

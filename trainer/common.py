@@ -128,6 +128,11 @@ def _targets(config: TrainConfig, model) -> dict:
 
     names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                     if isinstance(module, torch.nn.Linear) and ".layers." in name})
+    if config.target_modules != "all-linear":
+        names = [n.strip() for n in config.target_modules.split(",") if n.strip()]
+    if not names:
+        raise SanityError("top_layers needs a model whose blocks are named layers.N (Llama, "
+                          "Qwen, Mistral and the like); leave it unset for this one.")
     count = model.config.num_hidden_layers
     return {"target_modules": names,
             "layers_to_transform": list(range(max(0, count - config.top_layers), count))}

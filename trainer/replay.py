@@ -2,8 +2,9 @@
 training examples, so the adapter keeps answering like the base where the user's data
 says nothing (the README's table of levers: without it, an adapter trained to answer
 with a label answered almost every general question with a label). The base writes them
-once per base model, greedy; nothing is downloaded. The prompts are none of the general
-check's questions (services/data/general_check.jsonl), which would then test nothing."""
+once per base model, greedy, kept in the model cache; nothing is downloaded. The prompts
+are none of the general check's questions (services/data/general_check.jsonl), which
+would then test nothing."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ PROMPTS = [
     "How do I clean a wooden table?", "What is the water cycle?",
     "Why do cats purr?",
 ]
-ANSWER_TOKENS = 96
+ANSWER_TOKENS = 48
+"""Long enough for the base's way of answering; longer answers only cost training time
+(a run on one-word labels spends most of its steps on the replayed answers)."""
 
 
 def count_for(share: float, train_examples: int) -> int:
@@ -50,9 +53,12 @@ def examples(model, tokenizer, count: int, cache: Path) -> list[list[dict]]:
 
 
 def cache_file(folder: Path, base_folder: Path) -> Path:
-    """Where the answers of the base in `base_folder` are kept, inside `folder`."""
-    key = f"{Path(base_folder).resolve()}:{ANSWER_TOKENS}"
-    return folder / f"replay-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    """Where the answers of the base in `base_folder` are kept, inside `folder` (the
+    model cache): by the folder, the time its weights were written and the length."""
+    weights = sorted(Path(base_folder).glob("*.safetensors"))
+    written = max((w.stat().st_mtime_ns for w in weights), default=0)
+    key = f"{Path(base_folder).resolve()}:{written}:{ANSWER_TOKENS}"
+    return folder / "replay" / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
 
 
 def _base_answers(model, tokenizer, prompts: list[str]) -> list[str]:

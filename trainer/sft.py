@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.chatformat import token_count
+from core.paths import model_cache_dir
 from trainer import replay
 from trainer.common import (
     Reporter,
@@ -51,7 +52,7 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     model, peft_config = load_for_training(config, base_folder, continue_from, longest)
     replayed = replay.examples(model, tokenizer,
                                replay.count_for(config.replay, len(data.train)),
-                               replay.cache_file(work_dir.parent, base_folder))
+                               replay.cache_file(model_cache_dir(), base_folder))
     train_set, eval_set = to_dataset(data.train + replayed), to_dataset(data.held_out)
     args = _sft_args(config, data.train, work_dir, has_eval=eval_set is not None)
     trainer = with_plain_loss_on_cpu(SFTTrainer)(

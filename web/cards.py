@@ -19,7 +19,7 @@ def summary_markdown(card: dict) -> str:
     left_out = card.get("left_out", [])
     if left_out:
         lines.append(f"Left out of its tests: {len(left_out)} example"
-                     f"{'s' * (len(left_out) > 1)} marked test only, "
+                     f"{'s' * (len(left_out) > 1)}, "
                      + "; ".join(f"#{e['id']} ({e['why']})" for e in left_out[:5])
                      + ("; ..." if len(left_out) > 5 else "") + ".")
     if card.get("measure"):

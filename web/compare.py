@@ -43,6 +43,10 @@ MEASURE_CHOICES = [("auto: the style when your answers share one, else their for
 class CompareHandlers:
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.measuring: dict[str, str] = {}
+        """Adapters a *Measure again* is computing now -> how far it is."""
+        self.failed: dict[str, str] = {}
+        """Adapters whose *Measure again* failed -> why (until it succeeds)."""
 
     def stream_both(self, prompt: str, system: str, left: str, right: str, blind: bool):
         """Stream both answers; yields (A text, B text, A label, B label, pending vote)."""
@@ -96,12 +100,15 @@ class CompareHandlers:
     def status(self, adapter: str | None) -> str:
         if not adapter:
             return NO_ADAPTER_YET
+        if adapter in self.measuring:
+            return (f"Measuring {adapter} again: {self.measuring[adapter]}. The chat stays "
+                    "usable meanwhile.")
         worker = self.ctx.reports
-        if worker is not None and worker.current and worker.current["adapter"] == adapter:
-            done, total = worker.current["done"], worker.current["total"]
-            return (f"Measuring {adapter}: {done} of {total} answers "
-                    f"({worker.current['step']}). The chat stays usable meanwhile.")
-        failed = worker.failure(adapter) if worker is not None else None
+        current = worker.current if worker is not None else None  # the worker may reset it
+        if current and current["adapter"] == adapter:
+            return (f"Measuring {adapter}: {current['done']} of {current['total']} answers "
+                    f"({current['step']}). The chat stays usable meanwhile.")
+        failed = self.failed.get(adapter) or (worker.failure(adapter) if worker else None)
         if failed:
             return (f"⚠ The report card of {adapter} could not be computed: {failed}. "
                     "Press *Measure again* to retry.")
@@ -111,7 +118,10 @@ class CompareHandlers:
         return ""
 
     def follow(self, adapter: str | None, shown: str | None):
-        """Every few seconds: the status, and the card once a newer one exists."""
+        """Every few seconds: the status, and the card once a newer one exists (not
+        while *Measure again* computes it: the old card stays off the screen)."""
+        if adapter in self.measuring:
+            return (self.status(adapter),) + (gr.skip(),) * 5
         card = report.card_for(self.ctx, adapter or "") if adapter else None
         if card is not None and card["created_at"] != shown:
             return self.card(adapter)
@@ -122,18 +132,24 @@ class CompareHandlers:
         the new card (or what went wrong, on the card)."""
         if not adapter:
             raise NothingToMeasure("Train an adapter first: there is nothing to measure.")
-        yield (f"Measuring {adapter} again: its test examples, then the general questions. "
-               "The chat stays usable meanwhile.", "", "", [], gr.Dataframe(value=[]), None)
+        self.measuring[adapter] = "its test examples, then the general questions"
+        yield (self.status(adapter), "", "", [], gr.Dataframe(value=[]), None)
+
+        def show(done: int, total: int, step: str) -> None:
+            self.measuring[adapter] = step
+            progress((done, total), desc=step)
+
         try:
-            report.evaluate(self.ctx, adapter,
-                            lambda done, total, step: progress((done, total), desc=step))
+            report.evaluate(self.ctx, adapter, show)
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - shown on the card, with a retry
-            yield (f"⚠ The report card of {adapter} could not be computed: "
-                   f"{type(error).__name__}: {error}. Press *Measure again* to retry.",
-                   "", "", [], gr.Dataframe(value=[]), None)
+            self.failed[adapter] = f"{type(error).__name__}: {error}"
+            yield (self.status(adapter),) + (gr.skip(),) * 5
             return
+        finally:
+            self.measuring.pop(adapter, None)
+        self.failed.pop(adapter, None)
         if self.ctx.reports is not None:
             self.ctx.reports.forget_failure(adapter)
         yield self.card(adapter)

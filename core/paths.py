@@ -1,0 +1,13 @@
+"""Where tunechat keeps what every data home shares."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def model_cache_dir() -> Path:
+    """$TUNECHAT_CACHE, else ~/.cache/tunechat: base models converted once, and what is
+    worked out once per base model (the replay answers), shared by every data home."""
+    configured = os.environ.get("TUNECHAT_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tunechat"
