@@ -29,17 +29,18 @@ from walkthrough import WALKTHROUGHS  # noqa: E402
 
 from trainer.config import TrainConfig  # noqa: E402
 
+# Each lever against the defaults before this sweep: every block, no replay.
+BEFORE = {"upper_layers": 1.0, "replay": 0.0}
 LEVERS: dict[str, dict] = {
-    "today": {},
+    "before": {},
     "lr-1e-3": {"learning_rate": 1e-3},
     "lr-1e-3-2x-epochs": {"learning_rate": 1e-3, "epochs_factor": 2},
-    "top-15-layers": {"top_layers": 15},
-    "top-10-layers": {"top_layers": 10},
+    "upper-half-layers": {"upper_layers": 0.5},
     "rank-4": {"rank": 4, "alpha": 8},
     "replay-20%": {"replay": 0.2},
     "replay-40%": {"replay": 0.4},
-    "replay-20%+top-15-layers": {"replay": 0.2, "top_layers": 15},
-    "today-served-at-half-scale": {"serve_scale": 0.5},
+    "replay-20%+upper-half-layers": {"replay": 0.2, "upper_layers": 0.5},
+    "before-served-at-half-scale": {"serve_scale": 0.5},
 }
 
 def load(path: Path) -> list[list[dict]]:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = dict(LEVERS[lever])
             factor = settings.pop("epochs_factor", 1)
             scale = settings.pop("serve_scale", 1.0)
-            config = replace(TrainConfig(), **settings)
+            config = replace(TrainConfig(), **(BEFORE | settings))
             epochs = config.epochs_for(answer_characters(split.train))
             config = replace(config, epochs=epochs * factor)
             adapter = f"{lever}-{name}".replace("%", "pct").replace(".", "-").replace("+", "-")
@@ -140,13 +141,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"machine: {report['machine']}; base: {report['base_general']}/"
-          f"{report['general_questions']} general questions")
-    for row in report["rows"]:
-        print(f"{row['lever']:20} {row['task']:12} task {row['task_right']:>2}/"
-              f"{row['task_prompts']}  general {row['general_right']:>3} (lost "
-              f"{row['general_lost']}, gained {row['general_gained']})  "
-              f"{row['train_seconds']:>6} s")
+    """One markdown row per lever: each walkthrough's unseen prompts right, the general
+    questions the base got right that the adapter lost, and the training seconds."""
+    tasks = list(WALKTHROUGHS)
+    print(f"machine: {report['machine']}; the base gets {report['base_general']} of "
+          f"{report['general_questions']} general questions right\n")
+    print("| lever | " + " | ".join(f"{t}: unseen right" for t in tasks)
+          + " | general lost (" + " / ".join(tasks) + ") | training s (" + " / ".join(tasks)
+          + ") |")
+    print("|---" * (2 + len(tasks) + 1) + "|")
+    by = {(r["lever"], r["task"]): r for r in report["rows"]}
+    for lever in dict.fromkeys(r["lever"] for r in report["rows"]):
+        rows = [by.get((lever, t)) for t in tasks]
+        if None in rows:
+            continue
+        print(f"| {lever} | " + " | ".join(f"{r['task_right']}/{r['task_prompts']}"
+                                           for r in rows)
+              + " | " + " / ".join(str(r["general_lost"]) for r in rows)
+              + " | " + " / ".join(f"{r['train_seconds']:.0f}" for r in rows) + " |")
 
 
 if __name__ == "__main__":

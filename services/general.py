@@ -150,7 +150,8 @@ def _model(name: str, questions: list[Question], answers: dict[str, list[str]],
     gained = [i for i, (b, m) in enumerate(zip(base, mine)) if m and not b]
     p = scoring.sign_test(len(gained), len(lost))
     return {"name": name, "right": sum(mine), "lost": len(lost), "gained": len(gained),
-            "p": p, "forgot": name != BASE and len(lost) > len(gained) and p < scoring.ALPHA,
+            "p": p, "forgot": bool(name != BASE and len(lost) > len(gained)
+                                   and p < scoring.ALPHA),
             "flips": [{"id": questions[i].id, "question": questions[i].text,
                        "base": answers[BASE][i], "answer": answers[name][i],
                        "now": "wrong" if i in lost else "right"}

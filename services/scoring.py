@@ -173,7 +173,7 @@ def sign_test(wins: int, losses: int) -> float:
     split as uneven would be if neither side were better."""
     from scipy.stats import binomtest
 
-    return binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
+    return float(binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
 
 
 def permutation_test(differences: list[float]) -> float:

@@ -94,6 +94,9 @@ def test_the_examples_table_pages_searches_and_opens_a_row(page, tmp_path, tiny_
         expect(line).to_contain_text("Examples 101–120 of 120")
         table.get_by_text("Question 0", exact=True).last.click()
         page.get_by_text("Example #1 · imported").wait_for()
+        page.locator("#must-keep input").check()  # a must-not-change check is test only
+        page.get_by_text("Example #1 is a must-not-change check").wait_for()
+        expect(page.locator("#test-only input")).to_be_checked()
         search = page.get_by_label("Search")
         search.fill("ANSWER 11")  # any case; a new search starts at its first page
         search.press("Enter")
@@ -151,3 +154,8 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         page.locator("#compare-note").get_by_text("Vote stored").wait_for()
         expect(page.locator("#label-a")).to_have_text("A: run-1" if tuned_is_a else "A: base")
         expect(page.locator("#win-rates").get_by_test_id("cell-0-6")).to_have_text("100%")
+
+        # The report card, computed by itself after the run, with the general check.
+        page.locator("#card-summary").get_by_text("General knowledge: base").wait_for(
+            timeout=180_000)
+        expect(page.locator("#card-summary")).to_contain_text("What decided:")

@@ -326,3 +326,18 @@ def test_the_runs_chart_compares_runs_on_the_same_test_set_only():
                           3: card_of(3, "b", 70)})
     assert ">run-2<" in chart and ">run-3<" in chart and ">run-1<" not in chart
     assert "1 other run was scored on other test examples" in chart
+
+
+def test_the_general_block_of_a_forgetful_adapter_is_stored_as_json():
+    """Found by the brand-voice walkthrough: scipy's p-value made "forgot" a numpy bool,
+    which the card's JSON refused."""
+    from services import general
+
+    questions = [general.Question(f"g{i}", [{"role": "user", "content": "2+2?"}], r"\b4\b")
+                 for i in range(10)]
+    answers = {"base": ["4"] * 10, "run-1": ["five"] * 9 + ["4"]}
+    right = {name: [q.right(a) for q, a in zip(questions, said)]
+             for name, said in answers.items()}
+    block = general._model("run-1", questions, answers, right)
+    assert block["forgot"] is True and block["lost"] == 9
+    assert json.loads(json.dumps(block))["forgot"] is True

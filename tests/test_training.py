@@ -54,7 +54,7 @@ def test_replay_mixes_in_the_bases_own_answers_written_once(tiny_model_dir, tmp_
     from trainer import replay
 
     monkeypatch.setenv("TUNECHAT_CACHE", str(tmp_path / "cache"))
-    config = TrainConfig(epochs=1, batch_size=4, replay=0.25, top_layers=1)
+    config = TrainConfig(epochs=1, batch_size=4, replay=0.25, upper_layers=0.5)
     data = RunData.split(voice_examples(16))
     recorder = Recorder()
     result = run_sft(config, data, tiny_model_dir, tmp_path / "a", tmp_path / "work", recorder)
@@ -524,7 +524,7 @@ def test_the_cpu_loss_applies_the_head_to_answers_only_with_the_models_own_loss(
                         lambda *args: calls.append(1) or real(*args))
     run_sft(TrainConfig(epochs=1, batch_size=4), RunData.split(voice_examples(12)),
             tiny_model_dir, tmp_path / "adapter", tmp_path / "work", Recorder())
-    assert len(calls) == 3  # every training step (12 examples: none held out)
+    assert len(calls) == 4  # every training step (12 examples, none held out, 2 replayed)
 
 
 def test_the_cpu_loss_runs_under_bf16_autocast_where_bf16_is_fast(tiny_model_dir, tmp_path,

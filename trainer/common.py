@@ -120,9 +120,10 @@ def load_for_training(config: TrainConfig, base_folder: Path, continue_from: Pat
 
 
 def _targets(config: TrainConfig, model) -> dict:
-    """LoraConfig's target arguments: `config.target_modules`, on every block or (with
-    top_layers) the last few; PEFT takes a block list only with the modules named."""
-    if config.top_layers is None:
+    """LoraConfig's target arguments: `config.target_modules` on every block, or (with
+    upper_layers below 1) on the upper share of them; PEFT takes a block list only with
+    the modules named."""
+    if config.upper_layers >= 1:
         return {"target_modules": config.target_modules}
     import torch
 
@@ -131,11 +132,11 @@ def _targets(config: TrainConfig, model) -> dict:
     if config.target_modules != "all-linear":
         names = [n.strip() for n in config.target_modules.split(",") if n.strip()]
     if not names:
-        raise SanityError("top_layers needs a model whose blocks are named layers.N (Llama, "
-                          "Qwen, Mistral and the like); leave it unset for this one.")
+        raise SanityError("upper_layers needs a model whose blocks are named layers.N "
+                          "(Llama, Qwen, Mistral and the like); set it to 1 for this one.")
     count = model.config.num_hidden_layers
-    return {"target_modules": names,
-            "layers_to_transform": list(range(max(0, count - config.top_layers), count))}
+    kept = max(1, round(count * config.upper_layers))
+    return {"target_modules": names, "layers_to_transform": list(range(count - kept, count))}
 
 
 def chosen_method(method: str, base_folder: Path) -> str:
