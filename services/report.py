@@ -339,18 +339,20 @@ def _compared(adapter: str, baselines: list[str], p: dict[str, float], scores: d
         return (f"{best} does better than {adapter} beyond chance{on}, on {n} test examples: "
                 f"{summary[best]['score']:.0f} against {mine:.0f} (p = {p[best]:.3f}). "
                 "Fine-tuning did not pay off here.")
+    # The baseline a user would take instead: the best of those not clearly beaten
+    # (the cheapest of equals), and what it costs.
     undecided = [b for b in baselines if b not in beaten]
-    cheapest = min(undecided, key=lambda b: summary[b]["prompt_tokens"])
-    ahead = sum(a > b for a, b in zip(scores[adapter], scores[cheapest]))
-    behind = sum(a < b for a, b in zip(scores[adapter], scores[cheapest]))
-    extra = summary[cheapest]["prompt_tokens"] - summary[adapter]["prompt_tokens"]
-    cost = (f"{cheapest} costs {extra} more prompt tokens per request and no training"
-            if extra > 0 else f"{cheapest} needs no training")
-    line = (f"{adapter} and {cheapest} cannot be told apart{on} with {n} test examples "
-            f"({mine:.0f} against {summary[cheapest]['score']:.0f}; {adapter} ahead on "
-            f"{ahead}, behind on {behind}; p = {p[cheapest]:.2f}); {cost}.")
+    rival = min(undecided, key=lambda b: (-summary[b]["score"], summary[b]["prompt_tokens"]))
+    ahead = sum(a > b for a, b in zip(scores[adapter], scores[rival]))
+    behind = sum(a < b for a, b in zip(scores[adapter], scores[rival]))
+    extra = summary[rival]["prompt_tokens"] - summary[adapter]["prompt_tokens"]
+    cost = (f"{rival} costs {extra} more prompt tokens per request and no training"
+            if extra > 0 else f"{rival} needs no training")
+    line = (f"{adapter} and {rival} cannot be told apart{on} with {n} test examples "
+            f"({mine:.0f} against {summary[rival]['score']:.0f}; {adapter} ahead on "
+            f"{ahead}, behind on {behind}; p = {p[rival]:.2f}); {cost}.")
     if beaten:
-        line += f" {adapter} does beat {', '.join(beaten)} beyond chance."
+        line += f" {adapter} does beat {' and '.join(beaten)} beyond chance."
     return line
 
 
