@@ -104,10 +104,9 @@ def check(ctx: Context, asked: list[Question], names: list[str],
             done[0] = k
 
         answers[name] = _ask(ctx, asked, name, batch)
-    questions = asked
-    right = {name: [q.right(a) for q, a in zip(questions, answers[name])] for name in names}
-    return {"n": len(questions), "users": sum(q.id.startswith("#") for q in questions),
-            "models": [_model(name, questions, answers, right) for name in names]}
+    right = {name: [q.right(a) for q, a in zip(asked, answers[name])] for name in names}
+    return {"n": len(asked), "users": sum(q.id.startswith("#") for q in asked),
+            "models": [_model(name, asked, answers, right) for name in names]}
 
 
 def _ask(ctx: Context, asked: list[Question], name: str,
