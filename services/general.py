@@ -14,6 +14,7 @@ from importlib import resources
 
 from core.adapters import BASE
 from core.errors import UserError
+from core.paths import weights_written
 from services import scoring
 from services.context import Context
 from storage import examples, placement, runs
@@ -134,8 +135,8 @@ def _base_fingerprint(ctx: Context) -> str:
     import transformers
 
     folder = ctx.engine.loaded.folder
-    written = max((w.stat().st_mtime_ns for w in folder.glob("*.safetensors")), default=0)
-    return f"{folder}:{written}:{ctx.engine.model.dtype}:{transformers.__version__}"
+    return (f"{folder}:{weights_written(folder)}:{ctx.engine.model.dtype}:"
+            f"{transformers.__version__}")
 
 
 def _said(question: Question) -> str:

@@ -172,11 +172,7 @@ def status(ctx: Context, run_id: int | None = None) -> dict:
 
 def held_out_now(ctx: Context) -> dict[int, int]:
     """Examples the newest run holds out (never trained on) -> that run's id."""
-    newest = runs.list_runs(ctx.store, 1)
-    if not newest:
-        return {}
-    return {e.example_id: newest[0]["id"]
-            for e in runs.run_examples(ctx.store, newest[0]["id"], "held_out")}
+    return placement.held_out_by_newest_run(ctx.store)
 
 
 def history(ctx: Context, limit: int = 50) -> list[dict]:

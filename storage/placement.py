@@ -90,6 +90,15 @@ def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunEx
     return held
 
 
+def held_out_by_newest_run(store: Store) -> dict[int, int]:
+    """Examples the newest run holds out (never trained on) -> that run's id."""
+    newest = runs.list_runs(store, 1)
+    if not newest:
+        return {}
+    return {e.example_id: newest[0]["id"]
+            for e in runs.run_examples(store, newest[0]["id"], "held_out")}
+
+
 def trained_by_lineage(store: Store, run: dict | None) -> list[RunExample]:
     """What `run` trained on, and every adapter it continued from, as each froze it."""
     found: list[RunExample] = []
@@ -112,14 +121,12 @@ def snapshot(store: Store, with_preferences: bool,
     chosen = reversed(examples.list_examples(store, sources=sources, test_only=False))
     rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
     parent = runs.run_of_adapter(store, continue_from) if continue_from else None
-    newest = runs.list_runs(store, 1)
-    held_before = {r.example_id for r in runs.run_examples(
-        store, newest[0]["id"], "held_out")} if newest else set()
     # Thumbs-down and votes are always trained on (by a preference stage): their prompts
     # may not be held out either.
     always_trained = [r for r in rows if r.source not in TRAINABLE]
     held = choose_held_out([r for r in rows if r.source in TRAINABLE],
-                           trained_by_lineage(store, parent) + always_trained, held_before)
+                           trained_by_lineage(store, parent) + always_trained,
+                           set(held_out_by_newest_run(store)))
     return [replace(r, split="held_out") if r.example_id in held else r for r in rows]
 
 
@@ -153,14 +160,15 @@ def test_set(store: Store, run: dict | None) -> TestSet:
     out: what the run or its ancestors trained on, or shares a prompt with it, and
     answers the user did not endorse."""
     trained = trained_by_lineage(store, run)
-    trained_ids = {r.example_id: r for r in trained}
+    trained_ids = {r.example_id for r in trained}
     trained_prompts = {prompt_key(r.messages) for r in trained}
     name = (run or {}).get("adapter") or "its run"
     held = runs.run_examples(store, run["id"], "held_out") if run else []
     offered = [TestCase(e.example_id, e.source, "held_out", e.messages) for e in held]
+    held_ids = {case.id for case in offered}
     offered += [TestCase(e.id, e.source, "test_only", e.messages)
                 for e in reversed(examples.list_examples(store, test_only=True, must_keep=False))
-                if e.id not in {c.id for c in offered}]
+                if e.id not in held_ids]
     cases, left_out = [], []
     for case in offered:
         if case.source not in ENDORSED:
@@ -185,9 +193,7 @@ def fewshot_examples(store: Store, run: dict | None = None) -> list[tuple[int, l
     if run is not None:
         return [(e.example_id, e.messages) for e in runs.run_examples(store, run["id"], "train")
                 if e.source in ENDORSED]
-    newest = runs.list_runs(store, 1)
-    held = {e.example_id for e in runs.run_examples(store, newest[0]["id"], "held_out")} \
-        if newest else set()
+    held = held_out_by_newest_run(store)
     return [(e.id, e.messages) for e in reversed(examples.list_examples(
         store, sources=ENDORSED, test_only=False)) if e.id not in held]
 

@@ -14,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.paths import weights_written
+
 PROMPTS = [
     "Give me a tip for sleeping better.", "What is a healthy breakfast?",
     "How do I boil an egg?", "Why do leaves change color in autumn?",
@@ -55,9 +57,7 @@ def examples(model, tokenizer, count: int, cache: Path) -> list[list[dict]]:
 def cache_file(folder: Path, base_folder: Path) -> Path:
     """Where the answers of the base in `base_folder` are kept, inside `folder` (the
     model cache): by the folder, the time its weights were written and the length."""
-    weights = sorted(Path(base_folder).glob("*.safetensors"))
-    written = max((w.stat().st_mtime_ns for w in weights), default=0)
-    key = f"{Path(base_folder).resolve()}:{written}:{ANSWER_TOKENS}"
+    key = f"{Path(base_folder).resolve()}:{weights_written(base_folder)}:{ANSWER_TOKENS}"
     return folder / "replay" / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
 
 
