@@ -41,7 +41,70 @@ LEVERS: dict[str, dict] = {
     "replay-40%": {"replay": 0.4},
     "replay-20%+upper-half-layers": {"replay": 0.2, "upper_layers": 0.5},
     "before-served-at-half-scale": {"serve_scale": 0.5},
+    "short-replay-50%+upper-half-layers": {"replay": 0.5, "upper_layers": 0.5,
+                                           "replay_pool": "short"},
+    "replay-20%+upper-half-layers+lr-1e-3": {"replay": 0.2, "upper_layers": 0.5,
+                                             "learning_rate": 1e-3},
 }
+"""Replay draws on trainer/replay.py's open requests; with `replay_pool: short`, on
+SHORT's short questions too."""
+
+SHORT = [
+    "What is the capital of Australia?", "What is 5 plus 7?",
+    "How many minutes are in an hour?", "What planet do we live on?",
+    "What is the plural of goose?", "What color is a banana?",
+    "What is the capital of Mexico?", "What is 6 times 4?",
+    "How many days are in a leap year?", "What do bees make?",
+    "What is the opposite of early?", "Who wrote Hamlet?",
+    "What is the capital of Argentina?", "What is 30 divided by 3?",
+    "How many millimeters are in a centimeter?", "What is the closest star to Earth?",
+    "How do you say thank you in French?", "What do you call a baby cat?",
+    "What is the capital of Turkey?", "What is 15 minus 8?",
+    "How many weeks are in a year?", "What gas do plants give off?",
+    "What is the opposite of young?", "Who was the first president of the United States?",
+    "What is the capital of the Netherlands?", "What is 7 times 8?",
+    "How many legs does a spider have?", "Which planet is the largest in our solar system?",
+    "What language is spoken in France?", "What color is snow?",
+    "What is the capital of Switzerland?", "What is 50 plus 50?",
+    "How many wheels does a bicycle have?", "What do caterpillars turn into?",
+    "What is the plural of leaf?", "What is the currency of the United Kingdom?",
+    "What is the capital of Finland?", "What is a quarter of 100?",
+    "How many sides does a hexagon have?", "What is ice made of?",
+    "How do you say goodbye in Spanish?", "What do you call a baby dog?",
+    "What is the capital of Denmark?", "What is 11 plus 9?",
+    "How many players are on a soccer team?", "What is the hardest natural substance?",
+    "What language is spoken in China?", "Which day comes after Monday?",
+    "Which continent is France in?", "What is 4 times 5?",
+    "How many hours are in two days?", "What part of a plant grows underground?",
+    "What is the opposite of light?", "What is the last month of the year?",
+    "Which continent is Japan in?", "What is 9 plus 6?",
+    "What is the smallest continent?", "What is the fastest land animal?",
+    "What is the plural of woman?", "What season comes after winter?",
+    "What is the largest country by area?", "What is 100 minus 40?",
+    "In which city is the Eiffel Tower?", "What animal is known as the king of the jungle?",
+    "What do you call a doctor who treats animals?", "What holiday is celebrated on October 31?",
+    "What is the longest river in South America?", "What is 8 divided by 2?",
+    "What instrument has six strings?", "What is the largest bird?",
+    "What is the currency of the European Union?", "What shape has three sides?",
+]
+"""Short questions of the kinds the general check asks (places, sums, units, science,
+words, common knowledge) but none of its questions, for the "short-replay" levers: replayed
+beside trainer/replay.py's open requests. They lost more, not less (README), so the
+default replays the open requests only."""
+
+
+
+def _mixed(short: list[str], open_: list[str]) -> list[str]:
+    """The short and the open requests in turns of three to one, so that any first part
+    of the list holds both kinds."""
+    mixed: list[str] = []
+    for i in range(max(len(short), 3 * len(open_))):
+        if i < len(short):
+            mixed.append(short[i])
+        if i % 3 == 2 and i // 3 < len(open_):
+            mixed.append(open_[i // 3])
+    return mixed
+
 
 def load(path: Path) -> list[list[dict]]:
     return [json.loads(line)["messages"] for line in path.read_text().splitlines() if line]
@@ -103,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = ChatEngine(load_model(None), adapters_dir=adapters)
     questions = shipped()
     base_general = general_right(engine, "base", questions)
+    open_pool = list(replay.PROMPTS)
     report: dict = {"machine": describe_machine(), "base_general": sum(base_general),
                     "general_questions": len(questions), "rows": []}
     if Path(args.json).exists():  # go on from an interrupted sweep
@@ -117,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = dict(LEVERS[lever])
             factor = settings.pop("epochs_factor", 1)
             scale = settings.pop("serve_scale", 1.0)
+            replay.PROMPTS = _mixed(SHORT, open_pool) \
+                if settings.pop("replay_pool", "") == "short" else open_pool
             config = replace(TrainConfig(), **(BEFORE | settings))
             epochs = config.epochs_for(answer_characters(split.train))
             config = replace(config, epochs=epochs * factor)
