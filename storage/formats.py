@@ -12,7 +12,9 @@ from any file storage/sources.py reads (JSON, spreadsheets, Parquet, datasets fo
 Each format is one entry of FORMATS (see the end of this file): a name, how to tell a
 record of it, a reader (record -> messages or Item) and a writer (example -> record). To
 add a format, write its pair of functions and add its entry; the command line's --format
-choices, the Examples tab's lists and auto-detection all read FORMATS."""
+choices, the Examples tab's lists and auto-detection all read FORMATS. Records are
+written as JSONL, or for "csv" as spreadsheet rows (prompt, answer, system), which any
+spreadsheet program opens and the import reads back."""
 
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from core.errors import UserError
 from storage.examples import KINDS, Example, InvalidExample, check_text, validate_messages
-from storage.sources import MAX_JSON_BYTES, SourceError, rows_of
+from storage.sources import HISTORY_COLUMN, MAX_JSON_BYTES, SourceError, rows_of
 
 MAX_IMPORT_BYTES = MAX_JSON_BYTES
 """The web app's upload limit. `tunechat import` reads JSONL, spreadsheets, Parquet and
@@ -60,11 +63,24 @@ class Item:
 class BadRow:
     where: str
     field: str
+    """The field, or for a spreadsheet row the column as the file's header names it."""
     reason: str
+    column: bool = False
+    """Whether `field` is a spreadsheet's column."""
 
     def __str__(self) -> str:
-        return f"{self.where}, field {self.field}: {self.reason}" if self.field else \
-            f"{self.where}: {self.reason}"
+        if not self.field:
+            return f"{self.where}: {self.reason}"
+        name = f"column '{self.field}'" if self.column else f"field {self.field}"
+        return f"{self.where}, {name}: {self.reason}"
+
+
+class BadRowError(FormatError):
+    """One row cannot be imported; `row` says where, in which field and why."""
+
+    def __init__(self, row: BadRow):
+        super().__init__(f"{row}.")
+        self.row = row
 
 
 @dataclass
@@ -104,10 +120,10 @@ class Rows:
                                   else self.asked)
                     self.fmt = self.fmt or row_format
                     item = _convert(record, row_format, where)
-                except FormatError as error:
-                    if not self.skip_bad:
-                        raise
-                    self.bad.append(_bad_row(where, str(error)))
+                except BadRowError as error:
+                    if not self.skip_bad:  # the file's name: the message may travel alone
+                        raise FormatError(f"{self.path.name}, {error}") from None
+                    self.bad.append(error.row)
                     continue
                 good += 1
                 if good <= self.keep_first:
@@ -127,15 +143,6 @@ def read_file(path: str | os.PathLike, fmt: str = "auto", mapping: dict | None =
     return Read(items, rows.bad, rows.fmt)
 
 
-def _bad_row(where: str, message: str) -> BadRow:
-    """A FormatError's message ("line 3, field output: is missing.") as its parts."""
-    rest = message.removeprefix(where).lstrip(",: ").rstrip(".")
-    if rest.startswith("field "):
-        name, _, reason = rest.removeprefix("field ").partition(": ")
-        return BadRow(where, name, reason)
-    return BadRow(where, "", rest)
-
-
 def read_examples(path: str | os.PathLike, fmt: str = "auto") -> list[list[dict]]:
     """The messages of every row (all or nothing), whatever kind of item each is."""
     return [item.messages for _, item in read_file(path, fmt).items]
@@ -146,26 +153,35 @@ def detect_format(record, where: str = "line 1") -> str:
         for fmt in FORMATS.values():
             if fmt.read is not None and fmt.detect(record):
                 return fmt.name
-    raise FormatError(f"{where}: cannot tell the format: expected an object with "
-                      "'messages' (OpenAI), 'conversations' (sharegpt), 'instruction' and "
-                      "'output' (alpaca), 'prompt' and 'completion', 'chosen' and "
-                      "'rejected', or 'preferred_output' (OpenAI preference).")
+    raise BadRowError(BadRow(where, "", "cannot tell the format: expected an object with "
+                             "'messages' (OpenAI), 'conversations' (sharegpt), 'instruction' "
+                             "and 'output' (alpaca), 'prompt' and 'completion', 'chosen' and "
+                             "'rejected', or 'preferred_output' (OpenAI preference)"))
 
 
 def _convert(record, fmt: str, where: str) -> Item:
     if not isinstance(record, dict):
-        raise FormatError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+        raise BadRowError(BadRow(where, "", "expected a JSON object, got "
+                                            f"{type(record).__name__}"))
     format_ = FORMATS[fmt]
     if not format_.detect(record):
         actual = _guess(record)
-        hint = f" It looks like {actual}; choose that format or auto." if actual else ""
-        raise FormatError(f"{where}: missing field '{format_.required}' for the {fmt} "
-                          f"format.{hint}")
+        hint = f". It looks like {actual}; choose that format or auto" if actual else ""
+        raise BadRowError(BadRow(where, "", f"missing field '{format_.required}' for the "
+                                            f"{fmt} format{hint}"))
     try:
         _refuse_what_is_not_text(record)
         return _read(format_, record)
     except InvalidExample as error:
-        raise FormatError(f"{where}, field {error.field}: {error.problem}.") from None
+        raise BadRowError(_bad_field(record, where, error)) from None
+
+
+def _bad_field(record: dict, where: str, error: InvalidExample) -> BadRow:
+    """The bad field, named as the file names it: a spreadsheet's column by its header."""
+    columns = getattr(record, "columns", {})  # a SheetRow (storage/sources.py)
+    if error.field in columns:
+        return BadRow(where, columns[error.field], error.problem, column=True)
+    return BadRow(where, error.field, error.problem)
 
 
 def _read(format_: Format, record: dict) -> Item:
@@ -178,7 +194,7 @@ def _read(format_: Format, record: dict) -> Item:
 def _guess(record) -> str | None:
     try:
         return detect_format(record)
-    except FormatError:
+    except BadRowError:
         return None
 
 
@@ -426,6 +442,18 @@ def _to_prompt_completion(example: Example) -> dict:
     return {"prompt": example.messages[:-1], "completion": [example.messages[-1]]}
 
 
+def _to_columns(example: Example) -> dict:
+    """A spreadsheet row: the question, its answer and the system prompt, and the turns
+    before them (if any) as JSON in a history column, alpaca's [[question, answer], ...]
+    that the import reads back."""
+    record = _to_alpaca(example)
+    row = {"prompt": record["instruction"], "answer": record["output"],
+           "system": record.get("system", "")}
+    if "history" in record:
+        row[HISTORY_COLUMN] = json.dumps(record["history"], ensure_ascii=False)
+    return row
+
+
 def _is_pair(example: Example) -> bool:
     return example.source in ("corrected", "vote") and bool(example.rejected)
 
@@ -451,6 +479,9 @@ class Format:
     """Fields any of which tells this format in auto-detection (default: `required`)."""
     exports: tuple[str, ...] = ("kept", "corrected", "imported", "added")
     """The sources of the examples an export writes."""
+    suffix: str = "jsonl"
+    """How its records are written: jsonl (one JSON object a line) or csv (spreadsheet
+    rows, read back as any spreadsheet is: storage/sources.py)."""
 
     def detect(self, record: dict) -> bool:
         return any(field in record for field in self.signature or (self.required,))
@@ -474,6 +505,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("prompt-completion", "prompt-completion (TRL)", "completion",
            _from_prompt_completion, _to_prompt_completion),
     Format("text", "plain text (refused)", "text", _refuse_plain_text, None),
+    Format("csv", "spreadsheet (CSV: prompt, answer, system)", "prompt", None, _to_columns,
+           suffix="csv"),
 )}
 
 
@@ -486,13 +519,43 @@ def export_formats() -> list[str]:
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    """One JSON record a line, written atomically."""
+    def write(out: TextIO) -> None:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    _write_atomically(path, write)
+
+
+CSV_COLUMNS = ("prompt", "answer", "system")
+
+
+def write_csv(path: str | os.PathLike, records: list[dict]) -> None:
+    """Spreadsheet rows under a header; a history column only when a row has one. With a
+    UTF-8 byte-order mark: without it Excel reads UTF-8 as an older encoding and garbles
+    every accent and emoji (the import ignores the mark)."""
+    columns = list(CSV_COLUMNS) + [HISTORY_COLUMN] * any(HISTORY_COLUMN in r for r in records)
+
+    def write(out: TextIO) -> None:
+        writer = csv.DictWriter(out, columns, restval="")
+        writer.writeheader()
+        writer.writerows(records)
+
+    _write_atomically(path, write, encoding="utf-8-sig", newline="")
+
+
+WRITERS = {"jsonl": write_jsonl, "csv": write_csv}
+"""How each kind of file (Format.suffix) is written."""
+
+
+def _write_atomically(path: str | os.PathLike, write: Callable[[TextIO], None],
+                      encoding: str = "utf-8", newline: str = "\n") -> None:
+    """A crash leaves the old file or the new one, never half of one."""
     path = Path(path)
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with os.fdopen(handle, "w", encoding=encoding, newline=newline) as out:
+            write(out)
         os.replace(scratch, path)
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
@@ -581,7 +644,7 @@ def export_examples(examples: list[Example], path: str | os.PathLike, fmt: str =
         raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
     records = [r for r in (write(e) for e in examples) if r is not None]
     try:
-        write_jsonl(path, records)
+        WRITERS[FORMATS[fmt].suffix](path, records)
     except OSError as error:
         raise FormatError(f"Cannot write {path}: {error.strerror or error}. Check that the "
                           "folder exists and is writable.") from None

@@ -6,12 +6,19 @@ Spreadsheet and Parquet rows are read with pandas and pyarrow (installed with
 `datasets`), datasets folders with `datasets`; JSON is parsed here, line by line, so a
 bad line is named. Spreadsheet columns that do not name a format's fields are matched
 to roles by common header names, or by an explicit mapping ("question=user,
-answer=assistant"), and become alpaca-like records."""
+answer=assistant"), and become alpaca-like records.
+
+Whatever goes wrong is said in the terms of the person who made the file: its name, the
+row as a spreadsheet program numbers it, the column as its header names it (SheetRow),
+and what the file really is when its name says otherwise (an Excel workbook saved as
+.csv)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +39,30 @@ ROLE_HEADERS = {
 ROLES = tuple(ROLE_HEADERS)
 LABEL_COLUMNS = ("label", "kto_tag")
 """Columns of desirability tags, read as true or false."""
+HISTORY_COLUMN = "history"
+"""A spreadsheet column of the turns before the question, as JSON [[question, answer],
+...]: how a CSV export carries a longer conversation, read back on import."""
+ROLE_FIELDS = {"user": "instruction", "assistant": "output", "system": "system"}
+"""The alpaca field each role's column becomes (see as_conversation)."""
+FORMAT_LAYOUT = {"messages", "conversations", "chosen", "completion", "preferred_output",
+                 "text", "label"}
+"""Columns that a format reads as they are (with instruction and output together)."""
+TEXT_KINDS = {".csv": "CSV text", ".tsv": "TSV text", ".tab": "TSV text"}
 
 
 class SourceError(UserError):
     """The file cannot be read as rows; the message says where and how to fix it."""
+
+
+class SheetRow(dict):
+    """A spreadsheet (or Parquet, or datasets) row as a format's record, knowing which of
+    the file's columns each field came from, so that a bad row names the column as the
+    file's header does ("answer"), not the field it became ("output")."""
+
+    def __init__(self, record: dict, columns: dict[str, str]):
+        super().__init__(record)
+        self.columns = columns
+        """field -> the file's column"""
 
 
 Rows = Iterator[tuple[str, object]]
@@ -49,6 +76,8 @@ def rows_of(path: Path, mapping: dict[str, str] | None = None) -> Rows:
     if not path.exists():
         raise SourceError(f"Cannot read {path}: no such file.")
     suffix = path.suffix.lower()
+    if suffix not in EXCEL and suffix != ".parquet":
+        _refuse_binary(path)
     if suffix in SPREADSHEETS or suffix in EXCEL:
         yield from _spreadsheet_rows(path, mapping)
     elif suffix == ".parquet":
@@ -115,16 +144,31 @@ def roles_of(columns: list[str], mapping: dict[str, str] | None) -> dict[str, st
     return roles
 
 
-def as_conversation(record: dict, roles: dict[str, str] | None) -> dict:
-    """A spreadsheet-like row as an alpaca record ({"instruction", "output", "system"})
-    when its columns are matched to roles (see roles_of); other rows as they are."""
+def as_conversation(record: dict, roles: dict[str, str] | None) -> SheetRow:
+    """A spreadsheet-like row as an alpaca record ({"instruction", "output", "system",
+    "history"}) when its columns are matched to roles (see roles_of); other rows as they
+    are. Either way it remembers the column behind each field."""
     if roles is None:
-        return record
+        return SheetRow(record, {column: column for column in record})
     by_role = {role: _cell(record[column]) for column, role in roles.items()}
     converted = {"instruction": by_role.get("user") or "", "output": by_role.get("assistant")}
     if by_role.get("system"):
         converted["system"] = by_role["system"]
-    return converted
+    columns = {ROLE_FIELDS[role]: column for column, role in roles.items()}
+    history = next((c for c in record if _squash(c) == HISTORY_COLUMN), None)
+    if history is not None and _cell(record[history]).strip():
+        converted["history"] = _history(_cell(record[history]))
+        columns["history"] = history
+    return SheetRow(converted, columns)
+
+
+def _history(text: str):
+    """The history column's JSON; text that is not JSON is handed on as it is, for the
+    format to refuse with the row and the column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def _roles_by_header(columns: list[str]) -> dict[str, str] | None:
@@ -132,9 +176,7 @@ def _roles_by_header(columns: list[str]) -> dict[str, str] | None:
     formats read as it is (messages, conversations, prompt/completion, chosen/rejected,
     instruction/output) or when no user and assistant columns are found."""
     names = {_squash(c): c for c in columns}
-    known = {"messages", "conversations", "chosen", "completion", "preferred_output", "text",
-             "label"}
-    if known & set(names) or {"instruction", "output"} <= set(names):
+    if _format_layout(columns):
         return None
     roles: dict[str, str] = {}
     for role, headers in ROLE_HEADERS.items():
@@ -142,6 +184,12 @@ def _roles_by_header(columns: list[str]) -> dict[str, str] | None:
         if found is not None:
             roles[found] = role
     return roles if {"user", "assistant"} <= set(roles.values()) else None
+
+
+def _format_layout(columns: list[str]) -> bool:
+    """Whether a format reads these columns as they are (see FORMAT_LAYOUT)."""
+    names = {_squash(c) for c in columns}
+    return bool(FORMAT_LAYOUT & names) or {"instruction", "output"} <= names
 
 
 def _squash(name: object) -> str:
@@ -162,21 +210,127 @@ def _spreadsheet_rows(path: Path, mapping: dict[str, str] | None) -> Rows:
     try:
         if path.suffix.lower() in EXCEL:
             frames = [pd.read_excel(path, dtype=object, engine="openpyxl")]
-        else:
+        else:  # blank lines kept, so that rows are numbered as a spreadsheet shows them
             frames = pd.read_csv(path, sep=SPREADSHEETS[path.suffix.lower()], dtype=object,
-                                 keep_default_na=False, chunksize=10_000, encoding="utf-8")
+                                 keep_default_na=False, chunksize=10_000, encoding="utf-8",
+                                 skip_blank_lines=False)
         row = 2  # the header is row 1, as a spreadsheet program numbers them
         for frame in frames:
             columns = [str(c) for c in frame.columns]
-            roles = roles_of(columns, mapping)
+            roles = _spreadsheet_roles(path, columns, mapping)
             for values in frame.itertuples(index=False, name=None):
-                record = {column: _clean(column, value)
-                          for column, value in zip(columns, values)}
-                yield f"row {row}", as_conversation(record, roles)
+                if any(_cell(value).strip() for value in values):  # blank rows are no data
+                    record = {column: _clean(column, value)
+                              for column, value in zip(columns, values)}
+                    yield f"row {row}", as_conversation(record, roles)
                 row += 1
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as error:
+    except UnicodeDecodeError:
+        raise SourceError(_not_utf8(path)) from None
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"{path.name} is empty: no rows to import.") from None
+    except pd.errors.ParserError as error:
+        raise SourceError(_cells_astray(path, str(error))) from None
+    except (ValueError, OSError) as error:
         raise SourceError(f"Cannot read {path.name} as a spreadsheet: {error}. Save it as "
-                          "UTF-8 CSV (or XLSX) with a header row.") from None
+                          "“CSV UTF-8” (or XLSX) with a header row.") from None
+
+
+def _spreadsheet_roles(path: Path, columns: list[str],
+                       mapping: dict[str, str] | None) -> dict[str, str] | None:
+    """roles_of, and when no column is found for the question or the answer, a message
+    in the spreadsheet's terms instead of a format error on every row."""
+    roles = roles_of(columns, mapping)
+    if roles is None and not _format_layout(columns):
+        example = ",".join(f"{c}={r}" for c, r in zip(columns, ("user", "assistant")))
+        raise SourceError(
+            f"{path.name}: cannot tell which column holds the questions and which the "
+            f"answers (its columns are {', '.join(columns)}). Name them question and answer "
+            f"in the first row, or say which is which, e.g. \"{example}\" (Spreadsheet "
+            "columns in the Examples tab, --map on the command line).")
+    return roles
+
+
+def _not_utf8(path: Path) -> str:
+    """Where a spreadsheet saved in an older encoding first goes wrong (only worked out
+    once reading has failed)."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return (f"{path.name} is not saved as UTF-8 text: line {number} has a byte "
+                        f"({line[error.start]:#04x}) that UTF-8 does not allow, as in a "
+                        "file saved as plain “CSV” by older spreadsheet programs. Save it "
+                        "as “CSV UTF-8” (or as .xlsx) and import that.")
+    return f"{path.name} is not saved as UTF-8 text: save it as “CSV UTF-8” and import that."
+
+
+def _cells_astray(path: Path, problem: str) -> str:
+    """pandas' "Expected 2 fields in line 5, saw 3" in the spreadsheet's words."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", problem)
+    if not found:
+        return (f"Cannot read {path.name} as a spreadsheet ({problem}). Save it as “CSV "
+                "UTF-8” (or XLSX) with a header row.")
+    wanted, line, seen = found.groups()
+    separator = "comma" if path.suffix.lower() == ".csv" else "tab"
+    return (f"{path.name}, line {line}: {seen} cells where the first row names {wanted} "
+            f"columns. A cell holding a {separator} or a line break must be in double "
+            "quotes; a spreadsheet program adds them when it saves the file.")
+
+
+def _refuse_binary(path: Path) -> None:
+    """A workbook, Parquet file or archive under a text file's name (an .xlsx renamed
+    .csv) is named for what it is, with the fix, instead of failing as bad text."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+            handle.seek(max(0, path.stat().st_size - 4))
+            tail = handle.read(4)
+    except OSError as error:
+        raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SourceError(f"{path.name} is UTF-16 text (it starts with a UTF-16 byte-order "
+                          "mark); save it as UTF-8 and import again.")
+    kind = TEXT_KINDS.get(path.suffix.lower(), "JSON text")
+    what = _binary_kind(path, head, tail)
+    if what is not None:
+        name, fix = what
+        raise SourceError(f"{path.name} looks like {name}, not {kind}: {fix}.")
+    if kind != "JSON text" and b"\x00" in head:  # JSON names the line (see _decode)
+        raise SourceError(f"{path.name} is not a text file (it holds NUL bytes): save it "
+                          "as “CSV UTF-8” and import that.")
+
+
+def _binary_kind(path: Path, head: bytes, tail: bytes) -> tuple[str, str] | None:
+    """(what the file is, how to import it) from its first and last bytes; None for
+    text."""
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_kind(path)
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return ("an Excel 97-2003 workbook (.xls)", "open it in your spreadsheet program "
+                "and save it as .xlsx or as “CSV UTF-8”, then import that")
+    if head.startswith(b"PAR1") and tail == b"PAR1":
+        return "a Parquet file", f"rename it to {path.stem}.parquet and import that"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file", "unpack it and import the file inside"
+    return None
+
+
+def _zip_kind(path: Path) -> tuple[str, str]:
+    """An .xlsx, .ods or .docx is a zip archive: its contents tell which."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        names = set()
+    if "xl/workbook.xml" in names:
+        return ("an Excel workbook", f"rename it to {path.stem}.xlsx and import that, or "
+                "save it from your spreadsheet program as “CSV UTF-8”")
+    if "content.xml" in names:
+        return ("an OpenDocument file (.ods)", "save it from your spreadsheet program as "
+                ".xlsx or as “CSV UTF-8”, then import that")
+    return ("a zip archive", "unpack it and import the file inside (CSV, TSV, XLSX, "
+            "JSONL, JSON or Parquet)")
 
 
 def _clean(column: str, value):
@@ -246,9 +400,6 @@ def _json_rows(path: Path) -> Rows:
         raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
     with handle:
         head = handle.read(4096)
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            raise SourceError(f"{path.name} is UTF-16 text (it starts with a UTF-16 byte-order "
-                              "mark); save it as UTF-8 and import again.")
         bom = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
         if head[bom:].lstrip().startswith(b"["):
             yield from _json_list(path, handle)

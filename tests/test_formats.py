@@ -57,6 +57,30 @@ def test_round_trip_is_byte_identical(fmt, store, tmp_path):
     assert second.read_bytes() == first.read_bytes()
 
 
+def test_a_csv_export_opens_in_a_spreadsheet_and_imports_back(store, tmp_path):
+    """What a spreadsheet user takes back: prompt, answer and system columns (the earlier
+    turns of a longer conversation in a history column), read back by the CSV import."""
+    import pandas as pd
+
+    examples.add_example(store, TRICKY, "kept")
+    examples.add_example(store, [{"role": "user", "content": "a"},
+                                 {"role": "assistant", "content": "b"}], "corrected",
+                         rejected="c")
+    first = tmp_path / "first.csv"
+    assert export_file(store, first, "csv") == 2
+    assert first.read_bytes().startswith(b"\xef\xbb\xbfprompt,answer,system,history\r\n")
+    sheet = pd.read_csv(first, dtype=object, keep_default_na=False)  # as a spreadsheet has it
+    assert sheet.values.tolist()[1] == ["a", "b", "", ""]
+    assert sheet.values.tolist()[0][:3] == [TRICKY[3]["content"], TRICKY[4]["content"],
+                                            TRICKY[0]["content"]]
+    fresh = open_store(tmp_path / "fresh-home")
+    assert import_file(fresh, first).added == {"example": 2}
+    assert stored(fresh) == stored(store)
+    second = tmp_path / "second.csv"
+    export_file(fresh, second, "csv")
+    assert second.read_bytes() == first.read_bytes()
+
+
 def test_preference_pairs_export_corrections_only(store, tmp_path):
     examples.add_example(store, TRICKY[:3], "kept")
     examples.correct_messages(store, TRICKY[:3], "Better answer ✓")

@@ -66,7 +66,8 @@ def test_spreadsheets_and_parquet_import_the_coffee_shop_examples(suffix, store,
 def test_columns_mapped_by_hand(store, tmp_path):
     path = tmp_path / "faq.csv"
     path.write_text("Frage,Antwort\nWann?,Um sieben.\n", encoding="utf-8")
-    with pytest.raises(FormatError, match="cannot tell the format"):
+    with pytest.raises(FormatError, match=r"faq.csv: cannot tell which column holds the "
+                                          r"questions.*Frage, Antwort.*\"Frage=user,Antwort="):
         import_file(store, path)
     done = import_file(store, path, mapping={"Frage": "user", "Antwort": "assistant"})
     assert done.added == {"example": 1}
@@ -229,3 +230,103 @@ def test_a_refused_file_leaves_nothing_behind(store, tmp_path, monkeypatch):
     assert not list(store.home.glob(".import-*"))
     assert import_file(store, jsonl(path, *rows)).added == {"example": 10}
     assert not list(store.home.glob(".import-*"))
+
+
+# Errors in the words of the person who made the spreadsheet: her file, her row as her
+# spreadsheet program numbers it, her column as her header names it, what the file
+# really is; said once.
+
+def workbook(path, rows: list[list]):
+    """An .xlsx written under `path` (whatever its name says)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    book.save(path)
+    return path
+
+
+def zipped(path, inside: str):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(inside, "Hello")
+
+
+@pytest.mark.parametrize("name, make, said", [
+    ("faq.csv", lambda p: workbook(p, [["question", "answer"], ["When?", "At 7."]]),
+     "faq.csv looks like an Excel workbook, not CSV text: rename it to faq.xlsx and import "
+     "that, or save it from your spreadsheet program as “CSV UTF-8”."),
+    ("faq.tsv", lambda p: p.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600),
+     "faq.tsv looks like an Excel 97-2003 workbook (.xls), not TSV text: open it in your "
+     "spreadsheet program and save it as .xlsx or as “CSV UTF-8”, then import that."),
+    ("faq.jsonl", lambda p: __import__("pandas").DataFrame(
+        {"question": ["When?"], "answer": ["At 7."]}).to_parquet(p),
+     "faq.jsonl looks like a Parquet file, not JSON text: rename it to faq.parquet and "
+     "import that."),
+    ("faq.csv", lambda p: zipped(p, "faq.txt"),
+     "faq.csv looks like a zip archive, not CSV text: unpack it and import the file inside"),
+    ("faq.csv", lambda p: p.write_bytes(b"question,answer\nWhen?,At 7\x00\n"),
+     "faq.csv is not a text file (it holds NUL bytes): save it as “CSV UTF-8”"),
+])
+def test_a_file_that_is_not_what_its_name_says_is_named_for_what_it_is(name, make, said,
+                                                                        ctx, tmp_path):
+    """Before: "Cannot read faq.csv as a spreadsheet: 'utf-8' codec can't decode byte 0x81
+    in position 12: invalid start byte" for an .xlsx renamed .csv."""
+    path = tmp_path / name
+    make(path)
+    for attempt in (lambda: example_service.preview(ctx, path),
+                    lambda: example_service.import_file(ctx, path)):
+        with pytest.raises(FormatError) as error:
+            attempt()
+        assert str(error.value).startswith(said) and "codec" not in str(error.value)
+        assert str(error.value).count("looks like") <= 1  # said once
+    assert stored(ctx.store) == []
+
+
+def test_a_blank_answer_names_her_file_row_and_column(store, tmp_path):
+    """Before: "row 3, field output: is empty" for her column "Answer" (and a blank line
+    above it made the row number one too small)."""
+    path = tmp_path / "willow.csv"
+    path.write_text("Question,Answer\nDo you have mats?,Yes!\n\nCan I bring my dog?,\n",
+                    encoding="utf-8")
+    with pytest.raises(FormatError) as error:
+        import_file(store, path)
+    assert str(error.value) == "willow.csv, row 4, column 'Answer': is empty."
+    workbook(tmp_path / "willow.xlsx", [["Frage", "Antwort"], ["Matten?", "Ja!"], [None, None],
+                                         ["Hund?", None]])
+    with pytest.raises(FormatError) as error:
+        import_file(store, tmp_path / "willow.xlsx",
+                    mapping={"Frage": "user", "Antwort": "assistant"})
+    assert str(error.value) == "willow.xlsx, row 4, column 'Antwort': is empty."
+    assert stored(store) == []
+
+
+def test_skipped_rows_are_reported_by_column_and_blank_rows_are_no_data(ctx, tmp_path):
+    path = tmp_path / "willow.csv"  # the trailing ",," rows: what a spreadsheet leaves
+    path.write_text("question,answer,system\nMats?,Yes!,\n,Of course.,\n,,\n,,\n",
+                    encoding="utf-8")
+    done = example_service.import_file(ctx, path, skip_bad=True)
+    assert done.done.added == {"example": 1} and len(done.done.bad) == 1
+    assert "the first: row 3, column 'question': is empty." in done.message()
+    assert done.report.read_text().splitlines()[1] == "row 3,question,is empty"
+
+
+@pytest.mark.parametrize("content, said", [
+    ("question,answer\nMats?,Yes!\nCafé?,Non\n".encode("cp1252"),
+     "willow.csv is not saved as UTF-8 text: line 3 has a byte (0xe9) that UTF-8 does not "
+     "allow"),
+    (b"question,answer\nMats?,Yes!\nDogs?,No, sorry\n",
+     "willow.csv, line 3: 3 cells where the first row names 2 columns. A cell holding a "
+     "comma or a line break must be in double quotes"),
+    (b"", "willow.csv is empty: no rows to import."),
+    ("\ufeffquestion,answer\n".encode("utf-16-le"), "willow.csv is UTF-16 text"),
+])
+def test_a_spreadsheet_saved_the_wrong_way_says_how_to_save_it(content, said, store,
+                                                               tmp_path):
+    path = tmp_path / "willow.csv"
+    path.write_bytes(content)
+    with pytest.raises(FormatError) as error:
+        import_file(store, path)
+    assert str(error.value).startswith(said) and "codec" not in str(error.value)

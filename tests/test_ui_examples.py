@@ -4,12 +4,15 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from services import training
 from services.context import Context
-from storage import examples
+from storage import examples, runs
+from storage.db import open_store
 from web.chat import ChatHandlers
 from web.common import shown_to_user
 from web.examples import ExampleHandlers, export_folder, readiness_html, table_rows
 
+from helpers import fill, voice_examples
 from helpers import shown as messages_of
 
 
@@ -62,9 +65,33 @@ def test_editing_a_user_message_is_refused_and_undone(chat, store):
 
 def test_readiness_meter_counts_against_the_threshold():
     counts = {s: 0 for s in examples.SOURCES} | {"kept": 3, "disliked": 2, "trainable": 3}
-    meter = readiness_html(counts, "3 of 20 examples for the first run", 20)
+    meter = readiness_html(counts, "3 of 20 examples for the first run",
+                           training.AutoStart(True, 20, 3))
     assert "3 of 20 examples" in meter and 'value="3" max="20"' in meter
     assert "3 kept, 2 disliked" in meter and "100 to 1,000" in meter
+    off = readiness_html(counts, "3 training examples; auto-start is off",
+                         training.AutoStart(False, 20, 3))
+    assert "<progress" not in off  # no threshold to fill
+
+
+def a_finished_run(store) -> int:
+    """A run over every example stored so far (cancelled: nothing trains in a test)."""
+    snapshot = [runs.RunExample(e.id, "train", e.source, e.messages, None)
+                for e in examples.list_examples(store)]
+    run_id = runs.create_run(store, {}, snapshot)
+    runs.finish_run(store, run_id, "cancelled")
+    return run_id
+
+
+def test_the_readiness_bar_shows_the_count_its_line_says(tab, store):
+    """Before: the bar was full at "2 of 20 new examples for the next run": it counted
+    every example (22 of 20), the line those added since the last run."""
+    fill(store, 20)
+    a_finished_run(store)
+    examples.add_many(store, voice_examples(22)[20:], "kept")
+    meter = tab.overview()[0]
+    assert "2 of 20 new examples for the next run" in meter
+    assert 'value="2" max="20"' in meter
 
 
 def test_table_select_edit_delete_undo(tab, store):
@@ -123,6 +150,16 @@ def test_clicking_a_row_deleted_in_another_tab_says_so(tab, store):
         shown_to_user(tab.select)(event)
 
 
+def test_no_matches_suggests_only_what_would_find_more(tab, store):
+    """Before: "try other words, or the source *all*" when the source was all."""
+    examples.add_example(store, voice_examples(1)[0], "kept")
+    assert tab.overview("yoga")[2] == "No matches: try other words."
+    assert tab.overview("yoga", "kept")[2] == ("No matches: try other words, or the source "
+                                               "*all*.")
+    assert tab.overview("", "vote")[2] == ("No examples from the source *vote*: choose *all* "
+                                           "to see every one.")
+
+
 def test_import_and_export_from_the_tab(tab, store, tmp_path):
     upload = tmp_path / "upload.jsonl"
     upload.write_text(json.dumps({"messages": [{"role": "user", "content": "Q"},
@@ -150,15 +187,61 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     upload = tmp_path / "faq.csv"
     upload.write_text("Question,Answer\nWhen?,At seven.\nWhere?,\nWhen?,At seven.\n",
                       encoding="utf-8")
-    looked, first = tab.preview(str(upload), "auto")
+    looked, first, button = tab.preview(str(upload), "auto")
     assert "**Columns:** Question → user, Answer → assistant" in looked
     assert "1 example" in looked and "1 repeated inside the file" in looked
     assert "**Format:** CSV columns" in looked
-    assert "**bad rows:** 1" in looked and "row 3, field output: is empty. Import" in looked
+    assert "**bad rows:** 1" in looked and "row 3, column 'Answer': is empty. Import" in looked
     assert first.value["data"][0][:4] == ["row 2", "example", "When?", "At seven."]
+    assert button.interactive is False  # refused unless bad rows are skipped
+    assert tab.preview(str(upload), "auto", "", True)[2].interactive is True
     assert examples.list_examples(store) == []  # a preview stores nothing
-    with pytest.raises(gr.Error, match="row 3, field output"):
+    with pytest.raises(gr.Error, match="faq.csv, row 3, column 'Answer': is empty"):
         shown_to_user(tab.import_upload)(str(upload), "auto")
     note = tab.import_upload(str(upload), "auto", False, "", True)
     assert note.startswith("✓ Imported 1 example from faq.csv (1 repeated inside the file, "
-                           "skipped). 1 bad row left out, the first: row 3, field output")
+                           "skipped). 1 bad row left out, the first: row 3, column 'Answer'")
+
+
+def test_a_file_that_cannot_be_imported_says_why_once_beside_the_button(tab, tmp_path):
+    """Before: an .xlsx renamed .csv raised "'utf-8' codec can't decode byte ..." in a
+    toast from the preview and again from Import. Now the preview says what the file is,
+    in the import panel where it stays, and turns Import off."""
+    import pandas as pd
+
+    upload = tmp_path / "willow.csv"
+    pd.DataFrame({"question": ["Mats?"], "answer": ["Yes!"]}).to_excel(upload, index=False)
+    looked, first, button = shown_to_user(tab.preview)(str(upload), "auto")  # no toast
+    assert looked.startswith("**Cannot import:** willow.csv looks like an Excel workbook, "
+                             "not CSV text: rename it to willow.xlsx")
+    assert looked.count("Excel workbook") == 1 and "codec" not in looked
+    assert button.interactive is False and first.visible is False
+    with pytest.raises(gr.Error) as error:  # the API (or a click before the preview)
+        shown_to_user(tab.import_upload)(str(upload), "auto")
+    assert str(error.value).count("Excel workbook") == 1
+
+
+def test_after_an_import_the_preview_no_longer_offers_those_rows(tab, store, tmp_path):
+    """Before: the preview beside the button still said "Would add: 2 examples"."""
+    upload = tmp_path / "willow.csv"
+    upload.write_text("question,answer\nMats?,Yes!\nDogs?,No, sorry.\n".replace(
+        "No, sorry.", '"No, sorry."'), encoding="utf-8")
+    assert "**Would add:** 2 examples" in tab.preview(str(upload), "auto")[0]
+    assert tab.import_upload(str(upload), "auto") == "✓ Imported 2 examples from willow.csv."
+    looked, _, button = tab.preview(str(upload), "auto")
+    assert "**Would add:** nothing new" in looked and "2 already stored" in looked
+    assert button.interactive is False
+
+
+def test_a_csv_export_from_the_tab_imports_back(tab, store, tmp_path):
+    examples.add_example(store, [{"role": "system", "content": "Breathe easy."},
+                                 {"role": "user", "content": "Mats?"},
+                                 {"role": "assistant", "content": "Yes! - Willow Yoga"}], "kept")
+    path, note = tab.export_download("csv")
+    assert Path(path).name == "tunechat-examples.csv" and note == (
+        "✓ Wrote 1 example to tunechat-examples.csv.")
+    fresh = ExampleHandlers(Context(open_store(tmp_path / "fresh")))
+    assert fresh.import_upload(path, "auto") == ("✓ Imported 1 example from "
+                                                 "tunechat-examples.csv.")
+    assert [e.messages for e in examples.list_examples(fresh.ctx.store)] == [
+        e.messages for e in examples.list_examples(store)]

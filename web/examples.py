@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.errors import UserError
 from services import examples, training
 from services.context import Context
 from storage import formats
@@ -26,13 +27,14 @@ PREVIEW = 80
 HELD_OUT = "held out (tests run #{run})"
 
 
-def readiness_html(counts: dict[str, int], progress: str, threshold: int) -> str:
-    ready = counts["trainable"]
+def readiness_html(counts: dict[str, int], progress: str, state: training.AutoStart) -> str:
+    """The progress line, and a bar that counts what the line counts: the examples
+    toward the next run against the threshold (none when auto-start is off: no target)."""
     parts = ", ".join(f"{counts[s]} {s}" for s in SOURCES if counts[s])
+    bar = (f'<progress value="{min(state.new_examples, state.threshold)}" '
+           f'max="{state.threshold}" style="width:100%"></progress>' if state.enabled else "")
     return (
-        f'<div id="readiness"><p><b>{progress}</b>{f" · {parts}" if parts else ""}</p>'
-        f'<progress value="{min(ready, threshold)}" max="{threshold}" '
-        f'style="width:100%"></progress>'
+        f'<div id="readiness"><p><b>{progress}</b>{f" · {parts}" if parts else ""}</p>{bar}'
         "<p><small>A first adapter from a few dozen examples picks up a style or a voice. "
         "For dependable behaviour, collect 100 to 1,000 or more. Kept, corrected, added and "
         "imported examples are trained on. Thumbs-down replies, votes (the winner over the "
@@ -62,6 +64,17 @@ def _check(example, held_out: dict[int, int]) -> str:
     return "; ".join(notes)
 
 
+def _no_matches(search: str, source: str) -> str:
+    """Why the table is empty, suggesting only what would find more."""
+    if not search.strip() and source == "all":
+        return ("No examples yet: keep or correct replies in the Chat tab, or import a file "
+                "below.")
+    if not search.strip():
+        return f"No examples from the source *{source}*: choose *all* to see every one."
+    widen = ", or the source *all*" if source != "all" else ""
+    return f"No matches: try other words{widen}."
+
+
 def _preview(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= PREVIEW else flat[:PREVIEW - 1] + "…"
@@ -85,13 +98,8 @@ class ExampleHandlers:
         number) for the search, filter and page."""
         found = examples.page(self.ctx, search, source, int(number or 1))
         meter = readiness_html(examples.counts(self.ctx), training.progress_line(self.ctx),
-                               training.auto_start(self.ctx).threshold)
-        empty = ""
-        if not found.examples:
-            empty = ("No matches: try other words, or the source *all*."
-                     if (search or "").strip() or source not in (None, "all") else
-                     "No examples yet: keep or correct replies in the Chat tab, or import a "
-                     "file below.")
+                               training.auto_start(self.ctx))
+        empty = "" if found.examples else _no_matches(search or "", source or "all")
         return (meter, table_rows(found.examples, training.held_out_now(self.ctx)), empty,
                 found.line(), found.number)
 
@@ -159,36 +167,54 @@ class ExampleHandlers:
         return examples.import_file(self.ctx, upload, fmt, bool(test_only), mapping or None,
                                     bool(skip_bad)).message()
 
-    def preview(self, upload: str | None, fmt: str, mapping: str = ""):
-        """(what the import would do, its first rows as they would be stored)."""
+    def preview(self, upload: str | None, fmt: str, mapping: str = "",
+                skip_bad: bool = False):
+        """(what the import would do, its first rows as they would be stored, the Import
+        button). A file that cannot be imported says why here, beside the button, which
+        it turns off: the reason stays in view and is said once, not again by Import."""
         if not upload:
-            return "", gr.Dataframe(value=[], visible=False)
-        seen = examples.preview(self.ctx, upload, fmt, mapping or None)
+            return "", gr.Dataframe(value=[], visible=False), gr.Button(interactive=True)
+        try:
+            seen = examples.preview(self.ctx, upload, fmt, mapping or None)
+        except UserError as error:
+            return (f"**Cannot import:** {html.escape(str(error), quote=False)}",
+                    gr.Dataframe(value=[], visible=False), gr.Button(interactive=False))
         would = seen.would
-        kinds = examples.kinds_line(would.added) or "nothing new"
-        shown = f"{Path(upload).suffix[1:].upper()} columns" if seen.columns else would.fmt
-        lines = [f"**Format:** {shown or 'unknown'}"]
-        if seen.columns:
-            lines.append("**Columns:** " + ", ".join(f"{column} → {role}"
-                                                       for column, role in seen.columns.items()))
-        lines.append(f"**Would add:** {kinds} · **skip:** {would.repeated} repeated inside "
-                     f"the file, {would.present} already stored · **bad rows:** "
-                     f"{len(would.bad)}")
-        if would.bad:
-            lines.append(f"First bad row: {html.escape(str(would.bad[0]))}. Import refuses "
-                         "the file unless *Skip bad rows* is ticked.")
+        importable = would.total_added > 0 and (skip_bad or not would.bad)
         rows = [[where, item.kind, _preview(item.messages[-2]["content"]),
                  _preview(item.messages[-1]["content"]), _preview(item.rejected or "")]
                 for where, item in seen.first]
-        return "  \n".join(lines), gr.Dataframe(
+        return "  \n".join(_preview_lines(upload, seen)), gr.Dataframe(
             value=rows, headers=["where", "kind", "prompt", "answer", "rejected"],
-            visible=True)
+            visible=bool(rows)), gr.Button(interactive=importable)
 
     def export_download(self, fmt: str):
         """(file to download, note)"""
-        path = export_folder() / f"tunechat-examples-{fmt}.jsonl"
+        suffix = formats.FORMATS[fmt].suffix if fmt in formats.FORMATS else "jsonl"
+        name = "tunechat-examples" if fmt == suffix else f"tunechat-examples-{fmt}"
+        path = export_folder() / f"{name}.{suffix}"
         done = examples.export_file(self.ctx, path, fmt)
         return str(path), done.message()
+
+
+def _preview_lines(upload: str, seen: formats.Preview) -> list[str]:
+    """What importing the file would do: its format (for a spreadsheet, which column is
+    which role), what it would add and skip, and its first bad row."""
+    would = seen.would
+    kinds = examples.kinds_line(would.added) or "nothing new"
+    shown = f"{Path(upload).suffix[1:].upper()} columns" if seen.columns else would.fmt
+    lines = [f"**Format:** {shown or 'unknown'}"]
+    if seen.columns:
+        lines.append("**Columns:** " + ", ".join(f"{column} → {role}"
+                                                   for column, role in seen.columns.items()))
+    lines.append(f"**Would add:** {kinds} · **skip:** {would.repeated} repeated inside "
+                 f"the file, {would.present} already stored · **bad rows:** "
+                 f"{len(would.bad)}")
+    if would.bad:
+        first = html.escape(str(would.bad[0]), quote=False)
+        lines.append(f"First bad row: {first}. Import refuses the file unless *Skip bad "
+                     "rows* is ticked.")
+    return lines
 
 
 def build(ui: Ui) -> None:
@@ -216,10 +242,14 @@ def build(ui: Ui) -> None:
 
         @gr.render(inputs=editing)
         def turn_boxes(messages: list[dict]):
-            """One box per message, so Save takes exactly what is on the screen."""
+            """One box per message, so Save takes exactly what is on the screen.
+            interactive, said outright: left to Gradio, the boxes drawn in this render
+            came out disabled, all but the system prompt's. Nothing kept by key: a box
+            shows the example just opened, whatever was typed into the one before."""
             boxes = [gr.Textbox(m["content"], lines=2 if m["role"] == "system" else 3,
                                 label="system prompt (optional)" if m["role"] == "system"
-                                else m["role"], key=f"turn-{i}", elem_classes="turn-box")
+                                else m["role"], key=f"turn-{i}", elem_classes="turn-box",
+                                interactive=True, preserved_by_key=None)
                      for i, m in enumerate(messages)]
             roles = gr.State([m["role"] for m in messages])
             save = gr.Button("Save changes", variant="primary", elem_id="save-example")
@@ -256,7 +286,8 @@ def build(ui: Ui) -> None:
                 looked = gr.Markdown(elem_id="import-preview")
                 first_rows = gr.Dataframe(visible=False, interactive=False, wrap=True,
                                           label="The first rows, as they would be stored")
-                import_button = gr.Button("Import")
+                import_button = gr.Button("Import", elem_id="import-button")
+                imported = gr.Markdown(elem_id="import-result")
             with gr.Column():
                 export_format = gr.Dropdown(
                     [(formats.FORMATS[name].label, name) for name in formats.export_formats()],
@@ -295,11 +326,19 @@ def build(ui: Ui) -> None:
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],
                api_visibility="private").success(**show)
-    import_button.click(shown_to_user(handlers.import_upload),
-                        [upload, import_format, import_test, mapping, skip_bad], note,
-                        api_name="import_examples").success(**show)
-    for change in (upload.change, import_format.change, mapping.submit):
-        change(shown_to_user(handlers.preview), [upload, import_format, mapping],
-               [looked, first_rows], api_visibility="private")
+    # The import says what it did beside its button (the note above the table is out of
+    # view there), then the table and the preview follow what is stored now.
+    look: dict[str, Any] = dict(fn=shown_to_user(handlers.preview),
+                                inputs=[upload, import_format, mapping, skip_bad],
+                                outputs=[looked, first_rows, import_button],
+                                api_visibility="private")
+    done = import_button.click(shown_to_user(handlers.import_upload),
+                               [upload, import_format, import_test, mapping, skip_bad],
+                               imported, api_name="import_examples")
+    done.success(**show)
+    done.success(**look)
+    for change in (upload.change, import_format.change, mapping.submit, skip_bad.change):
+        change(**look)
+    upload.change(lambda: "", None, imported, api_visibility="private")  # a new file
     export_button.click(shown_to_user(handlers.export_download), export_format,
                         [download, note], api_name="export_examples")
