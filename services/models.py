@@ -36,6 +36,13 @@ def newest_adapter(ctx: Context) -> str | None:
     return names[-1] if names else None
 
 
+def adapter_to_show(ctx: Context) -> str | None:
+    """The adapter Compare shows first (Model B, the report card): the one new chats
+    use when that is an adapter, else the newest."""
+    in_use = chat_default(ctx)
+    return in_use if in_use in adapter_names(ctx) else newest_adapter(ctx)
+
+
 def resolve(ctx: Context, name: str | None) -> str:
     """A model name as given by a user ("latest", "base", "run-3", ...) -> a name the
     engine serves; UnknownAdapter, listing the choices, for anything else."""

@@ -14,6 +14,7 @@ import json
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from core.chatformat import token_count
 from core.errors import UserError
 from services import contenders, fewshot, general, models, scoring
 from services.context import Context
+from services.names import AS_IS, Names
 from storage import placement, reports, runs
 from storage.conversations import now
 from trainer.objectives import OBJECTIVES
@@ -32,7 +34,8 @@ SHIFT = 0.2
 """For closeness measures, a change this big against the base counts as a flip."""
 MEASURE_KEY = "report_measure"
 """The setting naming what decides the verdict (one of MEASURES), or auto."""
-MEASURES = {"style": "style", "chrf": "wording (chrF)", "exact": "the exact label",
+MEASURES = {"style": "style", "chrf": "closeness to your wording (chrF)",
+            "exact": "the exact label",
             "json": "the JSON fields"}
 """What can decide a verdict, as a user reads it."""
 BATCH = 16
@@ -63,8 +66,10 @@ def choose_measure(ctx: Context, name: str) -> str:
     return name
 
 
-def lineup(ctx: Context, adapter: str, run: dict | None) -> tuple[list[str], list[dict]]:
-    """(contenders to measure, those skipped with the reason)."""
+def lineup(ctx: Context, adapter: str, run: dict | None,
+           in_use: str | None = None) -> tuple[list[str], list[dict]]:
+    """(contenders to measure, those skipped with the reason); `in_use`: the older
+    adapter new chats use, measured beside the new one."""
     names = [BASE]
     skipped = []
     if contenders.baseline_prompt(ctx):
@@ -74,10 +79,20 @@ def lineup(ctx: Context, adapter: str, run: dict | None) -> tuple[list[str], lis
             "no baseline system prompt is set: write the best prompt you would use instead "
             "of fine-tuning in the Train tab, or pass `tunechat eval --system TEXT`")})
     names += [contenders.EXAMPLES]
-    sft_only = _sft_only_beside(ctx, run)
-    if sft_only:
-        names.append(sft_only)
+    for beside in (_sft_only_beside(ctx, run), in_use):
+        if beside and beside not in names:
+            names.append(beside)
     return names + [adapter, adapter + contenders.WITH_EXAMPLES], skipped
+
+
+def in_use_beside(ctx: Context, adapter: str, run: dict | None) -> str | None:
+    """The adapter new chats use, when it is older than `adapter`'s run: the card
+    measures it too, and the new run takes its place only when it does as well."""
+    in_use = models.chat_default(ctx)
+    if run is None or in_use == adapter or in_use not in models.adapter_names(ctx):
+        return None
+    used = runs.run_of_adapter(ctx.store, in_use)
+    return in_use if used is not None and used["id"] < run["id"] else None
 
 
 def _sft_only_beside(ctx: Context, run: dict | None) -> str | None:
@@ -106,12 +121,16 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
     (and stores it on the run)."""
     adapter = models.resolve_adapter(ctx, adapter or models.LATEST, "to evaluate")
     run = runs.run_of_adapter(ctx.store, adapter)
-    tests = placement.test_set(ctx.store, run)
+    in_use = in_use_beside(ctx, adapter, run)
+    tests = placement.test_set(ctx.store, run,
+                               runs.run_of_adapter(ctx.store, in_use) if in_use else None)
     cases = tests.cases
-    names, skipped = lineup(ctx, adapter, run)
+    names, skipped = lineup(ctx, adapter, run, in_use)
     scored = len(cases) >= MIN_TEST
     questions = general.questions(ctx)
-    steps = _Steps(progress, len(names) * len(cases) * scored + 2 * len(questions))
+    corrections = _trained_corrections(ctx, run)
+    steps = _Steps(progress, len(names) * len(cases) * scored + 2 * len(questions)
+                   + len(corrections))
     card: dict = {"adapter": adapter, "run": run["id"] if run else None,
                   "created_at": now(), "n": len(cases), "skipped": skipped,
                   "test_examples": {s: sum(t.split == s for t in cases)
@@ -124,12 +143,78 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
         card.update(_measure(ctx, names, cases, run, chosen_measure(ctx), steps))
         card["votes"] = votes_beside(ctx, card, cases)
     card["general"] = general.check(ctx, questions, [BASE, adapter], steps.add)
+    card["corrections"] = _corrections_learned(ctx, adapter, corrections, steps)
+    card["in_use"] = in_use or models.chat_default(ctx)
     steps.finish()
     card["verdict"] = verdict(card, adapter) if scored else \
         f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
     if save and run is not None:
+        decision = decide_in_use(ctx, card, run)
+        # measured again: the decision its first card made stays on the card
+        card["decision"] = decision or cards_by_run(ctx).get(run["id"], {}).get("decision")
         reports.save_report(ctx.store, run["id"], adapter, card)
+        if decision:
+            _apply(ctx, decision)
     return card
+
+
+def _trained_corrections(ctx: Context, run: dict | None) -> list[runs.RunExample]:
+    """The corrections `run` trained on that kept the answer they replaced."""
+    if run is None:
+        return []
+    return [e for e in runs.run_examples(ctx.store, run["id"], "train")
+            if e.source == "corrected" and e.rejected]
+
+
+def _corrections_learned(ctx: Context, adapter: str, corrections: list[runs.RunExample],
+                         steps: _Steps) -> dict:
+    """Did the adapter learn the corrections it trained on? Each prompt is asked again,
+    greedy; an answer closer (chrF) to the answer the user corrected than to her
+    correction is "still answered the old way"."""
+    if not corrections:
+        return {"n": 0, "old_way": []}
+    fixes = [e.messages[-1]["content"] for e in corrections]
+    answers = ctx.engine.reply_many([e.messages[:-1] for e in corrections], adapter,
+                                    _budget(ctx, fixes), BATCH)
+    steps.add(len(corrections), "your corrections")
+    old_way = [{"id": e.example_id, "prompt": e.messages[-2]["content"], "answer": answer,
+                "correction": fix}
+               for e, fix, answer in zip(corrections, fixes, answers)
+               if scoring.chrf(answer, e.rejected or "") > scoring.chrf(answer, fix)]
+    return {"n": len(corrections), "old_way": old_way}
+
+
+IN_USE_KEY = "in_use_decision"
+"""The newest run whose card decided whether new chats use it, and what was decided."""
+
+
+def decide_in_use(ctx: Context, card: dict, run: dict) -> dict | None:
+    """Does `run` replace the model new chats use? Decided once, on the first card of a
+    run newer than any decided so far: only when it does at least as well on its card
+    (its deciding measure); a card that cannot score replaces only the plain model.
+    None when it is not for this card to decide."""
+    decided = last_decision(ctx)
+    if decided and decided["run"] >= run["id"]:
+        return None
+    adapter, in_use = card["adapter"], card["in_use"]
+    scores = {c["name"]: c["score"] for c in card.get("contenders", [])}
+    ours, theirs = scores.get(adapter), scores.get(in_use)
+    adopted = ours >= theirs if ours is not None and theirs is not None else in_use == BASE
+    return {"run": run["id"], "adapter": adapter, "in_use": in_use, "adopted": adopted,
+            "score": ours, "their_score": theirs,
+            "measure": (card.get("measure") or {}).get("name")}
+
+
+def _apply(ctx: Context, decision: dict) -> None:
+    if decision["adopted"]:
+        models.promote(ctx, decision["adapter"])
+    runs.set_setting(ctx.store, IN_USE_KEY, json.dumps(decision))
+
+
+def last_decision(ctx: Context) -> dict | None:
+    """What settle_in_use decided last, or None before any run."""
+    found = runs.get_setting(ctx.store, IN_USE_KEY, "")
+    return json.loads(found) if found else None
 
 
 class _Steps:
@@ -169,11 +254,13 @@ def card_for(ctx: Context, adapter: str) -> dict | None:
     return reports.latest_report(ctx.store, adapter)
 
 
-def too_few(adapter: str, n: int) -> str:
-    return (f"Only {n} test example{'s' * (n != 1)}: too few to judge {adapter}. A run holds "
-            f"some out once it has 20 examples; or mark examples as test only in the "
-            f"Examples tab (or import some with `tunechat import --test FILE`) to reach "
-            f"{MIN_TEST}.")
+def too_few(adapter: str, n: int, say: Names = AS_IS) -> str:
+    # Where to click, not a command: the web app shows this too (the command line's
+    # `import --test` is in its --help).
+    return (f"Only {n} test example{'s' * (n != 1)}: too few to judge {say(adapter)}. A run "
+            f"sets some of your examples aside for testing once it has 20 (held out); or "
+            f"mark examples *for testing only* in the Examples tab (one by one, or a whole "
+            f"import) to reach {MIN_TEST}.")
 
 
 def _measure(ctx: Context, names: list[str], tests: list[placement.TestCase],
@@ -205,7 +292,7 @@ def _deciding(measures: list[scoring.Measure], wanted: str) -> scoring.Measure:
     if wanted == "auto":
         return auto
     return replace(auto, why=f"{auto.why} (you chose {MEASURES.get(wanted, wanted)} to "
-                             "decide, but these references give it nothing to measure)")
+                             "decide, but your answers give it nothing to measure)")
 
 
 def _budget(ctx: Context, references: list[str]) -> int:
@@ -290,9 +377,10 @@ def _pct(value: float) -> float:
     return round(100 * value, 1)
 
 
-# The verdict, by the rules the README states.
+# The verdict, by the rules the README states. `say` names the models: as they are for
+# the command line and the card's JSON, in plain words for the web app (services/names.py).
 
-def verdict(card: dict, adapter: str) -> str:
+def verdict(card: dict, adapter: str, say: Names = AS_IS) -> str:
     """One paragraph that never claims more than the test set supports: a difference is
     called only when a paired test (sign test for right/wrong, permutation test for
     closeness), Holm-adjusted over the baselines, puts it beyond chance."""
@@ -305,40 +393,61 @@ def verdict(card: dict, adapter: str) -> str:
     on = f" on {MEASURES[measure['name']]}" if measure.get("name") in MEASURES else ""
     if n < need:
         best = max(baselines, key=lambda b: summary[b]["score"])
-        line = (f"Only {n} test examples: too few for a clear result even if {adapter} won "
-                f"every one (against {len(baselines)} baseline{'s' * (len(baselines) > 1)} "
-                f"that takes {need}). Mark {need - n} more examples as test only in the "
-                f"Examples tab. So far{on}: {summary[adapter]['score']:.0f} for {adapter}, "
-                f"{summary[best]['score']:.0f} for the best baseline, {best}.")
+        line = (f"Only {n} test examples: too few for a clear result even if {say(adapter)} "
+                f"won every one (against {len(baselines)} option"
+                f"{'s' * (len(baselines) > 1)} without training that takes {need}). Mark "
+                f"{need - n} more examples as test only in the Examples tab. So far{on}: "
+                f"{summary[adapter]['score']:.0f} for {say(adapter)}, "
+                f"{summary[best]['score']:.0f} for the best option without training, "
+                f"{say(best)}.")
     else:
         p = scoring.holm({b: scoring.paired_p(scores[adapter], scores[b],
                                               measure.get("binary", False))
                           for b in baselines})
-        line = _compared(adapter, baselines, p, scores, summary, n, on)
-    line += _other_measures(card, adapter, baselines)
+        line = _compared(adapter, baselines, p, scores, summary, n, on, say)
+    line += _other_measures(card, adapter, baselines, say)
     broke = [row["id"] for row in card["rows"] if row["flips"].get(adapter) == "broke"]
     if broke:
-        line += (f" {adapter} is worse than the base on example"
+        line += (f" {say.first(adapter)} is worse than {say(BASE)} on example"
                  f"{'s' * (len(broke) > 1)} {', '.join(f'#{i}' for i in broke)}.")
-    return f"{line} {forgetting(card, adapter)}".strip()
+    return f"{line} {forgetting(card, adapter, say)}".strip()
+
+
+def retold(card: dict, say: Names) -> str:
+    """The card's verdict with the models named by `say` (the web app's plain words); the
+    card itself keeps the one with the technical names."""
+    adapter = card["adapter"]
+    if card.get("contenders") and card.get("rows"):
+        return verdict(card, adapter, say)
+    return f"{too_few(adapter, card['n'], say)} {forgetting(card, adapter, say)}".strip()
+
+
+def chance(p: float, what: str = "gap") -> str:
+    """A p-value in words, the number after it: "chance alone gives a gap this big 2.1%
+    of the time: p = 0.021"."""
+    percent = 100 * p
+    shown = ("under 0.1%" if percent < 0.1 else
+             f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%")
+    return f"chance alone gives a {what} this big {shown} of the time: p = {p:.3f}"
 
 
 def _compared(adapter: str, baselines: list[str], p: dict[str, float], scores: dict,
-              summary: dict, n: int, on: str) -> str:
+              summary: dict, n: int, on: str, say: Names = AS_IS) -> str:
     mine = summary[adapter]["score"]
     beaten = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] < mine]
     better = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] > mine]
     if len(beaten) == len(baselines):
         best = max(baselines, key=lambda b: summary[b]["score"])
-        return (f"{adapter} beats every prompting baseline beyond chance{on}, on {n} test "
-                f"examples: {mine:.0f} against {summary[best]['score']:.0f} for the best of "
-                f"them, {best} (p = {p[best]:.3f}, adjusted for {len(baselines)} "
+        return (f"{say.first(adapter)} beats every option without training beyond "
+                f"chance{on}, on {n} test examples: {mine:.0f} against "
+                f"{summary[best]['score']:.0f} for the best of them, {say(best)} "
+                f"({chance(p[best])}, adjusted for {len(baselines)} "
                 f"comparison{'s' * (len(baselines) > 1)}).")
     if better:
         best = max(better, key=lambda b: summary[b]["score"])
-        return (f"{best} does better than {adapter} beyond chance{on}, on {n} test examples: "
-                f"{summary[best]['score']:.0f} against {mine:.0f} (p = {p[best]:.3f}). "
-                "Fine-tuning did not pay off here.")
+        return (f"{say.first(best)} does better than {say(adapter)} beyond chance{on}, on "
+                f"{n} test examples: {summary[best]['score']:.0f} against {mine:.0f} "
+                f"({chance(p[best])}). Fine-tuning did not pay off here.")
     # The baseline a user would take instead: the best of those not clearly beaten
     # (the cheapest of equals), and what it costs.
     undecided = [b for b in baselines if b not in beaten]
@@ -346,17 +455,20 @@ def _compared(adapter: str, baselines: list[str], p: dict[str, float], scores: d
     ahead = sum(a > b for a, b in zip(scores[adapter], scores[rival]))
     behind = sum(a < b for a, b in zip(scores[adapter], scores[rival]))
     extra = summary[rival]["prompt_tokens"] - summary[adapter]["prompt_tokens"]
-    cost = (f"{rival} costs {extra} more prompt tokens per request and no training"
-            if extra > 0 else f"{rival} needs no training")
-    line = (f"{adapter} and {rival} cannot be told apart{on} with {n} test examples "
-            f"({mine:.0f} against {summary[rival]['score']:.0f}; {adapter} ahead on "
-            f"{ahead}, behind on {behind}; p = {p[rival]:.2f}); {cost}.")
+    cost = (f"{say(rival)} needs no training, but reads {extra} more word pieces with every "
+            f"question ({extra} more prompt tokens per request)"
+            if extra > 0 else f"{say(rival)} needs no training")
+    line = (f"{say.first(adapter)} and {say(rival)} cannot be told apart{on} with {n} test "
+            f"examples ({mine:.0f} against {summary[rival]['score']:.0f}; {say(adapter)} "
+            f"ahead on {ahead}, behind on {behind}; {chance(p[rival])}); {cost}.")
     if beaten:
-        line += f" {adapter} does beat {' and '.join(beaten)} beyond chance."
+        line += (f" {say.first(adapter)} does beat {' and '.join(say(b) for b in beaten)} "
+                 "beyond chance.")
     return line
 
 
-def _other_measures(card: dict, adapter: str, baselines: list[str]) -> str:
+def _other_measures(card: dict, adapter: str, baselines: list[str],
+                    say: Names = AS_IS) -> str:
     """The measures that did not decide, a sentence each: " On style: 100 for run-1, 20
     for base+examples."""
     decided = (card.get("measure") or {}).get("name")
@@ -366,12 +478,12 @@ def _other_measures(card: dict, adapter: str, baselines: list[str]) -> str:
             continue
         by = {c["name"]: c["scores"][measure["name"]] for c in card["contenders"]}
         best = max(baselines, key=lambda b: by[b])
-        parts.append(f" On {MEASURES[measure['name']]}: {by[adapter]:.0f} for {adapter}, "
-                     f"{by[best]:.0f} for {best}.")
+        parts.append(f" On {MEASURES[measure['name']]}: {by[adapter]:.0f} for "
+                     f"{say(adapter)}, {by[best]:.0f} for {say(best)}.")
     return "".join(parts)
 
 
-def forgetting(card: dict, adapter: str) -> str:
+def forgetting(card: dict, adapter: str, say: Names = AS_IS) -> str:
     """What the general check says, in one sentence."""
     block = card.get("general")
     if not block:
@@ -379,42 +491,64 @@ def forgetting(card: dict, adapter: str) -> str:
     by = {m["name"]: m for m in block["models"]}
     mine, base = by[adapter], by[BASE]
     if mine["forgot"]:
-        return (f"{adapter} forgot things the base knew: {mine['lost']} of {block['n']} "
-                f"general questions the base got right it now gets wrong (it gained "
-                f"{mine['gained']}; p = {mine['p']:.3f}).")
+        return (f"{say.first(adapter)} forgot things {say(BASE)} knew: {mine['lost']} of "
+                f"{block['n']} general questions {say(BASE)} got right it now gets wrong (it "
+                f"gained {mine['gained']}; {chance(mine['p'], 'loss')}).")
     return (f"General knowledge: no clear loss ({base['right']} of {block['n']} right for "
-            f"the base, {mine['right']} for {adapter}).")
+            f"{say(BASE)}, {mine['right']} for {say(adapter)}).")
 
 
 def votes_beside(ctx: Context, card: dict, tests: list[placement.TestCase]) -> dict:
     """The user's votes between models of this card, and how often the automatic score
     agrees with them. A vote's answers are scored against the reference when its prompt
-    is a test example's, else by the style phrases (when the references have some)."""
+    is a test example's, else by the style phrases (when the references have some). The
+    votes it could not score are counted by why (UNSCORED), so that "4 of the 4 it could
+    score" after 5 votes says what became of the fifth."""
     names = {c["name"] for c in card["contenders"]}
     references = {t.prompt[-1]["content"].strip(): t.reference for t in tests}
     measure = scoring.choose_measure([t.reference for t in tests])
-    phrases = card["style_phrases"]
     scored = agree = 0
+    unscored: Counter = Counter()
     with ctx.store.read() as db:
         votes = db.execute("SELECT prompt, left, right, winner, left_reply, right_reply "
-                           "FROM votes WHERE winner IN ('left', 'right')").fetchall()
+                           "FROM votes").fetchall()
     for prompt, left, right, winner, left_reply, right_reply in votes:
-        if {left, right} - names or not (left_reply and right_reply):
+        found = _vote_scores(names, (left, right), winner, (left_reply, right_reply),
+                             references.get(prompt.strip()), measure, card["style_phrases"])
+        if isinstance(found, str):
+            unscored[found] += 1
             continue
-        reference = references.get(prompt.strip())
-        if reference is not None:
-            a, b = measure.score(left_reply, reference), measure.score(right_reply, reference)
-        elif phrases:
-            a, b = (sum(scoring.carries(r, p) for p in phrases) for r in (left_reply,
-                                                                           right_reply))
-        else:
-            continue
-        if a != b:
-            scored += 1
-            agree += (a > b) == (winner == "left")
+        scored += 1
+        agree += (found[0] > found[1]) == (winner == "left")
     rates = [r for r in runs.win_rates(ctx.store) if r["adapter"] in names]
     return {"scored": scored, "agree": agree,
-            "agreement": _pct(agree / scored) if scored else None, "win_rates": rates}
+            "agreement": _pct(agree / scored) if scored else None, "win_rates": rates,
+            "unscored": dict(unscored)}
+
+
+UNSCORED = ("other_models", "no_winner", "no_answers", "nothing_to_score", "same_score")
+"""Why a vote was not scored: a model not on this card, a tie or both bad, answers an
+older version did not store, a prompt that is no test example and no style phrase to
+look for, or both answers scoring the same (the score picks no winner)."""
+
+
+def _vote_scores(names: set[str], pair: tuple[str, str], winner: str,
+                 replies: tuple[str, str], reference: str | None, measure: scoring.Measure,
+                 phrases: list[str]) -> tuple[float, float] | str:
+    """Both answers' scores, or why the vote cannot be scored (one of UNSCORED)."""
+    if set(pair) - names:
+        return "other_models"
+    if winner not in ("left", "right"):
+        return "no_winner"
+    if not all(replies):
+        return "no_answers"
+    if reference is not None:
+        a, b = (measure.score(reply, reference) for reply in replies)
+    elif phrases:
+        a, b = (sum(scoring.carries(reply, p) for p in phrases) for reply in replies)
+    else:
+        return "nothing_to_score"
+    return "same_score" if a == b else (a, b)
 
 
 class ReportWorker:

@@ -25,6 +25,8 @@ class ConversationSummary:
     title: str
     updated_at: str
     turns: int
+    adapter: str
+    """The model the conversation is on."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def list_conversations(store: Store, limit: int = 200) -> list[ConversationSumma
     """Newest first; a conversation whose first reply never began is left out."""
     with store.read() as db:
         rows = db.execute(
-            """SELECT c.id, c.title, c.updated_at, COUNT(t.id)
+            """SELECT c.id, c.title, c.updated_at, COUNT(t.id), c.adapter
                FROM conversations c JOIN turns t ON t.conversation_id = c.id
                GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?""",
             [limit],

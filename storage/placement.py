@@ -2,8 +2,9 @@
 
 - **trained on / held out** (`snapshot`): a run trains on every example its objective
   learns from; some of the answers SFT learns from are held out to test it. Examples
-  that share a prompt (near-duplicates) fall on one side together, and an example an
-  adapter being continued has trained on (or one with the same prompt) is never held out.
+  that share a prompt (near-duplicates) fall on one side together. Never held out: a
+  correction the user made (she wants it learned), and an example an adapter being
+  continued has trained on (or one with the same prompt).
 - **tested** (`test_set`): a run's report card tests it on its held-out examples and on
   the examples marked test only, leaving out any that the run or an adapter it continued
   from trained on (marked test only afterwards), any with the same prompt as one they
@@ -32,6 +33,9 @@ from storage.runs import RunExample
 ENDORSED = TRAINABLE + ("vote",)
 """Answers the user stands behind: kept, corrected, added, imported, a vote's winner.
 Only these are placed in prompts or used as a test's reference answer."""
+
+HELD_OUT_SOURCES = tuple(s for s in TRAINABLE if s != "corrected")
+"""What a run may hold out to test itself on: never a correction (always trained on)."""
 
 HELD_OUT_FROM = 20
 """Below this many examples nothing is held out: every one is needed to learn from."""
@@ -121,10 +125,11 @@ def snapshot(store: Store, with_preferences: bool,
     chosen = reversed(examples.list_examples(store, sources=sources, test_only=False))
     rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
     parent = runs.run_of_adapter(store, continue_from) if continue_from else None
-    # Thumbs-down and votes are always trained on (by a preference stage): their prompts
-    # may not be held out either.
-    always_trained = [r for r in rows if r.source not in TRAINABLE]
-    held = choose_held_out([r for r in rows if r.source in TRAINABLE],
+    # Thumbs-down and votes are always trained on (by a preference stage), and so is a
+    # correction the user made by hand: it is what she most wants learned (she marks it
+    # test only to test on it). Their prompts may not be held out either.
+    always_trained = [r for r in rows if r.source not in HELD_OUT_SOURCES]
+    held = choose_held_out([r for r in rows if r.source in HELD_OUT_SOURCES],
                            trained_by_lineage(store, parent) + always_trained,
                            set(held_out_by_newest_run(store)))
     return [replace(r, split="held_out") if r.example_id in held else r for r in rows]
@@ -154,15 +159,18 @@ class TestSet:
     """{"id", "why"} for each test-only or held-out example it may not be tested on."""
 
 
-def test_set(store: Store, run: dict | None) -> TestSet:
+def test_set(store: Store, run: dict | None, beside: dict | None = None) -> TestSet:
     """What a run may be tested on: its held-out examples as it froze them, then every
     example marked test only; corrections first (did it learn my corrections?). Left
     out: what the run or its ancestors trained on, or shares a prompt with it, and
-    answers the user did not endorse."""
-    trained = trained_by_lineage(store, run)
+    answers the user did not endorse. With `beside` (another run on the same card, the
+    one in use), also what that one trained on, so the two are tested alike."""
+    trained = trained_by_lineage(store, run) + trained_by_lineage(store, beside)
     trained_ids = {r.example_id for r in trained}
     trained_prompts = {prompt_key(r.messages) for r in trained}
     name = (run or {}).get("adapter") or "its run"
+    if beside is not None:
+        name += f" or {beside['adapter']}"
     held = runs.run_examples(store, run["id"], "held_out") if run else []
     offered = [TestCase(e.example_id, e.source, "held_out", e.messages) for e in held]
     held_ids = {case.id for case in offered}

@@ -26,7 +26,7 @@ class RunActive(UserError):
         super().__init__(
             f"Run #{run_id} is {state}: wait for it to finish, or cancel it (Cancel in the "
             f"Train tab, or `tunechat cancel {run_id}`).")
-        self.run_id = run_id
+        self.run_id, self.state = run_id, state
 
 
 class RunNotFound(UserError):

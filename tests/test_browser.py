@@ -1,6 +1,8 @@
 """A new user's first visit, in headless Chromium: chat, restart the server, find the
 conversation again. Screenshots land in the test's folder when something fails."""
 
+import re
+
 import pytest
 
 from serving import Server
@@ -40,20 +42,31 @@ def test_chat_restart_and_find_it_again(page, tmp_path, screenshot_on_failure):
 def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model_dir,
                                                       screenshot_on_failure):
     chat = page.locator("#chat")
+    page.set_viewport_size({"width": 1366, "height": 800})  # a laptop's screen
     with Server(tmp_path / "home", model=str(tiny_model_dir)) as server:
         page.goto(server.url)
         send(page, "What is the capital of France?")
         page.locator(".bot").filter(has_text="Paris").wait_for()
         chat.get_by_label("Like").last.click()
         page.locator("#chat-note").get_by_text("Kept as example #1").wait_for()
+        # the header's count follows at once, and the message box stays in view
+        page.locator("#chat-intro").get_by_text("1 of 20 examples").wait_for()
+        box = page.get_by_placeholder("Type a message and press Enter").bounding_box()
+        assert box and box["y"] + box["height"] <= page.viewport_size["height"]
 
         send(page, "Name a fruit.")
         page.locator(".bot").filter(has_text="An apple is a fruit.").wait_for()
         page.locator(".bot").last.hover()
         chat.get_by_label("Edit").last.click()
+        editing = chat.locator("textarea").last.bounding_box()
+        assert editing and editing["width"] >= 400 and editing["height"] >= 100
         chat.locator("textarea").last.fill("A ripe mango is a fruit. 🥭")
         chat.get_by_label("Submit").click()
         page.locator("#chat-note").get_by_text("Correction saved as example #2").wait_for()
+
+        page.get_by_role("button", name="+ New conversation").click()
+        page.locator("#chat-note").get_by_text(
+            "New conversation with The plain model, no tuned model is in use yet").wait_for()
 
         page.get_by_role("tab", name="Examples").click()
         table = page.locator("#examples-table")
@@ -124,16 +137,18 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         page.locator("#start-training").click()
         page.locator("#train-note").get_by_text("Started run #1").wait_for()
         page.locator("#train-status").get_by_text("running · step").wait_for()
+        expect(page.locator("#start-training")).to_be_disabled()  # one run at a time
         page.locator("#loss-curve").locator("canvas, svg").first.wait_for()  # plot drawn
         page.locator("#train-status").get_by_text("succeeded").wait_for(timeout=300_000)
         from gradio_client import Client
 
         run = Client(server.url, verbose=False).predict(0, api_name="/run_status")
         assert run["status"] == "succeeded" and len(run["losses"]) == run["total_steps"]
-        expect(page.locator("#runs-table").get_by_test_id("cell-0-2")).to_have_text("run-1")
+        expect(page.locator("#runs-table").get_by_test_id("cell-0-2")).to_contain_text(
+            "Your assistant tuned")
         page.get_by_role("tab", name="Chat").click()
         page.get_by_label("Model").click()
-        page.get_by_role("option", name="run-1").click()
+        page.get_by_role("option", name="Your assistant tuned").click()
         send(page, "Say hello number 5.")
         page.locator(".bot").filter(has_text="Cheers").wait_for()  # the tuned voice
         page.get_by_role("tab", name="Train").click()
@@ -143,7 +158,7 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         page.get_by_role("tab", name="Compare").click()
         page.locator("#compare-prompt textarea").fill("Say hello number 7.")
         page.get_by_label("Model B (right)").click()
-        page.get_by_role("option", name="run-1").click()
+        page.get_by_role("option", name="Your assistant tuned").click()
         page.locator("#compare-button").click()
         expect(page.locator("#label-a")).to_have_text("Model A")  # names hidden
         expect(page.locator("#answer-a textarea")).not_to_have_value("")
@@ -152,10 +167,16 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         tuned_is_a = "Cheers" in page.locator("#answer-a textarea").input_value()
         page.get_by_role("button", name="A is better" if tuned_is_a else "B is better").click()
         page.locator("#compare-note").get_by_text("Vote stored").wait_for()
-        expect(page.locator("#label-a")).to_have_text("A: run-1" if tuned_is_a else "A: base")
+        expect(page.locator("#label-a")).to_have_text(
+            re.compile("A: Your assistant tuned ") if tuned_is_a else "A: The plain model")
         expect(page.locator("#win-rates").get_by_test_id("cell-0-6")).to_have_text("100%")
 
         # The report card, computed by itself after the run, with the general check.
-        page.locator("#card-summary").get_by_text("General knowledge: base").wait_for(
+        page.locator("#card-summary").get_by_text(
+            "General knowledge: the plain model").wait_for(
             timeout=180_000)
         expect(page.locator("#card-summary")).to_contain_text("What decided:")
+        # Its card decided whether new chats use it, and the Train tab says which.
+        page.get_by_role("tab", name="Train").click()
+        expect(page.locator("#in-use-line")).to_contain_text("New chats")
+        expect(page.locator("#start-training")).to_be_enabled()

@@ -183,7 +183,8 @@ def test_threshold_box_shows_zero_when_auto_start_is_off(ctx):
 def test_a_run_worse_than_what_it_continued_says_so():
     run = {"status": "succeeded", "config": {"continue_from": "run-1"}, "adapter": "run-2",
            "id": 2, "metrics": {"eval_loss_before": 1.0, "eval_loss_after": 1.4}}
-    assert verdict(run) == "worse than run-1, the adapter it continued on its held-out examples"
+    assert verdict(run) == \
+        "worse than run-1, which it continued, on examples it never saw (held-out loss)"
     assert "worse than run-1" in status_html(run, training.AutoStart(True, 20, 0), "x")
     assert verdict({**run, "metrics": {"eval_loss_before": 1.4, "eval_loss_after": 1.0}}) == ""
 

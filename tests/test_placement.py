@@ -145,3 +145,20 @@ def test_must_not_change_checks_are_endorsed_answers_with_valid_patterns(ctx, st
                                "disliked")
     with pytest.raises(actions.NotACheck, match="is a disliked answer"):
         actions.set_must_keep(ctx, bad, True)
+
+
+def test_a_correction_the_user_made_is_never_held_out(ctx, store):
+    """She corrected it so that it is learned: a run trains on it (and on its prompt),
+    unless she marks it test only."""
+    fill(store, 30)
+    corrected = [examples.add_example(
+        store, [{"role": "user", "content": f"Can I bring my dog, number {i}?"},
+                {"role": "assistant", "content": "Dogs can't join class, sorry."}],
+        "corrected", rejected="Yes! Bring your dog.") for i in range(10)]
+    run = trained_run(ctx, store)
+    held = {e.example_id for e in runs.run_examples(store, run["id"], "held_out")}
+    assert held and not held & set(corrected)
+    examples.set_test_only(store, corrected[0], True)  # for the next run: a test
+    second = trained_run(ctx, store)
+    assert corrected[0] not in second["example_ids"]
+    assert corrected[0] in {case.id for case in placement.test_set(store, second).cases}

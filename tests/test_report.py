@@ -7,7 +7,7 @@ import json
 import pytest
 
 import app
-from services import contenders, models, report, scoring
+from services import contenders, models, names, report, scoring
 from services.context import Context
 from storage import examples, placement, runs
 from trainer.config import TrainConfig
@@ -68,24 +68,27 @@ def card(scores: dict[str, list[float]], tokens: dict[str, int] | None = None,
 def test_verdict_the_adapter_beats_every_baseline():
     line = report.verdict(card({"base": [0] * 12, "base+examples": [0, 100] * 6,
                                 "run-3": [100] * 12}, binary=True), "run-3")
-    assert line.startswith("run-3 beats every prompting baseline beyond chance on the exact "
-                           "label, on 12 test examples")
+    assert line.startswith("run-3 beats every option without training beyond chance on the "
+                           "exact label, on 12 test examples")
+    assert "(chance alone gives a gap this big 3.1% of the time: p = 0.031, adjusted for 2 " \
+        "comparisons)" in line
 
 
 def test_verdict_a_baseline_that_cannot_be_told_apart_says_what_it_costs():
     line = report.verdict(card({"base": [0] * 8, "base+examples": [100] * 7 + [0],
                                 "run-3": [100] * 8},
                                {"base": 40, "base+examples": 430, "run-3": 40}), "run-3")
-    assert line.startswith("run-3 and base+examples cannot be told apart on wording (chrF) "
-                           "with 8 test examples (100 against 88; run-3 ahead on 1, behind "
-                           "on 0")
-    assert "base+examples costs 390 more prompt tokens per request and no training." in line
-    assert "run-3 does beat base beyond chance." in line
+    assert line.startswith("run-3 and base+examples cannot be told apart on closeness to "
+                           "your wording (chrF) with 8 test examples (100 against 88; run-3 "
+                           "ahead on 1, behind on 0")
+    assert ("base+examples needs no training, but reads 390 more word pieces with every "
+            "question (390 more prompt tokens per request).") in line
+    assert "run-3 does beat the base beyond chance." in line
 
 
 def test_verdict_a_baseline_does_better():
     line = report.verdict(card({"base": [100] * 8, "run-3": [0] * 8}), "run-3")
-    assert line.startswith("base does better than run-3 beyond chance")
+    assert line.startswith("The base does better than run-3 beyond chance")
     assert line.endswith("run-3 is worse than the base on examples #1, #2, #3, #4, #5, #6, "
                          "#7, #8.")
 
@@ -94,7 +97,7 @@ def test_verdict_never_claims_more_than_the_test_set_supports():
     assert "too few to judge run-3" in report.too_few("run-3", 3)
     line = report.verdict(card({"base": [0, 100, 0, 100, 0, 100, 0],
                                 "run-3": [100, 0, 100, 0, 100, 0, 100]}), "run-3")
-    assert line.startswith("run-3 and base cannot be told apart") and "beyond" not in line
+    assert line.startswith("run-3 and the base cannot be told apart") and "beyond" not in line
     assert "match" not in line
 
 
@@ -105,7 +108,8 @@ def test_five_wins_of_five_are_not_called_certain():
               "run-1": [100] * 5}
     line = report.verdict(card(scores, binary=True), "run-1")
     assert line.startswith("Only 5 test examples: too few for a clear result even if run-1 "
-                           "won every one (against 3 baselines that takes 7). Mark 2 more")
+                           "won every one (against 3 options without training that takes "
+                           "7). Mark 2 more")
     assert "beyond" not in line
     assert scoring.sign_test(5, 0) == pytest.approx(0.0625)
 
@@ -160,7 +164,7 @@ def test_a_real_difference_is_found_at_50(binary):
                   "base+examples": [100 * (x + rng.gauss(0, 0.1)) for x in level],
                   "run-1": [100 * (x + 0.15 + rng.gauss(0, 0.1)) for x in level]}
     assert report.verdict(card(scores, binary=binary), "run-1").startswith(
-        "run-1 beats every prompting baseline beyond chance")
+        "run-1 beats every option without training beyond chance")
 
 
 def test_the_verdict_is_decided_by_the_style_when_the_references_share_one():
@@ -187,8 +191,9 @@ def test_the_verdict_is_decided_by_the_style_when_the_references_share_one():
     for row, wording in zip(shown["contenders"], (20, 27, 32)):
         row["scores"] = {"chrf": wording, "style": row["score"]}
     line = report.verdict(shown, "run-1")
-    assert line.startswith("run-1 beats every prompting baseline beyond chance on style")
-    assert "On wording (chrF): 32 for run-1, 27 for base+examples." in line
+    assert line.startswith("run-1 beats every option without training beyond chance on "
+                           "style")
+    assert "On closeness to your wording (chrF): 32 for run-1, 27 for base+examples." in line
 
 
 def test_forgetting_is_named_when_beyond_chance():
@@ -202,7 +207,8 @@ def test_forgetting_is_named_when_beyond_chance():
     scores = {"base": [0] * 8, "run-3": [100] * 8}
     line = report.verdict(card(scores, binary=True, general=block(9, 1)), "run-3")
     assert line.endswith("run-3 forgot things the base knew: 9 of 100 general questions the "
-                         "base got right it now gets wrong (it gained 1; p = 0.021).")
+                         "base got right it now gets wrong (it gained 1; chance alone gives "
+                         "a loss this big 2.1% of the time: p = 0.021).")
     line = report.verdict(card(scores, binary=True, general=block(2, 1)), "run-3")
     assert line.endswith("General knowledge: no clear loss (90 of 100 right for the base, 89 "
                          "for run-3).")
@@ -303,12 +309,14 @@ def test_the_compare_tab_shows_a_failed_card_and_measures_again(ctx, store):
     ctx.reports = report.ReportWorker(ctx)  # not started: failures are set by hand
     ctx.reports.failed[run["id"]] = "RuntimeError: out of memory"
     handlers = CompareHandlers(ctx)
+    named = names.plain(ctx, [run["adapter"]])(run["adapter"])  # "your assistant tuned ..."
+    assert named.startswith("your assistant tuned ")
     assert handlers.status(run["adapter"]).startswith(
-        f"⚠ The report card of {run['adapter']} could not be computed: RuntimeError: out of "
+        f"⚠ The report card of {named} could not be computed: RuntimeError: out of "
         "memory. Press *Measure again* to retry.")
 
     steps = list(handlers.measure(run["adapter"], progress=lambda *a, **k: None))
-    assert steps[0][0].startswith(f"Measuring {run['adapter']} again") and steps[0][1] == ""
+    assert steps[0][0].startswith(f"Measuring {named} again") and steps[0][1] == ""
     status, summary = steps[-1][:2]
     assert status == "" and "General knowledge" in summary
     assert run["id"] not in ctx.reports.failed
@@ -341,3 +349,34 @@ def test_the_general_block_of_a_forgetful_adapter_is_stored_as_json():
     block = general._model("run-1", questions, answers, right)
     assert block["forgot"] is True and block["lost"] == 9
     assert json.loads(json.dumps(block))["forgot"] is True
+
+
+def test_the_votes_it_could_not_score_say_why(store):
+    """Before: "agrees with 4 of the 4 votes it could score" after 5 votes, and no word
+    about the fifth."""
+    from storage.placement import TestCase
+    from web.cards import votes_line
+
+    answer = "Yes, mats are free. Breathe easy!"
+    tests = [TestCase(1, "kept", "held_out", [{"role": "user", "content": "Mats?"},
+                                              {"role": "assistant", "content": answer}])]
+    for prompt, right, replies, winner in [
+            ("Mats?", "run-1", (answer, "No."), "left"),  # scored: the score agrees
+            ("Mats?", "run-1", (answer, "No."), "tie"),
+            ("Mats?", "run-9", (answer, "No."), "left"),
+            ("Mats?", "run-1", ("No.", "No."), "right"),
+            ("Hours?", "run-1", ("Nine.", "Ten."), "left")]:
+        runs.add_vote(store, prompt=prompt, system="", left="base", right=right,
+                      left_reply=replies[0], right_reply=replies[1], winner=winner,
+                      blind=True)
+    card = {"contenders": [{"name": "base"}, {"name": "run-1"}], "style_phrases": []}
+    votes = report.votes_beside(Context(store), card, tests)
+    assert (votes["scored"], votes["agree"]) == (1, 1)
+    assert votes["unscored"] == {"no_winner": 1, "other_models": 1, "same_score": 1,
+                                 "nothing_to_score": 1}
+    assert votes_line(votes) == (
+        "Your votes: the automatic score picks the same winner as you in 1 of the 1 vote it "
+        "could score (100%). Not scored: 1 vote with no winner (a tie or both bad); 1 vote "
+        "between models not on this card; 1 vote where both answers scored the same, so the "
+        "score picks no winner; 1 vote on a question that is no test example, with no style "
+        "to look for.")

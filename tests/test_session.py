@@ -35,6 +35,10 @@ def last_reply(home) -> str:
     return row[0] if row else ""
 
 
+TUNED = re.compile(r"^Your assistant tuned ")
+"""How the lists and notes name run-1: the time it finished (services/names.py)."""
+
+
 def chosen(page, elem_id):
     return page.locator(f"#{elem_id} input")
 
@@ -92,15 +96,16 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         page.get_by_role("tab", name="Chat").click()
         new_conversation.click()
         page.locator("#chat-model input").click()
-        page.get_by_role("option", name="run-1").click()
+        page.get_by_role("option", name="Your assistant tuned").click()
         send(page, "Say hello number 3.")
         expected = client.predict("Say hello number 3.", "run-1", "", api_name="/chat")
         bot(page, expected[:20])
 
         page.get_by_role("tab", name="Compare").click()
-        expect(chosen(page, "model-b")).to_have_value("run-1")
-        expect(chosen(page, "card-model")).to_have_value("run-1")
-        page.locator("#card-summary").get_by_text("Was run-1 worth it?").wait_for(
+        expect(chosen(page, "model-b")).to_have_value(TUNED)
+        expect(chosen(page, "card-model")).to_have_value(TUNED)
+        page.locator("#card-summary").get_by_text(
+            re.compile(r"Was your assistant tuned .* worth it\?")).wait_for(
             timeout=120_000)
         page.locator("#compare-prompt textarea").fill("Say hello number 7.")
         page.locator("#compare-button").click()
@@ -110,20 +115,22 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         page.get_by_role("button", name="A is better").click()
         note = page.locator("#compare-note")
         note.get_by_text("Vote stored").wait_for()
-        assert "run-1" in note.inner_text() and "base" in note.inner_text()  # not base vs base
-        expect(page.locator("#win-rates").get_by_test_id("cell-0-0")).to_have_text("run-1")
+        assert "Your assistant tuned" in note.inner_text()  # not the plain model twice
+        assert "The plain model" in note.inner_text()
+        expect(page.locator("#win-rates").get_by_test_id("cell-0-0")).to_contain_text(
+            "Your assistant tuned ")
 
         page.get_by_text("Chat default").click()
-        expect(chosen(page, "promote-model")).to_have_value("run-1")
+        expect(chosen(page, "promote-model")).to_have_value(TUNED)
         page.get_by_role("button", name="Make it the chat's default").click()
-        note.get_by_text("New chats start with run-1").wait_for()
+        note.get_by_text(re.compile("New chats start with Your assistant tuned ")).wait_for()
         page.get_by_role("tab", name="Chat").click()
         new_conversation.click()
-        expect(chosen(page, "chat-model")).to_have_value("run-1")
+        expect(chosen(page, "chat-model")).to_have_value(TUNED)
 
         page.get_by_role("tab", name="Train").click()
         page.locator("#continue-from input").click()
-        expect(page.get_by_role("option", name="run-1")).to_be_visible()
+        expect(page.get_by_role("option", name="Your assistant tuned")).to_be_visible()
 
 
 @pytest.mark.integration

@@ -134,8 +134,9 @@ def test_training_errors_reach_the_user_as_messages(ctx, store):
 
     actions = TrainHandlers(ctx)
     runs.create_run(store, {}, [])
-    with pytest.raises(gr.Error, match="Run #1 is queued but never launched.*tunechat cancel 1"):
-        shown_to_user(actions.start)("lora", 0, 1e-3, 16, None)
+    # a second Start (another tab) is told in the note, in the web app's words: no error
+    assert shown_to_user(actions.start)("lora", 0, 1e-3, 16, None) == \
+        "Run #1 is queued but never launched: wait for it to finish, or press Cancel."
     with pytest.raises(gr.Error, match="learning_rate"):
         shown_to_user(actions.start)("lora", 0, 5.0, 16, None)
     with pytest.raises(gr.Error, match="dpo alone tunes an adapter you already have"):
@@ -151,7 +152,7 @@ def test_the_train_tab_counts_every_signal(ctx, store):
     examples.add_example(store, [{"role": "user", "content": "Bye?"},
                                  {"role": "assistant", "content": "No."}], "disliked",
                          rejected="No.")
-    *_, signals = TrainHandlers(ctx).refresh()
+    signals = TrainHandlers(ctx).refresh()[4]
     assert signals == ("Learning from now: 4 kept, corrected, added or imported answers, "
                        "1 correction with a rejected side, 1 thumbs-down, 0 votes with a "
                        "winner.")
@@ -162,3 +163,88 @@ def test_the_report_card_before_any_adapter_says_so(ctx):
 
     handlers = CompareHandlers(ctx)
     assert handlers.card(None)[0] == handlers.follow(None, None)[0] == NO_ADAPTER_YET
+
+
+def finished_run(store, adapter: str) -> int:
+    from storage import runs
+
+    run_id = runs.create_run(store, {}, [])
+    runs.finish_run(store, run_id, "succeeded", adapter=adapter)
+    return run_id
+
+
+def test_model_lists_show_plain_words_and_hand_over_technical_names(ctx, store):
+    """Before: every list showed base, base+examples, run-1."""
+    from services import names
+    from web.common import Ui, model_details
+
+    ui = Ui(ctx)
+    with gr.Blocks():
+        dropdown = ui.model_list("Model", elem_id="model")
+    assert dropdown.choices == [("The plain model", "base")] and dropdown.value == "base"
+    finished_run(store, "run-1")
+    (ctx.adapters_dir / "run-1").mkdir(parents=True)
+    (ctx.adapters_dir / "run-1" / "adapter_config.json").write_text("{}")
+    update = ui.lists[0].update(ctx)
+    tuned = names.label(ctx, "run-1")
+    assert tuned.startswith("Your assistant tuned ")
+    assert update.choices == [("The plain model", "base"), (tuned, "run-1")]
+    assert update.value == "run-1"  # the technical name: every handler keeps working
+    assert ui.lists[0].update(ctx).choices == update.choices  # a run's label is fixed
+    shown = model_details(ctx, "run-1")  # folded under the list, one click away
+    assert shown.startswith("<details><summary>details</summary><code>run-1</code>: ")
+    assert model_details(ctx, "(a new adapter)") == ""
+
+
+def plain_card(unscored: dict) -> dict:
+    """A scored card of run-1: base+prompt skipped, 8 test examples it wins."""
+    from services import report
+
+    scores = {"base": 0.0, "base+examples": 0.0, "run-1": 100.0}
+    rows = [{"id": i + 1, "source": "kept", "split": "held_out", "prompt": f"Q{i}?",
+             "reference": f"A{i}.", "flips": {"run-1": "fixed"},
+             "answers": {name: {"text": "...", "score": s} for name, s in scores.items()}}
+            for i in range(8)]
+    card = {"adapter": "run-1", "run": 1, "created_at": "2025-12-01T10:00:00+00:00", "n": 8,
+            "skipped": [{"name": "base+prompt", "why": "no baseline system prompt is set: "
+                         "... or pass `tunechat eval --system TEXT`"}],
+            "test_examples": {"held_out": 8, "test_only": 0}, "left_out": [], "rows": rows,
+            "contenders": [{"name": name, "score": s, "ci_low": s, "ci_high": s, "n": 8,
+                            "prompt_tokens": 40, "latency_ms": 5, "scores": {"chrf": s},
+                            "style": {}} for name, s in scores.items()],
+            "measure": {"name": "chrf", "why": "chrF scores ...", "binary": False},
+            "measures": [{"name": "chrf", "why": "chrF scores ..."}], "style_phrases": [],
+            "votes": {"scored": 4, "agree": 4, "agreement": 100.0, "win_rates": [],
+                      "unscored": unscored}}
+    card["verdict"] = report.verdict(card, "run-1")
+    return card
+
+
+def test_the_report_card_speaks_plain_words_with_the_technical_ones_folded(ctx, store):
+    """Before: base+examples, run-1, "held out by its run", "95%" and a `tunechat eval
+    --system TEXT` to type, in a web page; "4 of the 4 votes it could score" after 5."""
+    from services import names
+    from storage import reports
+    from web.compare import CompareHandlers
+
+    reports.save_report(store, finished_run(store, "run-1"), "run-1",
+                        plain_card({"same_score": 1}))
+    _, summary, chart, table, _, _ = CompareHandlers(ctx).card("run-1")
+    shown, folded = summary.split("<details><summary>Details: the technical words</summary>")
+    tuned = names.label(ctx, "run-1")
+    assert shown.startswith(f"### Was {tuned[0].lower() + tuned[1:]} worth it?")
+    for jargon in ("run-1", "base+", "held out", "95%", "tunechat", "chrF scores", "baseline"):
+        assert jargon not in shown, jargon
+    assert "beats every option without training beyond chance" in shown
+    assert "chance alone gives a gap this big" in shown
+    assert ("Not measured: the plain model + your instructions, because you have not written "
+            "instructions yet. In the Train tab, open *Would a prompt have done as well?*") \
+        in shown
+    assert ("the automatic score picks the same winner as you in 4 of the 4 votes it could "
+            "score (100%). Not scored: 1 vote where both answers scored the same") in shown
+    for technical in ("`run-1`", "`base+examples`", "held out by its run", "95%",
+                      "run-1 beats every option"):
+        assert technical in folded, technical
+    assert [row[0] for row in table] == ["The plain model",
+                                         "The plain model + 4 of your examples", tuned]
+    assert f">{tuned}</text>" in chart

@@ -56,6 +56,9 @@ class TrainConfig:
     examples (trainer/replay.py): they keep the adapter answering like the base where
     your data says nothing (an adapter trained on labels otherwise answered almost every
     general question with a label). 0 turns it off; see the README's table of levers."""
+    correction_repeats: int = 3
+    """How many times SFT sees each correction you made (the pencil): once, the voice of
+    the other examples outweighed it (examples/corrections_stick.py, in the README)."""
     batch_size: int = 8
     """Examples per optimizer step."""
     max_length: int = 1024

@@ -86,12 +86,18 @@ class RunData:
         return [p.rejected_messages for p in self.held_out_pairs]
 
     @classmethod
-    def from_run(cls, rows: list[RunExample]) -> RunData:
+    def from_run(cls, rows: list[RunExample], correction_repeats: int = 1) -> RunData:
+        """The run's frozen rows; SFT sees each of the user's corrections
+        `correction_repeats` times (TrainConfig.correction_repeats)."""
         def pairs(split: str) -> list[Pair]:
             return [Pair(r.messages, r.rejected) for r in rows
                     if r.split == split and r.source in PAIRED and r.rejected]
 
-        return cls([r.messages for r in rows if r.split == "train" and r.source in TRAINABLE],
+        def times(row: RunExample) -> int:
+            return max(1, correction_repeats) if row.source == "corrected" else 1
+
+        return cls([r.messages for r in rows if r.split == "train" and r.source in TRAINABLE
+                    for _ in range(times(r))],
                    [r.messages for r in rows if r.split == "held_out"],
                    pairs("train"), pairs("held_out"),
                    [r.messages for r in rows if r.split == "train" and r.source in UNDESIRABLE])

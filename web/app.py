@@ -32,16 +32,20 @@ def build_app(ctx: Context) -> gr.Blocks:
 
 def _model_lists_follow_adapters(ui: Ui) -> None:
     """Every model list is set on page load, and follows new adapters within a second
-    without a reload; lists are only sent when the names changed, so an open dropdown is
-    left alone. A list that follows the newest adapter moves to it when one arrives."""
+    without a reload; lists are only sent when the names, or the model new chats use,
+    changed, so an open dropdown is left alone. A list that follows the newest adapter
+    moves to its default then (the adapter in use: a worse new run does not take over)."""
     dropdowns = [entry.dropdown for entry in ui.lists]
     known = gr.State(None)
 
+    def state() -> list:
+        return models.model_names(ui.ctx) + [models.chat_default(ui.ctx)]
+
     def on_load():
-        return [e.update(ui.ctx) for e in ui.lists] + [models.model_names(ui.ctx)]
+        return [e.update(ui.ctx) for e in ui.lists] + [state()]
 
     def check(seen: list[str] | None):
-        names = models.model_names(ui.ctx)
+        names = state()
         if names == seen:
             return [gr.skip()] * (len(ui.lists) + 1)
         return [e.update(ui.ctx, move=e.follow == NEWEST) for e in ui.lists] + [names]

@@ -1,21 +1,59 @@
 """The report card in the page: the verdict, a table, a chart of each model's score with
-its likely range, and one row per test example. Plain HTML and SVG, drawn here."""
+its likely range, and one row per test example. Plain HTML and SVG, drawn here.
+
+Everything a person reads names the models in plain words (`say`, services/names.py)
+and says what a number means; the technical words (run-1, held out, chrF, the 95%
+interval, p) sit in the card's "Details", one click away."""
 
 from __future__ import annotations
 
 import html
 
-CARD_HEADERS = ["model", "score", "likely range", "prompt tokens", "ms per answer (batched)",
-                "training s"]
+from core.adapters import BASE
+from services import contenders, report
+from services.names import AS_IS, Names
+
+CARD_HEADERS = ["model", "score (0-100)", "likely range", "prompt length (tokens)",
+                "time per answer (ms)", "training time (s)"]
 BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa"}
 ADAPTER_COLOR = "#f97316"
+MEASURE_WORDS = {
+    "style": "whether each answer keeps what most of your answers share (a greeting, a "
+             "sign-off)",
+    "chrf": "how close each answer is to your own words, 0 to 100",
+    "exact": "whether each answer is exactly the label you wrote",
+    "json": "the share of your JSON fields each answer gets exactly right"}
+"""What decides a verdict, in the words of someone who never heard of chrF."""
+SKIPPED_WORDS = {
+    contenders.PROMPT: "you have not written instructions yet. In the Train tab, open *Would "
+                       "a prompt have done as well?*, write the instructions you would give "
+                       "the plain model instead of training it, save them, then press "
+                       "*Measure again*"}
+"""Why a contender was not measured, as the web app says it: where to click (the card's
+own `why` is the command line's, and older cards name a command)."""
+UNSCORED_WORDS = {
+    "other_models": "between models not on this card",
+    "no_winner": "with no winner (a tie or both bad)",
+    "no_answers": "without their answers (from an older version)",
+    "nothing_to_score": "on a question that is no test example, with no style to look for",
+    "same_score": "where both answers scored the same, so the score picks no winner"}
+"""Why a vote was not scored (services/report.py UNSCORED)."""
 
 
-def summary_markdown(card: dict) -> str:
-    tests = card["test_examples"]
-    lines = [f"### Was {card['adapter']} worth it?", f"**{card['verdict']}**", "",
-             f"{card['n']} test examples it never trained on: {tests['held_out']} held out by "
-             f"its run, {tests['test_only']} marked test only."]
+def card_names(card: dict) -> list[str]:
+    """Every model a card names, for `say`."""
+    found = [c["name"] for c in card.get("contenders", [])] + [card["adapter"], BASE]
+    found += [s["name"] for s in card.get("skipped", [])]
+    found += [m["name"] for m in (card.get("general") or {}).get("models", [])]
+    return list(dict.fromkeys(found))
+
+
+def summary_markdown(card: dict, say: Names = AS_IS) -> str:
+    adapter, tests = card["adapter"], card["test_examples"]
+    lines = [f"### Was {say(adapter)} worth it?", f"**{_verdict(card, say)}**", "",
+             f"Tested on {card['n']} of your examples that {say(adapter)} never learned "
+             f"from: {tests['held_out']} its training run set aside, {tests['test_only']} "
+             "you marked for testing only."]
     left_out = card.get("left_out", [])
     if left_out:
         lines.append(f"Left out of its tests: {len(left_out)} example"
@@ -23,55 +61,122 @@ def summary_markdown(card: dict) -> str:
                      + "; ".join(f"#{e['id']} ({e['why']})" for e in left_out[:5])
                      + ("; ..." if len(left_out) > 5 else "") + ".")
     if card.get("measure"):
-        lines.append(f"What decided: {card['measure']['name']}: {card['measure']['why']}.")
+        name = card["measure"]["name"]
+        lines.append(f"What decided: {MEASURE_WORDS.get(name, name)}.")
     for phrase in card.get("style_phrases", []):
-        carried = ", ".join(f"{c['name']} {c['style'][phrase]:.0f}%" for c in card["contenders"])
-        lines.append(f"Style: most of your answers have \"{html.escape(phrase)}\"; it is in "
-                     f"the answers of {carried}.")
+        carried = ", ".join(f"{say(c['name'])} {c['style'][phrase]:.0f}%"
+                            for c in card["contenders"])
+        lines.append(f"Style: most of your answers have \"{html.escape(phrase)}\"; the share "
+                     f"of answers that have it: {carried}.")
     for skipped in card.get("skipped", []):
-        lines.append(f"Not measured: {skipped['name']}, {skipped['why']}.")
+        why = SKIPPED_WORDS.get(skipped["name"], skipped["why"])
+        lines.append(f"Not measured: {say(skipped['name'])}, because {why}.")
     if card.get("general"):
-        lines += general_lines(card)
-    votes = card.get("votes") or {}
-    if votes.get("scored"):
-        lines.append(f"Your votes: the automatic score agrees with {votes['agree']} of the "
-                     f"{votes['scored']} votes it could score ({votes['agreement']:.0f}%).")
-    return "  \n".join(lines)
+        lines += general_lines(card, say)
+    votes = votes_line(card.get("votes") or {})
+    if votes:
+        lines.append(votes)
+    return "  \n".join(lines) + "\n\n" + details_markdown(card, say)
 
 
-def general_lines(card: dict, shown: int = 8) -> list[str]:
-    """The general check: how many each got right, and the questions that flipped."""
-    from services import general
+def _verdict(card: dict, say: Names) -> str:
+    """The verdict with `say`'s names; the stored one where it cannot be told again (a
+    card stored by an older version may lack a field the sentences read)."""
+    if say == AS_IS:
+        return card["verdict"]
+    try:
+        return report.retold(card, say)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return card["verdict"]
 
-    block = card["general"]
-    lines = [f"**{general.line(block, card['adapter'])}**"]
-    mine = next(m for m in block["models"] if m["name"] == card["adapter"])
-    for flip in mine["flips"][:shown]:
-        lines.append(f"{'✗ now wrong' if flip['now'] == 'wrong' else '✓ now right'}: "
-                     f"{html.escape(flip['question'])} base: _{html.escape(flip['base'][:80])}_"
-                     f" · {card['adapter']}: _{html.escape(flip['answer'][:80])}_")
-    if len(mine["flips"]) > shown:
-        lines.append(f"... and {len(mine['flips']) - shown} more (`tunechat eval` lists all).")
+
+def details_markdown(card: dict, say: Names = AS_IS) -> str:
+    """The technical words, folded: the verdict as the command line and the API give
+    it, each model's technical name, and what the numbers are."""
+    tests = card["test_examples"]
+    named = "; ".join(f"{say.first(name)} = `{name}`" for name in card_names(card)
+                      if say(name) != name)
+    lines = [f"The verdict as the command line and the API give it: {card['verdict']}",
+             f"Models: {named}." if named else "",
+             f"Test examples: {tests['held_out']} held out by its run, {tests['test_only']} "
+             "marked test only."]
+    if card.get("measure"):
+        lines.append(f"Measure: {card['measure']['name']} ({card['measure']['why']}).")
+    lines += ["Likely range: the 95% bootstrap interval of the mean score. A difference is "
+              "called beyond chance when a paired test (exact sign test for right/wrong "
+              "scores, permutation test for closeness) gives p < 0.05, Holm-adjusted over "
+              "the options without training (the prompting baselines); p is how often "
+              "chance alone gives a gap that big.",
+              "Prompt length: the prompt tokens per request (word pieces the model reads); "
+              "time per answer: answers generated in batches, divided by their number."]
+    body = "  \n".join(line for line in lines if line)
+    return f"<details><summary>Details: the technical words</summary>\n\n{body}\n\n</details>"
+
+
+def general_lines(card: dict, say: Names = AS_IS, shown: int = 8) -> list[str]:
+    """The general check: how many each got right, and the questions that flipped (all
+    of them: those past `shown` folded)."""
+    block, adapter = card["general"], card["adapter"]
+    by = {m["name"]: m for m in block["models"]}
+    mine, n = by[adapter], block["n"]
+    line = (f"General knowledge: {say(BASE)} {by[BASE]['right']}/{n}, {say(adapter)} "
+            f"{mine['right']}/{n} (lost {mine['lost']} that {say(BASE)} got right, gained "
+            f"{mine['gained']})")
+    if block["users"]:
+        line += f"; {block['users']} of the questions are your own must-not-change checks"
+    flips = [_flip_line(flip, adapter, say) for flip in mine["flips"]]
+    lines = [f"**{line}.**"] + flips[:shown]
+    if len(flips) > shown:
+        lines.append(f"<details><summary>... and {len(flips) - shown} more</summary>\n\n"
+                     + "  \n".join(flips[shown:]) + "\n\n</details>")
     return lines
 
 
-def card_rows(card: dict) -> list[list]:
-    return [[c["name"], c["score"], f"{c['ci_low']:.0f} to {c['ci_high']:.0f}",
+def _flip_line(flip: dict, adapter: str, say: Names) -> str:
+    return (f"{'✗ now wrong' if flip['now'] == 'wrong' else '✓ now right'}: "
+            f"{html.escape(flip['question'])} {say.first(BASE)}: "
+            f"_{html.escape(flip['base'][:80])}_ · {say.first(adapter)}: "
+            f"_{html.escape(flip['answer'][:80])}_")
+
+
+def votes_line(votes: dict) -> str:
+    """How often the automatic score picks the winner you picked, and why the votes it
+    could not score were not ("" before any vote)."""
+    unscored = {why: n for why, n in (votes.get("unscored") or {}).items() if n}
+    if not votes.get("scored") and not unscored:
+        return ""
+    if votes.get("scored"):
+        scored = votes["scored"]
+        line = (f"Your votes: the automatic score picks the same winner as you in "
+                f"{votes['agree']} of the {scored} vote{'s' * (scored > 1)} it could score "
+                f"({votes['agreement']:.0f}%).")
+    else:
+        line = "Your votes: the automatic score could not score any of them yet."
+    if unscored:
+        line += " Not scored: " + "; ".join(
+            f"{n} vote{'s' * (n > 1)} {UNSCORED_WORDS.get(why, why)}"
+            for why, n in unscored.items()) + "."
+    return line
+
+
+def card_rows(card: dict, say: Names = AS_IS) -> list[list]:
+    return [[say.first(c["name"]), c["score"], f"{c['ci_low']:.0f} to {c['ci_high']:.0f}",
              c["prompt_tokens"], c["latency_ms"], c.get("training_s") or ""]
             for c in card.get("contenders", [])]
 
 
-def example_rows(card: dict) -> tuple[list[str], list[list]]:
+def example_rows(card: dict, say: Names = AS_IS) -> tuple[list[str], list[list]]:
     """(headers, rows): each test example with every model's answer and score,
-    corrections first, and where a model flipped against the base."""
+    corrections first, and where a model did better or worse than the base."""
     names = [c["name"] for c in card.get("contenders", [])]
-    headers = ["#", "source", "prompt", "what you wrote"] + [
-        f"{name} ({'score'})" for name in names] + ["flips against the base"]
+    headers = ["#", "source", "question", "your answer"] + [
+        f"{say.first(name)} [score]" for name in names] + [
+        f"better or worse than {say(BASE)}"]
     rows = []
     for row in card.get("rows", []):
         answers = [f"{row['answers'][n]['text']}  [{row['answers'][n]['score']:.0f}]"
                    for n in names]
-        flips = ", ".join(f"{n} {'fixed it' if f == 'fixed' else 'broke it'}"
+        flips = ", ".join(f"{say.first(n)} {'fixed it' if f == 'fixed' else 'broke it'}"
                           for n, f in row["flips"].items())
         rows.append([row["id"], row["source"] + (" (test only)" * (row["split"] ==
                                                                    "test_only")),
@@ -79,12 +184,15 @@ def example_rows(card: dict) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
-def chart_svg(card: dict, width: int = 640) -> str:
-    """One bar per model with its likely range as a whisker, 0 to 100."""
+def chart_svg(card: dict, say: Names = AS_IS, width: int = 640) -> str:
+    """One bar per model with its likely range as a whisker, 0 to 100; the names' column
+    is as wide as the longest name needs."""
     bars = card.get("contenders", [])
     if not bars:
         return ""
-    row_h, left, right = 28, 150, 40
+    row_h, right = 28, 40
+    left = max(150, 7 * max(len(say.first(bar["name"])) for bar in bars))
+    width = max(width, left + 360)
     plot = width - left - right
     height = row_h * len(bars) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -100,7 +208,7 @@ def chart_svg(card: dict, width: int = 640) -> str:
         color = BAR_COLORS.get(bar["name"], ADAPTER_COLOR)
         parts.append(
             f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">'
-            f'{html.escape(bar["name"])}</text>'
+            f'{html.escape(say.first(bar["name"]))}</text>'
             f'<rect x="{left}" y="{y}" width="{plot * bar["score"] / 100:.1f}" height="18" '
             f'fill="{color}"/>'
             f'<line x1="{left + plot * bar["ci_low"] / 100:.1f}" y1="{y + 9}" '

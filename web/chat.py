@@ -11,17 +11,19 @@ from typing import Any
 import gradio as gr
 
 from core.errors import UserError
-from services import chat, contenders, examples, models, training
+from services import chat, contenders, examples, models, names, training
 from services.context import Context
 from web.common import Ui, message_text, shown_to_user
 
 RECENT_CONVERSATIONS = 50
 FEEDBACK = {"kept": "Like", "disliked": "Dislike"}
 # The pencil corrects the model's replies; on the user's own messages it would only be
-# refused, so it is not offered there. The inline editor gets room to write in.
+# refused, so it is not offered there. The inline editor gets room to write in: Gradio
+# sizes it to the reply it replaces (inline styles), a few words wide for a short one.
 CSS = """
 #chat .message-buttons-right button[aria-label="Edit"] { display: none; }
-#chat textarea { min-height: 8em; }
+#chat textarea.edit-textarea { min-width: min(40em, 70vw) !important;
+                               min-height: 8em !important; }
 """
 
 
@@ -56,8 +58,10 @@ class ChatHandlers:
         self.stops = StopRequests()
 
     def earlier_conversations(self, selected: int | None = None):
-        choices = [(f"{c.title} · {c.updated_at[:16].replace('T', ' ')}", c.id)
-                   for c in chat.recent(self.ctx, RECENT_CONVERSATIONS)]
+        found = chat.recent(self.ctx, RECENT_CONVERSATIONS)
+        say = names.labels(self.ctx, list({c.adapter for c in found}))
+        choices = [(f"{c.title} · {say[c.adapter]} · "
+                    f"{c.updated_at[:16].replace('T', ' ')}", c.id) for c in found]
         return gr.Radio(choices=choices, value=selected)
 
     def send(self, message: str, conversation_id: int | None, model: str, system: str,
@@ -179,19 +183,25 @@ class ChatHandlers:
             return "", gr.Accordion(visible=False), ""
         model, prompt = stored.models[last], stored.prompts[last]
         if not prompt:
-            return f"Answered by **{model}**.", gr.Accordion(visible=False), ""
+            return (f"Answered by **{names.label(self.ctx, model or '')}**.",
+                    gr.Accordion(visible=False), "")
         shots = sum(m["role"] == "assistant" for m in prompt) - sum(
             m["role"] == "assistant" for m in stored.messages[:last])
         what = (f"{shots} of your examples placed before your messages" if shots else
                 "a system prompt placed first")
-        return (f"Answered by **{model}**: the base model, with {what}. The prompt it read "
+        return (f"Answered by **{names.label(self.ctx, model or '')}**: the plain model, "
+                f"with {what}. The prompt it read "
                 "is below, to copy into your own system.", gr.Accordion(visible=True),
                 contenders.describe(prompt))
 
     def start_over(self):
-        """A new conversation, on the model new chats start with (see Compare)."""
-        return ([], None, None, models.chat_default(self.ctx), "", gr.Column(visible=False),
-                "", gr.Accordion(visible=False))
+        """A new conversation, on the model new chats start with, which the note names."""
+        model = models.chat_default(self.ctx)
+        why = ("no tuned model is in use yet" if model == models.BASE else
+               "the model in use (the Train tab says why)")
+        return ([], None, None, model, f"New conversation with **{names.label(self.ctx, model)}**"
+                f", {why}. Pick another in the *Model* list.", gr.Column(visible=False), "",
+                gr.Accordion(visible=False))
 
     def intro(self) -> str:
         auto = training.auto_start(self.ctx)
@@ -226,7 +236,6 @@ def build(ui: Ui) -> None:
         with gr.Column(scale=4):
             with gr.Row():
                 model = ui.model_list("Model", default=models.chat_default,
-                                      info=f"base = {ui.ctx.engine.name}",
                                       elem_id="chat-model")
                 system = gr.Textbox(label="System prompt", lines=1, scale=3,
                                     placeholder="Optional: how the assistant should behave")
@@ -274,12 +283,16 @@ def build(ui: Ui) -> None:
         api_visibility="private")
     new_button.click(**start_over)
     chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
+    # The header's count follows every keep and correction.
+    recount: dict[str, Any] = dict(fn=handlers.intro, inputs=None, outputs=intro,
+                                   api_visibility="private", show_progress="hidden")
     chatbot.like(shown_to_user(handlers.judge), conversation_id,
-                 [note, correction_box, original, fix, correcting], api_visibility="private")
+                 [note, correction_box, original, fix, correcting],
+                 api_visibility="private").then(**recount)
     chatbot.edit(shown_to_user(handlers.correct_reply), conversation_id, [chatbot, note],
-                 api_visibility="private")
+                 api_visibility="private").then(**recount)
     save_fix.click(shown_to_user(handlers.save_correction), [conversation_id, correcting, fix],
-                   [chatbot, note, correction_box], api_visibility="private")
+                   [chatbot, note, correction_box], api_visibility="private").then(**recount)
     close_fix.click(lambda: gr.Column(visible=False), None, correction_box,
                     api_visibility="private")
     earlier.input(shown_to_user(handlers.reopen), earlier,

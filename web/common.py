@@ -4,11 +4,14 @@ model lists that follow new adapters.
 A tab is a module with `build(ui: Ui) -> None` that lays out its components inside the
 tab and wires their events; web/app.py lists the tabs in order. A tab that shows a list
 of models makes it with `ui.model_list(...)`, and the list then follows new adapters
-in every open page within a second."""
+in every open page within a second. A list shows each model in plain words
+(services/names.py) and hands over its technical name, which a "details" line under
+the list shows one click away."""
 
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from core.errors import UserError
-from services import models
+from services import models, names
 from services.context import Context
 
 
@@ -60,20 +63,32 @@ KEEP = "keep"
 class ModelList:
     dropdown: gr.Dropdown
     choices: Callable[[Context], list]
-    default: Callable[[Context], str]
+    default: Callable[[Context], str | None]
     follow: str
 
     def update(self, ctx: Context, move: bool = True) -> gr.Dropdown:
         """The list as it is now, set to its default when `move` (none when the default
-        is not offered, e.g. an adapters-only list before the first run)."""
-        names = self.choices(ctx)
+        is not offered, e.g. an adapters-only list before the first run). A run's label
+        never changes, so sending the labels again moves nothing."""
+        offered = self.choices(ctx)
+        labelled = names.choices(ctx, offered)
         if not move:
-            return gr.Dropdown(choices=names)
-        return gr.Dropdown(choices=names, value=_offered(self.default(ctx), names))
+            return gr.Dropdown(choices=labelled)
+        return gr.Dropdown(choices=labelled, value=_offered(self.default(ctx), offered))
 
 
-def _offered(value: str, names: list) -> str | None:
-    return value if value in names else None
+def _offered(value: str | None, offered: list) -> str | None:
+    return value if value in offered else None
+
+
+def model_details(ctx: Context, name: str | None) -> str:
+    """The chosen model's technical name and what it is, folded under its list ("" for a
+    choice that is no model, e.g. "(a new adapter)")."""
+    what = names.details(ctx, name) if name else ""
+    if not what:
+        return ""
+    return (f"<details><summary>details</summary><code>{html.escape(name or '')}</code>: "
+            f"{html.escape(what)}. The API and the command line take this name.</details>")
 
 
 @dataclass
@@ -90,19 +105,25 @@ class Ui:
         """Run `fn` on every page load (after the tabs are built), privately."""
         self.loads.append((fn, inputs, outputs))
 
-    def model_list(self, label: str, *, default: Callable[[Context], str] | None = None,
+    def model_list(self, label: str, *, default: Callable[[Context], str | None] | None = None,
                    follow: str = KEEP, first: tuple[str, ...] = (), with_base: bool = True,
                    **kwargs) -> gr.Dropdown:
-        """A dropdown of model names (after `first`, e.g. "(a new adapter)"), set to
-        `default` on every page load and, with follow=NEWEST, whenever an adapter
-        arrives."""
+        """A dropdown of models (after `first`, e.g. "(a new adapter)") in plain words,
+        with the chosen one's technical name under it; set to `default` on every page
+        load and, with follow=NEWEST, whenever an adapter arrives. `scale` and
+        `min_width` size the list and its details together."""
         def choices(ctx: Context) -> list:
-            names = models.model_names(ctx) if with_base else models.adapter_names(ctx)
-            return list(first) + names
+            found = models.model_names(ctx) if with_base else models.adapter_names(ctx)
+            return list(first) + found
 
         default = default or (lambda ctx: models.newest_adapter(ctx) or models.BASE)
-        names = choices(self.ctx)
-        dropdown = gr.Dropdown(names, value=_offered(default(self.ctx), names), label=label,
-                               **kwargs)
+        offered = choices(self.ctx)
+        value = _offered(default(self.ctx), offered)
+        with gr.Column(scale=kwargs.pop("scale", 1), min_width=kwargs.pop("min_width", 160)):
+            dropdown = gr.Dropdown(names.choices(self.ctx, offered), value=value, label=label,
+                                   **kwargs)
+            details = gr.Markdown(model_details(self.ctx, value))
+        dropdown.change(functools.partial(model_details, self.ctx), dropdown, details,
+                        api_visibility="private", show_progress="hidden")
         self.lists.append(ModelList(dropdown, choices, default, follow))
         return dropdown

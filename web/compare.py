@@ -5,13 +5,15 @@ the chat's default (and rolling back)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import gradio as gr
 
 from core.errors import UserError
-from services import compare, models, report
+from services import compare, models, names, report
 from services.compare import Pair
 from services.context import Context
+from services.names import Names
 from web import cards
 from web.common import NEWEST, Ui, shown_to_user
 
@@ -20,20 +22,22 @@ class NothingToMeasure(UserError):
     pass
 
 VOTES = {"A is better": "a", "B is better": "b", "Tie": "tie", "Both bad": "both_bad"}
-RATE_HEADERS = ["adapter", "wins", "losses", "ties", "both bad", "votes", "win rate vs base",
-                "likely range"]
+RATE_HEADERS = ["model", "wins", "losses", "ties", "both bad", "votes",
+                "win rate against the plain model", "likely range"]
 
 
-def rate_rows(rates: list[dict]) -> list[list]:
+def rate_rows(rates: list[dict], label: Callable[[str], str] = str) -> list[list]:
+    """The win-rate table, each model named by `label` (plain words in the page)."""
     def percent(value):
         return "" if value is None else f"{100 * value:.0f}%"
 
-    return [[r["adapter"], r["wins"], r["losses"], r["ties"], r["both_bad"], r["votes"],
+    return [[label(r["adapter"]), r["wins"], r["losses"], r["ties"], r["both_bad"], r["votes"],
              percent(r["win_rate"]), f"{percent(r['ci_low'])} to {percent(r['ci_high'])}"]
             for r in rates]
 
 
-NO_ADAPTER_YET = "No adapter yet: the report card appears after the first run."
+NO_ADAPTER_YET = ("No tuned assistant yet: the report card appears after the first training "
+                  "run.")
 MEASURE_CHOICES = [("auto: the style when your answers share one, else their form", "auto"),
                    ("style: the sign-off or greeting your answers share", "style"),
                    ("wording: how close to your words (chrF)", "chrf"),
@@ -48,17 +52,23 @@ class CompareHandlers:
         self.failed: dict[str, str] = {}
         """Adapters whose *Measure again* failed -> why (until it succeeds)."""
 
+    def say(self, *shown: str) -> Names:
+        """These models' names in plain words."""
+        return names.plain(self.ctx, list(shown))
+
     def stream_both(self, prompt: str, system: str, left: str, right: str, blind: bool):
         """Stream both answers; yields (A text, B text, A label, B label, pending vote)."""
-        names = [left, right]
+        pair = [left, right]
         if blind:
-            random.shuffle(names)
-        labels = ("Model A", "Model B") if blind else (f"A: {names[0]}", f"B: {names[1]}")
+            random.shuffle(pair)
+        say = self.say(*pair)
+        labels = ("Model A", "Model B") if blind else (f"A: {say.first(pair[0])}",
+                                                       f"B: {say.first(pair[1])}")
         a_text = b_text = ""
-        for a_text, b_text in compare.stream_pair(self.ctx, prompt, system, names[0],
-                                                  names[1]):
+        for a_text, b_text in compare.stream_pair(self.ctx, prompt, system, pair[0],
+                                                  pair[1]):
             yield a_text, b_text, gr.Markdown(labels[0]), gr.Markdown(labels[1]), None
-        pending = {"prompt": prompt, "system": system or "", "a": names[0], "b": names[1],
+        pending = {"prompt": prompt, "system": system or "", "a": pair[0], "b": pair[1],
                    "a_reply": a_text, "b_reply": b_text, "blind": bool(blind)}
         yield a_text, b_text, gr.skip(), gr.skip(), pending
 
@@ -70,19 +80,23 @@ class CompareHandlers:
         pair = Pair(pending["a"], pending["b"], pending["a_reply"], pending["b_reply"])
         rates, pair_id = compare.vote(self.ctx, pair, winner, pending["prompt"],
                                       pending["system"], blind=pending["blind"])
-        note = (f"✓ Vote stored: {choice}. A was **{pending['a']}**, B was "
-                f"**{pending['b']}**.")
+        say = self.say(pending["a"], pending["b"], *(r["adapter"] for r in rates))
+        a, b = say.first(pending["a"]), say.first(pending["b"])
+        note = f"✓ Vote stored: {choice}. A was **{a}**, B was **{b}**."
         if pair_id:
-            note += (f" The winner's answer over the other is kept as preference pair "
-                     f"#{pair_id} (Examples tab, source *vote*) for the sft+dpo objective.")
-        return (note, gr.Markdown(f"A: {pending['a']}"), gr.Markdown(f"B: {pending['b']}"),
-                None, rate_rows(rates))
+            note += (f" The winner's answer over the other is kept as a preference, #{pair_id}"
+                     " in the Examples tab (source *vote*): runs that learn from your "
+                     "preferences learn from it (the sft+dpo objective).")
+        return (note, gr.Markdown(f"A: {a}"), gr.Markdown(f"B: {b}"), None,
+                rate_rows(rates, say.first))
 
     def promote(self, adapter: str) -> str:
-        return f"✓ New chats start with **{models.promote(self.ctx, adapter)}**. Roll back to undo."
+        chosen = models.promote(self.ctx, adapter)
+        return f"✓ New chats start with **{self.say(chosen).first(chosen)}**. Roll back to undo."
 
     def roll_back(self) -> str:
-        return f"✓ New chats start with **{models.roll_back(self.ctx)}** again."
+        chosen = models.roll_back(self.ctx)
+        return f"✓ New chats start with **{self.say(chosen).first(chosen)}** again."
 
     def card(self, adapter: str | None):
         """(status, summary, chart, table, example rows, shown card's time) for the
@@ -92,29 +106,31 @@ class CompareHandlers:
         card = report.card_for(self.ctx, adapter)
         if card is None:
             return (self.status(adapter), "", "", [], gr.Dataframe(value=[]), None)
-        headers, rows = cards.example_rows(card)
-        return (self.status(adapter), cards.summary_markdown(card), cards.chart_svg(card),
-                cards.card_rows(card), gr.Dataframe(value=rows, headers=headers),
-                card["created_at"])
+        say = self.say(*cards.card_names(card))
+        headers, rows = cards.example_rows(card, say)
+        return (self.status(adapter), cards.summary_markdown(card, say),
+                cards.chart_svg(card, say), cards.card_rows(card, say),
+                gr.Dataframe(value=rows, headers=headers), card["created_at"])
 
     def status(self, adapter: str | None) -> str:
         if not adapter:
             return NO_ADAPTER_YET
+        # Named only when a line is shown: this runs every two seconds.
         if adapter in self.measuring:
-            return (f"Measuring {adapter} again: {self.measuring[adapter]}. The chat stays "
-                    "usable meanwhile.")
+            return (f"Measuring {self.say(adapter)(adapter)} again: "
+                    f"{self.measuring[adapter]}. The chat stays usable meanwhile.")
         worker = self.ctx.reports
         current = worker.current if worker is not None else None  # the worker may reset it
         if current and current["adapter"] == adapter:
-            return (f"Measuring {adapter}: {current['done']} of {current['total']} answers "
-                    f"({current['step']}). The chat stays usable meanwhile.")
+            return (f"Measuring {self.say(adapter)(adapter)}: {current['done']} of "
+                    f"{current['total']} answers. The chat stays usable meanwhile.")
         failed = self.failed.get(adapter) or (worker.failure(adapter) if worker else None)
         if failed:
-            return (f"⚠ The report card of {adapter} could not be computed: {failed}. "
-                    "Press *Measure again* to retry.")
+            return (f"⚠ The report card of {self.say(adapter)(adapter)} could not be "
+                    f"computed: {failed}. Press *Measure again* to retry.")
         if report.card_for(self.ctx, adapter or "") is None:
-            return (f"{adapter} has no report card yet: it is computed by itself after a run, "
-                    "or press *Measure again*.")
+            return (f"{names.label(self.ctx, adapter)} has no report card yet: it is computed "
+                    "by itself after a run, or press *Measure again*.")
         return ""
 
     def follow(self, adapter: str | None, shown: str | None):
@@ -136,6 +152,7 @@ class CompareHandlers:
         yield (self.status(adapter), "", "", [], gr.Dataframe(value=[]), None)
 
         def show(done: int, total: int, step: str) -> None:
+            step = step.split(":")[0]  # "answers 12 of 240", without the technical name
             self.measuring[adapter] = step
             progress((done, total), desc=step)
 
@@ -163,7 +180,8 @@ class CompareHandlers:
                 "now on. Press *Measure again* to see this card with it.")
 
     def rates(self) -> list[list]:
-        return rate_rows(compare.win_rates(self.ctx))
+        rates = compare.win_rates(self.ctx)
+        return rate_rows(rates, self.say(*(r["adapter"] for r in rates)).first)
 
 
 def build(ui: Ui) -> None:
@@ -172,11 +190,12 @@ def build(ui: Ui) -> None:
     gr.Markdown("### Side by side")
     with gr.Row():
         prompt = gr.Textbox(label="Prompt", scale=3, elem_id="compare-prompt")
-        system = gr.Textbox(label="System prompt", scale=2)
+        system = gr.Textbox(label="Instructions for both (system prompt)", scale=2)
     with gr.Row():
         left = ui.model_list("Model A (left)", default=lambda ctx: models.BASE,
                              elem_id="model-a")
-        right = ui.model_list("Model B (right)", follow=NEWEST, elem_id="model-b")
+        right = ui.model_list("Model B (right)", default=models.adapter_to_show,
+                              follow=NEWEST, elem_id="model-b")
         blind = gr.Checkbox(True, label="Blind: shuffle and hide the names until I vote")
         go = gr.Button("Compare", variant="primary", elem_id="compare-button")
     with gr.Row():
@@ -191,12 +210,14 @@ def build(ui: Ui) -> None:
         vote_buttons = [gr.Button(choice) for choice in VOTES]
     note = gr.Markdown(elem_id="compare-note")
     rates = gr.Dataframe(headers=RATE_HEADERS, interactive=False,
-                         label="Win rate against the base (blind and open votes; the "
-                               "likely range is a 95% interval: more votes narrow it)",
+                         label="How often each model wins against the plain model "
+                               "(blind and open votes; ties count half). The likely range "
+                               "narrows with more votes (a 95% Wilson interval)",
                          elem_id="win-rates")
     with gr.Accordion("Chat default", open=False):
         with gr.Row():
-            chosen = ui.model_list("Adapter", follow=NEWEST, elem_id="promote-model")
+            chosen = ui.model_list("Model for new chats", follow=NEWEST,
+                                   elem_id="promote-model")
             promote = gr.Button("Make it the chat's default")
             roll_back = gr.Button("Roll back")
     go.click(shown_to_user(handlers.stream_both), [prompt, system, left, right, blind],
@@ -214,7 +235,8 @@ def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
     prompt, on examples it never saw."""
     with gr.Row():
         adapter = ui.model_list("Report card of", with_base=False, follow=NEWEST,
-                                elem_id="card-model", scale=3)
+                                default=models.adapter_to_show, elem_id="card-model",
+                                scale=3)
         decide = gr.Dropdown(MEASURE_CHOICES, value="auto", label="What decides the verdict",
                              elem_id="card-measure", scale=2)
         again = gr.Button("Measure again", scale=1, elem_id="measure")
@@ -222,8 +244,8 @@ def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
     summary = gr.Markdown(elem_id="card-summary")
     chart = gr.HTML(elem_id="card-chart")
     table = gr.Dataframe(headers=cards.CARD_HEADERS, interactive=False, elem_id="card-table",
-                         label="Score (0-100) of each model on the test examples, with its "
-                               "likely range (95%), and what it costs")
+                         label="Score (0-100) of each model on the test examples, the "
+                               "range its true score likely lies in, and what it costs")
     with gr.Accordion("Each test example (your corrections first)", open=False):
         rows = gr.Dataframe(interactive=False, wrap=True, elem_id="card-rows")
     shown = gr.State(None)

@@ -1,0 +1,146 @@
+"""Model names in plain words, for a person who is not an engineer: "Your assistant tuned
+Dec 1 10:32" for run-1, "The plain model + 4 of your examples" for base+examples. The
+technical name (what the API and the command line take) stays the value of every list
+and one click away in the web app; only what a person reads changes.
+
+A run's label comes from the time it finished, which never changes once the run exists:
+lists that follow new adapters can send their labels again without moving anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.adapters import BASE
+from services import contenders, fewshot
+from services.context import Context, NotAvailable
+from storage import runs
+
+LATEST = "latest"
+PLAIN = "The plain model"
+SHOTS = f"{fewshot.K} of your examples"
+"""What the few-shot contenders add: fewshot.K examples, always (fewer only when they do
+not fit, which the details say), so that the label never changes under a list."""
+
+
+def label(ctx: Context, name: str) -> str:
+    """A model name in plain words, as a list shows it; a name that is no model (e.g.
+    "(a new adapter)") comes back as it is."""
+    return labels(ctx, [name])[name]
+
+
+def labels(ctx: Context, names: list[str]) -> dict[str, str]:
+    """Each name -> its plain label, reading the runs once."""
+    found = _runs_by_adapter(ctx)
+    return {name: _label(ctx, name, found) for name in names}
+
+
+def choices(ctx: Context, names: list[str]) -> list[tuple[str, str]]:
+    """(label, name) pairs for a Gradio dropdown: it shows the label, hands over the name."""
+    found = labels(ctx, names)
+    return [(found[name], name) for name in names]
+
+
+def _label(ctx: Context, name: str, found: dict[str, tuple[dict, str]]) -> str:
+    if name == BASE:
+        return PLAIN
+    if name == contenders.PROMPT:
+        return f"{PLAIN} + your instructions"
+    if name == contenders.EXAMPLES:
+        return f"{PLAIN} + {SHOTS}"
+    if name == LATEST:
+        return "Your newest assistant"
+    if name in found:
+        return f"Your assistant tuned {found[name][1]}"
+    adapter = name.removesuffix(contenders.WITH_EXAMPLES)
+    if adapter != name and (adapter in found or _is_folder(ctx, adapter)):
+        return f"{_label(ctx, adapter, found)} + {SHOTS}"
+    if _is_folder(ctx, name):
+        return f"The assistant “{name}”"
+    return name
+
+
+def _is_folder(ctx: Context, name: str) -> bool:
+    return bool(name) and (ctx.adapters_dir / name / "adapter_config.json").is_file()
+
+
+def _runs_by_adapter(ctx: Context) -> dict[str, tuple[dict, str]]:
+    """Adapter -> (the run that trained it, when: "Dec 1 10:32"). A run that finished in
+    the same minute as an earlier one also says its number, so no two labels are alike
+    and an earlier run's label never changes."""
+    succeeded = sorted((r for r in runs.list_runs(ctx.store, 100_000)
+                        if r["status"] == "succeeded" and r["adapter"]), key=lambda r: r["id"])
+    found: dict[str, tuple[dict, str]] = {}
+    taken: set[str] = set()
+    for run in succeeded:
+        when = tuned_at(run.get("finished_at") or run["created_at"])
+        shown = f"{when} (run #{run['id']})" if when in taken else when
+        taken.add(when)
+        found[run["adapter"]] = (run, shown)  # a reused name: its newest run, as the engine
+    return found
+
+
+def tuned_at(stamp: str) -> str:
+    """A stored UTC time as a person reads it on this machine's clock: "Dec 1 10:32"."""
+    moment = datetime.fromisoformat(stamp).astimezone()
+    return f"{moment:%b} {moment.day} {moment:%H:%M}"
+
+
+def details(ctx: Context, name: str) -> str:
+    """What a model is, for the "details" beside its plain label ("" for a name that is
+    no model)."""
+    if name == BASE:
+        return f"{_base_name(ctx)} as it is, untrained (the base model)"
+    if name == contenders.PROMPT:
+        return ("the base model with your instructions (the baseline system prompt, in the "
+                "Train tab) before every question")
+    if name == contenders.EXAMPLES:
+        return f"the base model {_few_shot()}"
+    if name == LATEST:
+        return "the newest adapter"
+    found = _runs_by_adapter(ctx)
+    if name in found:
+        return f"the LoRA adapter that run #{found[name][0]['id']} trained on your examples"
+    adapter = name.removesuffix(contenders.WITH_EXAMPLES)
+    if adapter != name and (adapter in found or _is_folder(ctx, adapter)):
+        return f"the adapter {adapter} {_few_shot()}"
+    if _is_folder(ctx, name):
+        return "an adapter folder that this app did not train"
+    return ""
+
+
+def _few_shot() -> str:
+    return (f"with the {fewshot.K} of your examples most like each question placed before "
+            "it (few-shot; fewer when they do not fit)")
+
+
+def _base_name(ctx: Context) -> str:
+    try:
+        return ctx.engine.name
+    except NotAvailable:
+        return "the base model"
+
+
+@dataclass(frozen=True)
+class Names:
+    """How a sentence names models: `say(name)` inside a sentence, `say.first(name)` at its
+    start. Names without a label stay as they are (the technical names)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> str:
+        found = self.labels.get(name)
+        return found[:1].lower() + found[1:] if found else name
+
+    def first(self, name: str) -> str:
+        return self.labels.get(name, name)
+
+
+AS_IS = Names({BASE: "The base"})
+"""The technical names, as the command line and the card's JSON give them ("the base"
+reads better than "base" in a sentence, and means the same)."""
+
+
+def plain(ctx: Context, names: list[str]) -> Names:
+    """Plain words for these names, e.g. for the web app's report card."""
+    return Names({name: shown for name, shown in labels(ctx, names).items() if shown != name})

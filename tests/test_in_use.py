@@ -1,0 +1,131 @@
+"""A newer run never replaces the model new chats use unless it does at least as well on
+its report card; otherwise the Train tab says so and offers to use it anyway. And a run
+says when a correction it trained on is still answered the old way."""
+
+import shutil
+
+from services import models, report
+from services.context import Context
+from storage import examples, runs
+from trainer.config import TrainConfig
+from web import train
+
+from helpers import fill
+
+
+def card_of(adapter: str, in_use: str, ours: float | None, theirs: float | None) -> dict:
+    scored = [{"name": name, "score": score} for name, score in
+              ((in_use, theirs), (adapter, ours)) if score is not None]
+    return {"adapter": adapter, "in_use": in_use, "contenders": scored,
+            "measure": {"name": "style"}}
+
+
+def with_two_adapters(ctx, store, two_adapters) -> Context:
+    shutil.copytree(two_adapters, store.home / "adapters", dirs_exist_ok=True)
+    return Context(store, ctx.engine)
+
+
+def test_a_worse_run_does_not_take_over_and_the_train_tab_says_so(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    models.promote(ctx, "brewster")
+    decision = report.decide_in_use(ctx, card_of("lumen", "brewster", 23, 32), {"id": 2})
+    assert decision and not decision["adopted"]
+    report._apply(ctx, decision)
+    assert models.chat_default(ctx) == "brewster" == models.adapter_to_show(ctx)
+    line, offer = train.in_use_line(ctx)
+    assert line.startswith("New chats keep **the assistant “brewster”**: the assistant "
+                           "“lumen” is not used") and "23 against 32" in line
+    assert offer == "lumen"
+    assert train.kept_out({"decision": decision}) == \
+        "not used: 23 against 32 for brewster on its report card"
+    # A card measured again (or an older run) decides nothing.
+    assert report.decide_in_use(ctx, card_of("lumen", "brewster", 40, 32), {"id": 2}) is None
+
+    note, *_ = train.TrainHandlers(ctx).use_anyway("lumen")  # the user's own choice
+    assert models.chat_default(ctx) == "lumen" and "New chats use **The assistant" in note
+    line, offer = train.in_use_line(ctx)
+    assert "as you chose" in line and offer is None
+
+
+def test_a_run_at_least_as_good_takes_over(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    models.promote(ctx, "brewster")
+    report._apply(ctx, report.decide_in_use(ctx, card_of("lumen", "brewster", 32, 32),
+                                            {"id": 2}))
+    assert models.chat_default(ctx) == "lumen"
+    assert "✓ New chats use **the assistant “lumen”**" in train.in_use_line(ctx)[0]
+
+
+def test_a_card_that_cannot_score_replaces_only_the_plain_model(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    first = report.decide_in_use(ctx, card_of("brewster", "base", None, None), {"id": 1})
+    report._apply(ctx, first)
+    assert models.chat_default(ctx) == "brewster"
+    second = report.decide_in_use(ctx, card_of("lumen", "brewster", None, None), {"id": 2})
+    report._apply(ctx, second)
+    assert models.chat_default(ctx) == "brewster"
+    assert "too few test examples" in train.in_use_line(ctx)[0]
+
+
+def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
+    fill(store, 24)
+    first = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=1, batch_size=8)))
+    models.promote(ctx, first["adapter"])
+    for i in range(6):
+        examples.add_example(store, [{"role": "user", "content": f"Say goodbye {i}."},
+                                     {"role": "assistant", "content": f"Bye {i}!"}])
+    second = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=1, batch_size=8)))
+    card = report.evaluate(ctx, second["adapter"])
+    names = [c["name"] for c in card["contenders"]]
+    assert first["adapter"] in names and card["in_use"] == first["adapter"]
+    trained_by_first = set(first["example_ids"]) - {
+        e.example_id for e in runs.run_examples(store, first["id"], "held_out")}
+    assert not trained_by_first & {row["id"] for row in card["rows"]}
+    decided = card["decision"]
+    assert decided["run"] == second["id"] and decided["in_use"] == first["adapter"]
+    expected = second["adapter"] if decided["adopted"] else first["adapter"]
+    assert models.chat_default(ctx) == expected
+
+
+def test_a_correction_still_answered_the_old_way_is_named(ctx, store, monkeypatch):
+    fill(store, 24)
+    fixed = examples.add_example(
+        store, [{"role": "user", "content": "Can I bring my dog?"},
+                {"role": "assistant", "content": "Sorry, dogs can't join class."}],
+        "corrected", rejected="Yes! You can bring your dog to every class.")
+    run = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=1, batch_size=8)))
+    monkeypatch.setattr(ctx.engine, "reply_many", lambda prompts, *args: [
+        "Yes! You can bring your dog to class." for _ in prompts])
+    learned = report._corrections_learned(ctx, run["adapter"],
+                                          report._trained_corrections(ctx, run),
+                                          report._Steps(None, 1))
+    assert learned["n"] == 1 and [c["id"] for c in learned["old_way"]] == [fixed]
+    monkeypatch.setattr(ctx.engine, "reply_many", lambda prompts, *args: [
+        "Sorry, dogs can't join our classes." for _ in prompts])
+    learned = report._corrections_learned(ctx, run["adapter"],
+                                          report._trained_corrections(ctx, run),
+                                          report._Steps(None, 1))
+    assert learned["old_way"] == []
+
+
+def test_the_train_tab_names_the_corrections_answered_the_old_way():
+    card = {"corrections": {"n": 3, "old_way": [{"id": 31, "prompt": "Can I bring my dog?",
+                                                 "answer": "Yes!", "correction": "No."}]}}
+    assert train.corrections_line(card).startswith(
+        "It still answers 1 of the 3 corrections it trained on the old way: "
+        "“Can I bring my dog?” (#31)")
+    assert "all 3" in train.corrections_line({"corrections": {"n": 3, "old_way": []}})
+    assert train.corrections_line({}) == ""
+
+
+def test_sft_sees_each_correction_several_times():
+    from storage.runs import RunExample
+    from trainer.dataset import RunData
+
+    kept = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello!"}]
+    fixed = [{"role": "user", "content": "Dog?"}, {"role": "assistant", "content": "No."}]
+    rows = [RunExample(1, "train", "kept", kept),
+            RunExample(2, "train", "corrected", fixed, "Yes!")]
+    assert RunData.from_run(rows, TrainConfig().correction_repeats).train == \
+        [kept] + [fixed] * TrainConfig().correction_repeats
+    assert TrainConfig().correction_repeats > 1
