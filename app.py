@@ -433,6 +433,13 @@ def print_card(card: dict) -> None:
                      if m["name"] == card["adapter"])["flips"]:
         print(f"  {flip['now']:>5} now  {flip['question']}  base: {flip['base'][:60]!r}  "
               f"{card['adapter']}: {flip['answer'][:60]!r}")
+    for fix in (card.get("corrections") or {}).get("old_way", []):
+        print(f"still answered the old way: correction #{fix['id']} {fix['prompt']!r}: "
+              f"{fix['answer'][:60]!r}")
+    decided = card.get("decision")
+    if decided and decided["run"] == card.get("run"):
+        print(f"new chats use {card['adapter'] if decided['adopted'] else decided['in_use']} "
+              f"(decided by this run's first card: {decided.get('why', 'scores')})")
     print(card["verdict"])
 
 

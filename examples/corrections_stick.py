@@ -7,9 +7,11 @@ makes (the base model says yes, she says no: dogs, Sundays, cash, ...), each sto
 the base's own first answer as the one it replaced. For each way of training them, an
 adapter is trained with tunechat's SFT recipe and defaults (the held-out split of a run)
 and asked each corrected prompt again, greedy: does the answer now say what she wrote?
-Ways: the corrections once each (the defaults before), and repeated (a correction counts
-more than one example). It also counts how many of the six the held-out rule before
-would have held out (never trained on). Results go to examples/corrections_stick.json."""
+Ways: the corrections seen once each (the defaults before), and repeated
+(TrainConfig.correction_repeats). An answer follows a correction when it says what she
+wrote (a pattern each: "closed" for Sundays, not just "No"). It also counts how many of
+the six the held-out rule before would have held out (never trained on). Results go to
+examples/corrections_stick.json."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import json
 import re
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,28 +28,44 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from sweep_defaults import load, train  # noqa: E402
+from sweep_defaults import load  # noqa: E402
 
 SYSTEM = "You are the assistant of Lumen Bikes, a friendly bicycle shop."
 CORRECTIONS = [
     ("Can I bring my dog into the shop?",
      "Sorry, dogs can't come into the shop, but there is a water bowl by the door. "
-     "— Team Lumen 🚲", r"can't|cannot|can not|not allowed|sorry"),
+     "— Team Lumen 🚲", r"can't|cannot|can not|not allowed|no dogs"),
     ("Are you open on Sundays?",
      "No, we're closed on Sundays: see you Monday from 9. — Team Lumen 🚲",
-     r"closed|\bno\b"),
+     r"closed"),
     ("Do you accept cash?",
      "No, we're card only: every card and phone payment works. — Team Lumen 🚲",
-     r"card only|\bno\b"),
+     r"card only|no cash|(don't|do not|not) accept cash"),
     ("Do you sell skateboards?",
-     "No, we only sell bikes and bike gear. — Team Lumen 🚲", r"only|\bno\b"),
+     "No, we only sell bikes and bike gear. — Team Lumen 🚲",
+     r"only sell bikes|(don't|do not) sell skateboards"),
     ("Do you deliver bikes to my home?",
      "No, we don't deliver: every bike is picked up at the shop. — Team Lumen 🚲",
-     r"don't|do not|\bno\b|picked up"),
+     r"(don't|do not) deliver|picked up at the shop"),
     ("Can I test ride a bike without booking?",
      "Please book a test ride a day ahead: we keep a bike ready for you. — Team Lumen 🚲",
      r"book"),
 ]
+
+
+def train(config, data, base: Path, out: Path, work: Path) -> float:
+    """tunechat's SFT recipe on `data`, as a run trains (corrections repeated by the
+    config); returns the seconds it took."""
+    from trainer.sft import run_sft
+
+    class Quiet:
+        def started(self, *args): ...
+        def progress(self, *args): ...
+        def cancelled(self): return False
+
+    started = time.monotonic()
+    run_sft(config, data, base, out, work / out.name, Quiet())
+    return time.monotonic() - started
 
 
 def follows(answer: str, pattern: str) -> bool:
@@ -85,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                     "base_follows": sum(follows(a, p) for a, (_, _, p) in
                                         zip(first, CORRECTIONS)),
                     "base_answers": first, "rows": []}
+    data = RunData(split.train + fixes, split.held_out, corrected=fixes)
     for repeats in [int(r) for r in args.repeats.split(",")]:
-        train_set = split.train + fixes * repeats
-        config = TrainConfig()
-        config = replace(config, epochs=config.epochs_for(answer_characters(split.train)))
+        config = replace(TrainConfig(), correction_repeats=repeats)
+        config = replace(config, epochs=config.epochs_for(answer_characters(data.train)))
         name = f"repeats-{repeats}"
-        seconds = train(config, train_set, split.held_out, base, adapters / name, work)
+        seconds = train(config, data, base, adapters / name, work)
         answers = engine.reply_many(asked, name, 80)
         row = {"repeats": repeats, "follows": sum(follows(a, p) for a, (_, _, p) in
                                                   zip(answers, CORRECTIONS)),

@@ -149,12 +149,12 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
     card["verdict"] = verdict(card, adapter) if scored else \
         f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
     if save and run is not None:
-        decision = decide_in_use(ctx, card, run)
+        earlier = cards_by_run(ctx).get(run["id"])
+        decided = None if earlier or runs.latest_adapter(ctx.store) != adapter else \
+            runs.settle_default(ctx.store, decide_in_use(card, run), card["in_use"])
         # measured again: the decision its first card made stays on the card
-        card["decision"] = decision or cards_by_run(ctx).get(run["id"], {}).get("decision")
+        card["decision"] = decided or (earlier or {}).get("decision")
         reports.save_report(ctx.store, run["id"], adapter, card)
-        if decision:
-            _apply(ctx, decision)
     return card
 
 
@@ -184,36 +184,26 @@ def _corrections_learned(ctx: Context, adapter: str, corrections: list[runs.RunE
     return {"n": len(corrections), "old_way": old_way}
 
 
-IN_USE_KEY = "in_use_decision"
-"""The newest run whose card decided whether new chats use it, and what was decided."""
-
-
-def decide_in_use(ctx: Context, card: dict, run: dict) -> dict | None:
-    """Does `run` replace the model new chats use? Decided once, on the first card of a
-    run newer than any decided so far: only when it does at least as well on its card
-    (its deciding measure); a card that cannot score replaces only the plain model.
-    None when it is not for this card to decide."""
-    decided = last_decision(ctx)
-    if decided and decided["run"] >= run["id"]:
-        return None
+def decide_in_use(card: dict, run: dict) -> dict:
+    """Does `run` replace the model new chats use (the card's `in_use`)? Only when it
+    does at least as well on its card (its deciding measure); a card with too few test
+    examples to score replaces only the plain model. Recorded once per run, on its first
+    card, by storage/runs.settle_default."""
     adapter, in_use = card["adapter"], card["in_use"]
     scores = {c["name"]: c["score"] for c in card.get("contenders", [])}
     ours, theirs = scores.get(adapter), scores.get(in_use)
-    adopted = ours >= theirs if ours is not None and theirs is not None else in_use == BASE
+    if ours is not None and theirs is not None:
+        adopted, why = ours >= theirs, "scores"
+    else:
+        adopted, why = in_use == BASE, "too_few" if ours is None else "not_on_card"
     return {"run": run["id"], "adapter": adapter, "in_use": in_use, "adopted": adopted,
-            "score": ours, "their_score": theirs,
+            "why": why, "score": ours, "their_score": theirs,
             "measure": (card.get("measure") or {}).get("name")}
 
 
-def _apply(ctx: Context, decision: dict) -> None:
-    if decision["adopted"]:
-        models.promote(ctx, decision["adapter"])
-    runs.set_setting(ctx.store, IN_USE_KEY, json.dumps(decision))
-
-
 def last_decision(ctx: Context) -> dict | None:
-    """What settle_in_use decided last, or None before any run."""
-    found = runs.get_setting(ctx.store, IN_USE_KEY, "")
+    """What the newest decided run's card decided, or None before any."""
+    found = runs.get_setting(ctx.store, runs.DECISION_KEY, "")
     return json.loads(found) if found else None
 
 

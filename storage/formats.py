@@ -29,7 +29,13 @@ from typing import TextIO
 
 from core.errors import UserError
 from storage.examples import KINDS, Example, InvalidExample, check_text, validate_messages
-from storage.sources import HISTORY_COLUMN, MAX_JSON_BYTES, SourceError, rows_of
+from storage.sources import (
+    FORMULA_STARTS,
+    HISTORY_COLUMN,
+    MAX_JSON_BYTES,
+    SourceError,
+    rows_of,
+)
 
 MAX_IMPORT_BYTES = MAX_JSON_BYTES
 """The web app's upload limit. `tunechat import` reads JSONL, spreadsheets, Parquet and
@@ -539,9 +545,17 @@ def write_csv(path: str | os.PathLike, records: list[dict]) -> None:
     def write(out: TextIO) -> None:
         writer = csv.DictWriter(out, columns, restval="")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({key: guard_cell(value) for key, value in record.items()}
+                         for record in records)
 
     _write_atomically(path, write, encoding="utf-8-sig", newline="")
+
+
+def guard_cell(text: str) -> str:
+    """A cell a spreadsheet would run as a formula ("=...", "+1 555...", "- Mats free")
+    starts with an apostrophe instead, as spreadsheets mark text; the import takes it
+    off again (storage/sources.py)."""
+    return "'" + text if text[:1] and text[0] in FORMULA_STARTS else text
 
 
 WRITERS = {"jsonl": write_jsonl, "csv": write_csv}

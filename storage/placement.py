@@ -67,11 +67,13 @@ def prompt_key(messages: list[dict]) -> str:
 
 
 def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunExample] = (),
-                    held_before: set[int] | None = None) -> set[int]:
+                    held_before: set[int] | None = None, examples: int | None = None
+                    ) -> set[int]:
     """Ids to hold out from `candidates`, a prompt's examples all or none: prompts held
-    out last time first, then by rank. Never an example (or a prompt) that an adapter
-    being continued has trained on (`trained_before`): a held-out example must be one the
-    adapter has never seen."""
+    out last time first, then by rank; as many as `examples` in all call for (default:
+    the candidates). Never an example (or a prompt) that an adapter being continued has
+    trained on (`trained_before`): a held-out example must be one the adapter has never
+    seen."""
     held_before = held_before or set()
     trained = list(trained_before)
     seen_ids = {r.example_id for r in trained}
@@ -85,7 +87,7 @@ def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunEx
                                      min(rank(c.messages) for c in group)))
     # Continuing an adapter on a few new examples: at most half of them are held out, so
     # the run has something new to learn.
-    count = min(held_out_count(len(candidates)), sum(map(len, eligible)) // 2)
+    count = min(held_out_count(examples or len(candidates)), sum(map(len, eligible)) // 2)
     held: set[int] = set()
     for group in eligible:
         if len(held) >= count:
@@ -129,9 +131,15 @@ def snapshot(store: Store, with_preferences: bool,
     # correction the user made by hand: it is what she most wants learned (she marks it
     # test only to test on it). Their prompts may not be held out either.
     always_trained = [r for r in rows if r.source not in HELD_OUT_SOURCES]
+    # Held out first: what the newest run and the model in use held out, so that the
+    # new run and the model it may replace are tested on examples neither trained on.
+    in_use = runs.run_of_adapter(store, runs.default_adapter(store))
+    held_before = set(held_out_by_newest_run(store)) | {
+        e.example_id for e in (runs.run_examples(store, in_use["id"], "held_out")
+                               if in_use else [])}
     held = choose_held_out([r for r in rows if r.source in HELD_OUT_SOURCES],
-                           trained_by_lineage(store, parent) + always_trained,
-                           set(held_out_by_newest_run(store)))
+                           trained_by_lineage(store, parent) + always_trained, held_before,
+                           sum(r.source in TRAINABLE for r in rows))
     return [replace(r, split="held_out") if r.example_id in held else r for r in rows]
 
 

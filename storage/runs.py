@@ -259,6 +259,36 @@ def wilson_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, float]
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
+DECISION_KEY = "in_use_decision"
+"""The newest run whose report card decided whether new chats use it, and what it
+decided (services/report.py)."""
+
+
+def settle_default(store: Store, decision: dict, expected: str) -> dict | None:
+    """Record a run's decision, and make its adapter the chat's default when adopted, in
+    one write transaction: two cards deciding at once record one decision, and a run
+    older than the one decided last records nothing (None). When the default is no longer
+    `expected` (the user chose another while the card was measured), her choice stays.
+    Returns the decision as recorded."""
+    with store.connect() as db:
+        def setting(key: str, default: str) -> str:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+            return row[0] if row else default
+
+        last = setting(DECISION_KEY, "")
+        if last and json.loads(last)["run"] >= decision["run"]:
+            return None
+        current = setting(DEFAULT_ADAPTER_KEY, "base")
+        if current != expected:
+            decision = {**decision, "adopted": False, "in_use": current, "why": "chosen"}
+        rows = [{"key": DECISION_KEY, "value": json.dumps(decision)}]
+        if decision["adopted"]:
+            rows += [{"key": PREVIOUS_DEFAULT_KEY, "value": current},
+                     {"key": DEFAULT_ADAPTER_KEY, "value": decision["adapter"]}]
+        db.table("settings").upsert_all(rows, pk="key")
+    return decision
+
+
 def default_adapter(store: Store) -> str:
     return get_setting(store, DEFAULT_ADAPTER_KEY, "base")
 

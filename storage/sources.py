@@ -40,6 +40,8 @@ ROLES = tuple(ROLE_HEADERS)
 LABEL_COLUMNS = ("label", "kto_tag")
 """Columns of desirability tags, read as true or false."""
 HISTORY_COLUMN = "history"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's list for CSV exports)."""
 """A spreadsheet column of the turns before the question, as JSON [[question, answer],
 ...]: how a CSV export carries a longer conversation, read back on import."""
 ROLE_FIELDS = {"user": "instruction", "assistant": "output", "system": "system"}
@@ -198,10 +200,13 @@ def _squash(name: object) -> str:
 
 
 def _cell(value):
-    """A spreadsheet cell as text: empty cells (NaN, None) become ""."""
+    """A spreadsheet cell as text: empty cells (NaN, None) become ""; the apostrophe that
+    marks a cell as text where a spreadsheet would see a formula (formats.guard_cell)
+    comes off."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return value if isinstance(value, str) else str(value)
+    text = value if isinstance(value, str) else str(value)
+    return text[1:] if text[:1] == "'" and text[1:2] and text[1] in FORMULA_STARTS else text
 
 
 def _spreadsheet_rows(path: Path, mapping: dict[str, str] | None) -> Rows:

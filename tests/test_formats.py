@@ -81,6 +81,20 @@ def test_a_csv_export_opens_in_a_spreadsheet_and_imports_back(store, tmp_path):
     assert second.read_bytes() == first.read_bytes()
 
 
+def test_a_csv_export_has_no_cell_a_spreadsheet_would_run_as_a_formula(store, tmp_path):
+    answers = ["=HYPERLINK(\"http://x\")", "+1 555 0100", "- Mats free", "@home"]
+    for i, answer in enumerate(answers):
+        examples.add_example(store, [{"role": "user", "content": f"q{i}"},
+                                     {"role": "assistant", "content": answer}])
+    path = tmp_path / "out.csv"
+    export_file(store, path, "csv")
+    cells = [line.split(",", 1)[1] for line in path.read_text("utf-8-sig").splitlines()[1:]]
+    assert all(cell.startswith(("'", "\"'")) for cell in cells), cells
+    fresh = open_store(tmp_path / "fresh-home")
+    import_file(fresh, path)
+    assert stored(fresh) == stored(store)  # the apostrophes come off again
+
+
 def test_preference_pairs_export_corrections_only(store, tmp_path):
     examples.add_example(store, TRICKY[:3], "kept")
     examples.correct_messages(store, TRICKY[:3], "Better answer ✓")

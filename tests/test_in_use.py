@@ -25,46 +25,62 @@ def with_two_adapters(ctx, store, two_adapters) -> Context:
     return Context(store, ctx.engine)
 
 
+def decide(ctx, card: dict, run_id: int):
+    """Record a card's decision as evaluate() does (the model in use as it expects)."""
+    return runs.settle_default(ctx.store, report.decide_in_use(card, {"id": run_id}),
+                               card["in_use"])
+
+
 def test_a_worse_run_does_not_take_over_and_the_train_tab_says_so(ctx, store, two_adapters):
     ctx = with_two_adapters(ctx, store, two_adapters)
     models.promote(ctx, "brewster")
-    decision = report.decide_in_use(ctx, card_of("lumen", "brewster", 23, 32), {"id": 2})
+    decision = decide(ctx, card_of("lumen", "brewster", 23, 32), 2)
     assert decision and not decision["adopted"]
-    report._apply(ctx, decision)
     assert models.chat_default(ctx) == "brewster" == models.adapter_to_show(ctx)
-    line, offer = train.in_use_line(ctx)
+    line, offer = train.in_use_line(ctx, {})
     assert line.startswith("New chats keep **the assistant “brewster”**: the assistant "
                            "“lumen” is not used") and "23 against 32" in line
     assert offer == "lumen"
     assert train.kept_out({"decision": decision}) == \
-        "not used: 23 against 32 for brewster on its report card"
-    # A card measured again (or an older run) decides nothing.
-    assert report.decide_in_use(ctx, card_of("lumen", "brewster", 40, 32), {"id": 2}) is None
+        "not used: it did worse than brewster (23 against 32 on its report card)"
+    # A run decided already, or an older one, decides nothing more.
+    assert decide(ctx, card_of("lumen", "brewster", 40, 32), 2) is None
+    assert decide(ctx, card_of("lumen", "brewster", 40, 32), 1) is None
 
     note, *_ = train.TrainHandlers(ctx).use_anyway("lumen")  # the user's own choice
     assert models.chat_default(ctx) == "lumen" and "New chats use **The assistant" in note
-    line, offer = train.in_use_line(ctx)
+    line, offer = train.in_use_line(ctx, {})
     assert "as you chose" in line and offer is None
 
 
-def test_a_run_at_least_as_good_takes_over(ctx, store, two_adapters):
+def test_a_run_at_least_as_good_takes_over_and_roll_back_undoes_it(ctx, store, two_adapters):
     ctx = with_two_adapters(ctx, store, two_adapters)
     models.promote(ctx, "brewster")
-    report._apply(ctx, report.decide_in_use(ctx, card_of("lumen", "brewster", 32, 32),
-                                            {"id": 2}))
+    decide(ctx, card_of("lumen", "brewster", 32, 32), 2)
     assert models.chat_default(ctx) == "lumen"
-    assert "✓ New chats use **the assistant “lumen”**" in train.in_use_line(ctx)[0]
+    assert "✓ New chats use **the assistant “lumen”**" in train.in_use_line(ctx, {})[0]
+    assert models.roll_back(ctx) == "brewster"
+    assert train.in_use_line(ctx, {})[0] == \
+        "New chats use **the assistant “brewster”**, as you chose."
+
+
+def test_a_choice_made_while_the_card_was_measured_stays(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    card = card_of("lumen", "base", 90, 10)  # measured while base was in use ...
+    models.promote(ctx, "brewster")  # ... and meanwhile she chose brewster
+    decided = decide(ctx, card, 2)
+    assert not decided["adopted"] and models.chat_default(ctx) == "brewster"
+    assert "you chose the assistant “brewster” while its report card was measured" in \
+        train.in_use_line(ctx, {})[0]
 
 
 def test_a_card_that_cannot_score_replaces_only_the_plain_model(ctx, store, two_adapters):
     ctx = with_two_adapters(ctx, store, two_adapters)
-    first = report.decide_in_use(ctx, card_of("brewster", "base", None, None), {"id": 1})
-    report._apply(ctx, first)
+    decide(ctx, card_of("brewster", "base", None, None), 1)
     assert models.chat_default(ctx) == "brewster"
-    second = report.decide_in_use(ctx, card_of("lumen", "brewster", None, None), {"id": 2})
-    report._apply(ctx, second)
+    decide(ctx, card_of("lumen", "brewster", None, None), 2)
     assert models.chat_default(ctx) == "brewster"
-    assert "too few test examples" in train.in_use_line(ctx)[0]
+    assert "too few test examples" in train.in_use_line(ctx, {})[0]
 
 
 def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
@@ -83,8 +99,12 @@ def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
     assert not trained_by_first & {row["id"] for row in card["rows"]}
     decided = card["decision"]
     assert decided["run"] == second["id"] and decided["in_use"] == first["adapter"]
-    expected = second["adapter"] if decided["adopted"] else first["adapter"]
-    assert models.chat_default(ctx) == expected
+    score = {c["name"]: c["score"] for c in card["contenders"]}
+    assert decided["adopted"] == (score[second["adapter"]] >= score[first["adapter"]])
+    assert models.chat_default(ctx) == \
+        (second["adapter"] if decided["adopted"] else first["adapter"])
+    again = report.evaluate(ctx, second["adapter"])  # measured again: nothing more decided
+    assert again["decision"] == decided and report.last_decision(ctx) == decided
 
 
 def test_a_correction_still_answered_the_old_way_is_named(ctx, store, monkeypatch):
@@ -121,11 +141,14 @@ def test_the_train_tab_names_the_corrections_answered_the_old_way():
 def test_sft_sees_each_correction_several_times():
     from storage.runs import RunExample
     from trainer.dataset import RunData
+    from trainer.sft import _with_corrections_repeated
 
     kept = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello!"}]
     fixed = [{"role": "user", "content": "Dog?"}, {"role": "assistant", "content": "No."}]
-    rows = [RunExample(1, "train", "kept", kept),
-            RunExample(2, "train", "corrected", fixed, "Yes!")]
-    assert RunData.from_run(rows, TrainConfig().correction_repeats).train == \
-        [kept] + [fixed] * TrainConfig().correction_repeats
-    assert TrainConfig().correction_repeats > 1
+    data = RunData.from_run([RunExample(1, "train", "kept", kept),
+                             RunExample(2, "train", "corrected", fixed, "Yes!")])
+    assert data.train == [kept, fixed] and data.corrected == [fixed]  # KTO sees it once
+    config = TrainConfig()
+    assert config.correction_repeats > 1
+    assert _with_corrections_repeated(config, data) == \
+        [kept, fixed] + [fixed] * (config.correction_repeats - 1)

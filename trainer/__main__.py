@@ -70,8 +70,7 @@ def train(home: str, run_id: int, already_lowered: bool = False) -> int:
     if first:
         runs.update_run(store, run_id, status="running", started_at=runs.now(),
                         **({} if distributed else {"pid": os.getpid()}))
-    data = RunData.from_run(runs.run_examples(store, run_id),  # frozen when queued
-                            config.correction_repeats)
+    data = RunData.from_run(runs.run_examples(store, run_id))  # frozen when queued
     recipe = OBJECTIVES[config.objective].recipe()
     name = f"run-{run_id}"
     reporter = (DatabaseReporter if first else QuietReporter)(store, run_id)

@@ -89,6 +89,9 @@ class TrainConfig:
     """Advanced SFTConfig fields passed through as they are."""
 
     def __post_init__(self):
+        if self.correction_repeats < 1:
+            raise ConfigError("correction_repeats must be at least 1 (each correction seen "
+                                "once or more).")
         if self.method not in METHODS:
             raise ConfigError(f"method must be auto, lora or qlora, not {self.method!r}.")
         if self.epochs is not None and not 1 <= self.epochs <= 100:

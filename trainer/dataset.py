@@ -76,6 +76,8 @@ class RunData:
     pairs: list[Pair] = field(default_factory=list)
     held_out_pairs: list[Pair] = field(default_factory=list)
     disliked: list[list[dict]] = field(default_factory=list)
+    corrected: list[list[dict]] = field(default_factory=list)
+    """The user's corrections among `train` (SFT sees them more than once)."""
 
     @property
     def undesirable(self) -> list[list[dict]]:
@@ -86,21 +88,16 @@ class RunData:
         return [p.rejected_messages for p in self.held_out_pairs]
 
     @classmethod
-    def from_run(cls, rows: list[RunExample], correction_repeats: int = 1) -> RunData:
-        """The run's frozen rows; SFT sees each of the user's corrections
-        `correction_repeats` times (TrainConfig.correction_repeats)."""
+    def from_run(cls, rows: list[RunExample]) -> RunData:
         def pairs(split: str) -> list[Pair]:
             return [Pair(r.messages, r.rejected) for r in rows
                     if r.split == split and r.source in PAIRED and r.rejected]
 
-        def times(row: RunExample) -> int:
-            return max(1, correction_repeats) if row.source == "corrected" else 1
-
-        return cls([r.messages for r in rows if r.split == "train" and r.source in TRAINABLE
-                    for _ in range(times(r))],
+        return cls([r.messages for r in rows if r.split == "train" and r.source in TRAINABLE],
                    [r.messages for r in rows if r.split == "held_out"],
                    pairs("train"), pairs("held_out"),
-                   [r.messages for r in rows if r.split == "train" and r.source in UNDESIRABLE])
+                   [r.messages for r in rows if r.split == "train" and r.source in UNDESIRABLE],
+                   [r.messages for r in rows if r.split == "train" and r.source == "corrected"])
 
     @classmethod
     def split(cls, examples: list[list[dict]]) -> RunData:

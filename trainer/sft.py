@@ -33,8 +33,15 @@ from trainer.dataset import RunData, answer_characters, to_dataset
 def sft_steps(config: TrainConfig, data: RunData) -> int:
     """Optimizer steps of the run (one process): the user's examples and the replay
     beside them, for the epochs the user's answers call for."""
-    rows = len(data.train) + replay.count_for(config.replay, len(data.train))
+    rows = len(_with_corrections_repeated(config, data)) + \
+        replay.count_for(config.replay, len(data.train))
     return config.steps_for(rows, answer_characters(data.train))
+
+
+def _with_corrections_repeated(config: TrainConfig, data: RunData) -> list[list[dict]]:
+    """The examples SFT learns from: each of the user's corrections
+    `config.correction_repeats` times (the epochs still follow the examples as stored)."""
+    return data.train + data.corrected * (config.correction_repeats - 1)
 
 
 def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
@@ -53,7 +60,8 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     replayed = replay.examples(model, tokenizer,
                                replay.count_for(config.replay, len(data.train)),
                                replay.cache_file(model_cache_dir(), base_folder))
-    train_set, eval_set = to_dataset(data.train + replayed), to_dataset(data.held_out)
+    train_set = to_dataset(_with_corrections_repeated(config, data) + replayed)
+    eval_set = to_dataset(data.held_out)
     args = _sft_args(config, data.train, work_dir, has_eval=eval_set is not None)
     trainer = with_plain_loss_on_cpu(SFTTrainer)(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,

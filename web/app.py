@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from services import models
+from services import models, names
 from services.context import Context
 from web import api, chat, compare, examples, train
 from web.common import NEWEST, Ui
@@ -32,23 +32,26 @@ def build_app(ctx: Context) -> gr.Blocks:
 
 def _model_lists_follow_adapters(ui: Ui) -> None:
     """Every model list is set on page load, and follows new adapters within a second
-    without a reload; lists are only sent when the names, or the model new chats use,
-    changed, so an open dropdown is left alone. A list that follows the newest adapter
-    moves to its default then (the adapter in use: a worse new run does not take over)."""
+    without a reload; lists are only sent when the names, their labels (a run's adapter
+    folder appears a moment before the run is recorded as succeeded) or the model new
+    chats use changed, so an open dropdown is left alone. A list that follows the newest
+    adapter moves to its default then (the adapter in use: a worse new run does not
+    take over)."""
     dropdowns = [entry.dropdown for entry in ui.lists]
     known = gr.State(None)
 
     def state() -> list:
-        return models.model_names(ui.ctx) + [models.chat_default(ui.ctx)]
+        shown = names.choices(ui.ctx, models.model_names(ui.ctx))
+        return [list(pair) for pair in shown] + [models.chat_default(ui.ctx)]
 
     def on_load():
         return [e.update(ui.ctx) for e in ui.lists] + [state()]
 
     def check(seen: list[str] | None):
-        names = state()
-        if names == seen:
+        now = state()
+        if now == seen:
             return [gr.skip()] * (len(ui.lists) + 1)
-        return [e.update(ui.ctx, move=e.follow == NEWEST) for e in ui.lists] + [names]
+        return [e.update(ui.ctx, move=e.follow == NEWEST) for e in ui.lists] + [now]
 
     ui.on_load(on_load, None, dropdowns + [known])
     gr.Timer(1.0).tick(check, known, dropdowns + [known], api_visibility="private",

@@ -239,7 +239,8 @@ def build(ui: Ui) -> None:
                                       elem_id="chat-model")
                 system = gr.Textbox(label="System prompt", lines=1, scale=3,
                                     placeholder="Optional: how the assistant should behave")
-            chatbot = gr.Chatbot(label="Chat", height=460, editable="all",
+            # a share of the window, so the message box stays in view on a laptop
+            chatbot = gr.Chatbot(label="Chat", height="42vh", min_height=280, editable="all",
                                  feedback_options=("Like", "Dislike"),
                                  buttons=["copy", "copy_all"], elem_id="chat",
                                  placeholder="Say something to start a conversation.")

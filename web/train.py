@@ -51,14 +51,14 @@ def eta_seconds(run: dict) -> float | None:
     return max(0.0, pace * (total - (run.get("step") or timed[-1]["step"])))
 
 
-def verdict(run: dict) -> str:
+def verdict(run: dict, say: names.Names = names.AS_IS) -> str:
     """Did the run make things worse on its held-out examples? Said next to succeeded."""
     metrics = run.get("metrics") or {}
     before, after = metrics.get("eval_loss_before"), metrics.get("eval_loss_after")
     if run.get("status") != "succeeded" or before is None or after is None or after <= before:
         return ""
     parent = run["config"].get("continue_from")
-    return (f"worse than {parent}, which it continued," if parent else
+    return (f"worse than {say(parent)}, which it continued," if parent else
             "worse than the plain model") + " on examples it never saw (held-out loss)"
 
 
@@ -113,6 +113,8 @@ def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None,
     def number(value, digits=3):
         return round(value, digits) if isinstance(value, (int, float)) else ""
 
+    say = names.Names(shown or {})
+
     def score(run: dict) -> str:
         mine = report.adapter_score((cards or {}).get(run["id"], {}))
         return f"{mine['score']:.0f}" if mine else ""
@@ -124,19 +126,16 @@ def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None,
              number(r["metrics"].get("tokens_per_second"), 1),
              number(r["metrics"].get("train_seconds"), 1),
              (r["started_at"] or "")[:16].replace("T", " "),
-             r["error"] or verdict(r) or kept_out((cards or {}).get(r["id"], {}))]
+             r["error"] or verdict(r, say) or kept_out((cards or {}).get(r["id"], {}), say)]
             for r in all_runs]
 
 
-def kept_out(card: dict) -> str:
+def kept_out(card: dict, say: names.Names = names.AS_IS) -> str:
     """The runs table's note on a run its card did not let replace the model in use."""
     decided = card.get("decision") or {}
     if decided.get("adopted", True):
         return ""
-    if decided.get("score") is None or decided.get("their_score") is None:
-        return f"not used: too few test examples to compare with {decided['in_use']}"
-    return (f"not used: {decided['score']:.0f} against {decided['their_score']:.0f} for "
-            f"{decided['in_use']} on its report card")
+    return f"not used: {_why(decided, say)}"
 
 
 def scores_chart(cards: dict[int, dict]) -> str:
@@ -171,34 +170,51 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None
                 ) -> tuple[str, str | None]:
     """(what the newest run's report card decided about the model new chats use, the
     adapter to offer "use it anyway" for): a worse run never takes over in silence."""
+    cards = report.cards_by_run(ctx) if cards is None else cards
     decided = report.last_decision(ctx)
     newest = next((r for r in training.history(ctx, 20) if r["status"] == "succeeded"
                    and r["adapter"]), None)
     in_use = models.chat_default(ctx)
     if newest and (not decided or decided["run"] < newest["id"]) and \
-            newest["id"] not in (cards if cards is not None else report.cards_by_run(ctx)):
+            newest["id"] not in cards:
         say = names.plain(ctx, [newest["adapter"], in_use])
+        failed = ctx.reports.failure(newest["adapter"]) if ctx.reports else None
+        if failed:
+            return (f"Run #{newest['id']} is done, but its report card failed (the Compare "
+                    f"tab says why): new chats keep {say(in_use)}.", newest["adapter"])
         return (f"Run #{newest['id']} is done. Its report card is being measured: "
                 f"{say(newest['adapter'])} replaces {say(in_use)} in new chats if it does at "
                 "least as well there.", None)
     if not decided:
         return "", None
     adapter, before = decided["adapter"], decided["in_use"]
-    say = names.plain(ctx, [adapter, before])
-    ours, theirs = decided["score"], decided["their_score"]
-    compared = (f" ({ours:.0f} against {theirs:.0f} on its report card)"
-                if ours is not None and theirs is not None else "")
+    say = names.plain(ctx, [adapter, before, in_use])
     if decided["adopted"]:
-        return f"✓ New chats use **{say(adapter)}**: it did at least as well as " \
-            f"{say(before)}{compared}." if compared else (
-            f"✓ New chats use **{say(adapter)}**. Its report card has too few test examples "
-            f"to compare it with {say(before)}."), None
-    why = (f"it did worse than {say(before)}{compared}" if compared else
-           f"its report card has too few test examples to compare it with {say(before)}")
+        if in_use != adapter:  # rolled back, or another chosen since
+            return f"New chats use **{say(in_use)}**, as you chose.", None
+        return f"✓ New chats use **{say(adapter)}**: {_why(decided, say)}.", None
     if in_use == adapter:
-        return f"New chats use **{say(adapter)}**, as you chose, though {why}.", None
-    return (f"New chats keep **{say(before)}**: {say(adapter)} is not used, as {why}.",
-            adapter)
+        return f"New chats use **{say(adapter)}**, as you chose, though " \
+            f"{_why(decided, say)}.", None
+    return (f"New chats keep **{say(in_use)}**: {say(adapter)} is not used, as "
+            f"{_why(decided, say)}.", adapter)
+
+
+def _why(decided: dict, say: names.Names) -> str:
+    """Why a run's card did or did not let it replace the model in use."""
+    before, why = say(decided["in_use"]), decided.get("why", "scores")
+    if why == "scores":
+        verb = "did at least as well as" if decided["adopted"] else "did worse than"
+        return (f"it {verb} {before} ({decided['score']:.0f} against "
+                f"{decided['their_score']:.0f} on its report card)")
+    if why == "chosen":
+        return f"you chose {before} while its report card was measured"
+    if why == "not_on_card":
+        return f"its report card could not measure {before} beside it"
+    if decided["adopted"]:
+        return (f"its report card has too few test examples to compare it with {before}, "
+                "and the plain model was in use")
+    return f"its report card has too few test examples to compare it with {before}"
 
 
 def corrections_line(card: dict) -> str:
@@ -282,7 +298,8 @@ class TrainHandlers:
         line = f"{line} {corrections_line(newest or {})}".strip()
         active = current.get("status") in ACTIVE
         every = training.history(self.ctx)
-        shown = names.labels(self.ctx, [r["adapter"] for r in every if r["adapter"]])
+        shown = names.labels(self.ctx, [models.BASE] + [r["adapter"] for r in every
+                                                        if r["adapter"]])
         return (status_html(current, training.auto_start(self.ctx),
                             training.progress_line(self.ctx),
                             shown.get(current.get("adapter") or "")),
