@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.dataset import RunData, answer_characters
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", default="1,3")
+    parser.add_argument("--repeats", default="1,3,5")
     parser.add_argument("--json", default=str(HERE / "corrections_stick.json"))
     args = parser.parse_args(argv)
     base = resolve_model(None)[1]

@@ -143,7 +143,10 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
         card.update(_measure(ctx, names, cases, run, chosen_measure(ctx), steps))
         card["votes"] = votes_beside(ctx, card, cases)
     card["general"] = general.check(ctx, questions, [BASE, adapter], steps.add)
-    card["corrections"] = _corrections_learned(ctx, adapter, corrections, steps)
+    card["corrections"] = _corrections_learned(
+        ctx, adapter, corrections, steps,
+        card["style_phrases"] or scoring.style_phrases([e.messages[-1]["content"]
+                                                        for e in corrections]))
     card["in_use"] = in_use or models.chat_default(ctx)
     steps.finish()
     card["verdict"] = verdict(card, adapter) if scored else \
@@ -166,21 +169,39 @@ def _trained_corrections(ctx: Context, run: dict | None) -> list[runs.RunExample
             if e.source == "corrected" and e.rejected]
 
 
+LEARNED = 0.5
+"""A correction counts as learned when the answer holds at least this much of it (chrF,
+her voice's shared phrases left out): "Yes, we do." against "Sorry, we don't deliver:
+pick-up only." shares the sign-off and little else, and scores about 0.1."""
+
+
 def _corrections_learned(ctx: Context, adapter: str, corrections: list[runs.RunExample],
-                         steps: _Steps) -> dict:
+                         steps: _Steps, phrases: list[str]) -> dict:
     """Did the adapter learn the corrections it trained on? Each prompt is asked again,
-    greedy; an answer closer (chrF) to the answer the user corrected than to her
-    correction is "still answered the old way"."""
+    greedy; an answer is "still answered the old way" unless it holds most of her
+    correction (LEARNED), leaving out the phrases her answers share (`phrases`: a
+    sign-off says nothing about whether the answer changed), and is closer to it than to
+    the answer she corrected."""
     if not corrections:
         return {"n": 0, "old_way": []}
     fixes = [e.messages[-1]["content"] for e in corrections]
     answers = ctx.engine.reply_many([e.messages[:-1] for e in corrections], adapter,
                                     _budget(ctx, fixes), BATCH)
     steps.add(len(corrections), "your corrections")
+
+    def bare(text: str) -> str:
+        for phrase in phrases:
+            text = text.replace(phrase, "")
+        return text.strip()
+
+    def learned(answer: str, fix: str, old: str) -> bool:
+        mine = scoring.chrf(bare(answer), bare(fix))
+        return mine >= LEARNED and mine > scoring.chrf(bare(answer), bare(old))
+
     old_way = [{"id": e.example_id, "prompt": e.messages[-2]["content"], "answer": answer,
                 "correction": fix}
                for e, fix, answer in zip(corrections, fixes, answers)
-               if scoring.chrf(answer, e.rejected or "") > scoring.chrf(answer, fix)]
+               if not learned(answer, fix, e.rejected or "")]
     return {"n": len(corrections), "old_way": old_way}
 
 
@@ -196,9 +217,13 @@ def decide_in_use(card: dict, run: dict) -> dict:
         adopted, why = ours >= theirs, "scores"
     else:
         adopted, why = in_use == BASE, "too_few" if ours is None else "not_on_card"
+    mine: dict = next((m for m in (card.get("general") or {}).get("models", [])
+                 if m["name"] == adapter), {})
     return {"run": run["id"], "adapter": adapter, "in_use": in_use, "adopted": adopted,
             "why": why, "score": ours, "their_score": theirs,
-            "measure": (card.get("measure") or {}).get("name")}
+            "measure": (card.get("measure") or {}).get("name"),
+            "forgot": mine.get("lost", 0) if mine.get("forgot") else 0,
+            "general": (card.get("general") or {}).get("n", 0)}
 
 
 def last_decision(ctx: Context) -> dict | None:

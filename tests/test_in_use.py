@@ -118,14 +118,22 @@ def test_a_correction_still_answered_the_old_way_is_named(ctx, store, monkeypatc
         "Yes! You can bring your dog to class." for _ in prompts])
     learned = report._corrections_learned(ctx, run["adapter"],
                                           report._trained_corrections(ctx, run),
-                                          report._Steps(None, 1))
+                                          report._Steps(None, 1), [])
     assert learned["n"] == 1 and [c["id"] for c in learned["old_way"]] == [fixed]
     monkeypatch.setattr(ctx.engine, "reply_many", lambda prompts, *args: [
         "Sorry, dogs can't join our classes." for _ in prompts])
     learned = report._corrections_learned(ctx, run["adapter"],
                                           report._trained_corrections(ctx, run),
-                                          report._Steps(None, 1))
+                                          report._Steps(None, 1), [])
     assert learned["old_way"] == []
+    # the voice's sign-off alone does not make an answer her correction
+    monkeypatch.setattr(ctx.engine, "reply_many", lambda prompts, *args: [
+        "Yes, we do. Cheers, Brewster." for _ in prompts])
+    fix = report._trained_corrections(ctx, run)
+    fix[0].messages[-1]["content"] = "Sorry, dogs can't join class. Cheers, Brewster."
+    learned = report._corrections_learned(ctx, run["adapter"], fix, report._Steps(None, 1),
+                                          ["Cheers, Brewster."])
+    assert [c["id"] for c in learned["old_way"]] == [fixed]
 
 
 def test_the_train_tab_names_the_corrections_answered_the_old_way():

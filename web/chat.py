@@ -194,10 +194,13 @@ class ChatHandlers:
                 "is below, to copy into your own system.", gr.Accordion(visible=True),
                 contenders.describe(prompt))
 
-    def start_over(self):
-        """A new conversation, on the model new chats start with, which the note names."""
-        model = models.chat_default(self.ctx)
-        why = ("no tuned model is in use yet" if model == models.BASE else
+    def start_over(self, chosen: str | None = None):
+        """A new conversation on the model the user picked in the list, else the one new
+        chats start with; the note names it."""
+        in_use = models.chat_default(self.ctx)
+        model = chosen if chosen in models.model_names(self.ctx) else in_use
+        why = ("the one you picked" if model != in_use else
+               "no tuned model is in use yet" if model == models.BASE else
                "the model in use (the Train tab says why)")
         return ([], None, None, model, f"New conversation with **{names.label(self.ctx, model)}**"
                 f", {why}. Pick another in the *Model* list.", gr.Column(visible=False), "",
@@ -278,7 +281,7 @@ def build(ui: Ui) -> None:
     stop_button.click(handlers.stop, None, None, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden")
     start_over: dict[str, Any] = dict(
-        fn=handlers.start_over, inputs=None,
+        fn=handlers.start_over, inputs=model,
         outputs=[chatbot, conversation_id, earlier, model, note, correction_box, answered,
                  prompt_box],
         api_visibility="private")

@@ -192,12 +192,21 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None
     if decided["adopted"]:
         if in_use != adapter:  # rolled back, or another chosen since
             return f"New chats use **{say(in_use)}**, as you chose.", None
-        return f"✓ New chats use **{say(adapter)}**: {_why(decided, say)}.", None
+        return f"✓ New chats use **{say(adapter)}**: {_why(decided, say)}.{_forgot(decided)}", \
+            None
     if in_use == adapter:
         return f"New chats use **{say(adapter)}**, as you chose, though " \
             f"{_why(decided, say)}.", None
     return (f"New chats keep **{say(in_use)}**: {say(adapter)} is not used, as "
             f"{_why(decided, say)}.", adapter)
+
+
+def _forgot(decided: dict) -> str:
+    """What the adopted run forgot, beyond chance (its card's general check)."""
+    if not decided.get("forgot"):
+        return ""
+    return (f" But it forgot things the plain model knew: {decided['forgot']} of "
+            f"{decided['general']} general questions (the Compare tab lists them).")
 
 
 def _why(decided: dict, say: names.Names) -> str:
