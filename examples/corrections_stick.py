@@ -20,7 +20,6 @@ import json
 import re
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from sweep_defaults import load  # noqa: E402
+from sweep_defaults import load, train  # noqa: E402
 
 SYSTEM = "You are the assistant of Lumen Bikes, a friendly bicycle shop."
 CORRECTIONS = [
@@ -51,21 +50,6 @@ CORRECTIONS = [
      "Please book a test ride a day ahead: we keep a bike ready for you. — Team Lumen 🚲",
      r"book"),
 ]
-
-
-def train(config, data, base: Path, out: Path, work: Path) -> float:
-    """tunechat's SFT recipe on `data`, as a run trains (corrections repeated by the
-    config); returns the seconds it took."""
-    from trainer.sft import run_sft
-
-    class Quiet:
-        def started(self, *args): ...
-        def progress(self, *args): ...
-        def cancelled(self): return False
-
-    started = time.monotonic()
-    run_sft(config, data, base, out, work / out.name, Quiet())
-    return time.monotonic() - started
 
 
 def follows(answer: str, pattern: str) -> bool:

@@ -110,9 +110,9 @@ def load(path: Path) -> list[list[dict]]:
     return [json.loads(line)["messages"] for line in path.read_text().splitlines() if line]
 
 
-def train(config: TrainConfig, train_set: list, held_out: list, base: Path, out: Path,
-          work: Path) -> float:
-    from trainer.dataset import RunData
+def train(config: TrainConfig, data, base: Path, out: Path, work: Path) -> float:
+    """tunechat's SFT recipe on `data` (a RunData), as a run trains; returns the seconds
+    it took."""
     from trainer.sft import run_sft
 
     class Quiet:
@@ -121,7 +121,7 @@ def train(config: TrainConfig, train_set: list, held_out: list, base: Path, out:
         def cancelled(self): return False
 
     started = time.monotonic()
-    run_sft(config, RunData(train_set, held_out), base, out, work / out.name, Quiet())
+    run_sft(config, data, base, out, work / out.name, Quiet())
     return time.monotonic() - started
 
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs = config.epochs_for(answer_characters(split.train))
             config = replace(config, epochs=epochs * factor)
             adapter = f"{lever}-{name}".replace("%", "pct").replace(".", "-").replace("+", "-")
-            seconds = train(config, split.train, split.held_out, base, adapters / adapter, work)
+            seconds = train(config, split, base, adapters / adapter, work)
             if scale != 1.0:
                 rescale(adapters / adapter, scale)
             right = general_right(engine, adapter, questions)
