@@ -127,6 +127,9 @@ class Names:
     start. Names without a label stay as they are (the technical names)."""
 
     labels: dict[str, str] = field(default_factory=dict)
+    plain_words: bool = False
+    """True for a person's eyes (the web app): sentences leave out the statistics' names
+    and numbers (p, chrF), which the card's details give."""
 
     def __call__(self, name: str) -> str:
         found = self.labels.get(name)
@@ -143,4 +146,5 @@ reads better than "base" in a sentence, and means the same)."""
 
 def plain(ctx: Context, names: list[str]) -> Names:
     """Plain words for these names, e.g. for the web app's report card."""
-    return Names({name: shown for name, shown in labels(ctx, names).items() if shown != name})
+    return Names({name: shown for name, shown in labels(ctx, names).items() if shown != name},
+                 plain_words=True)

@@ -400,12 +400,10 @@ def verdict(card: dict, adapter: str, say: Names = AS_IS) -> str:
     called only when a paired test (sign test for right/wrong, permutation test for
     closeness), Holm-adjusted over the baselines, puts it beyond chance."""
     measure = card.get("measure") or {}
-    scores = {name: [row["answers"][name]["score"] for row in card["rows"]]
-              for name in card["rows"][0]["answers"]}
-    summary = {c["name"]: c for c in card["contenders"]}
-    baselines = [n for n in (BASE, contenders.PROMPT, contenders.EXAMPLES) if n in scores]
+    scores, summary, baselines = _scored(card)
     n, need = card["n"], scoring.fewest_for_a_clear_result(len(baselines))
-    on = f" on {MEASURES[measure['name']]}" if measure.get("name") in MEASURES else ""
+    on = f" on {measure_words(measure.get('name'), say)}" if measure.get("name") in MEASURES \
+        else ""
     if n < need:
         best = max(baselines, key=lambda b: summary[b]["score"])
         line = (f"Only {n} test examples: too few for a clear result even if {say(adapter)} "
@@ -416,16 +414,78 @@ def verdict(card: dict, adapter: str, say: Names = AS_IS) -> str:
                 f"{summary[best]['score']:.0f} for the best option without training, "
                 f"{say(best)}.")
     else:
-        p = scoring.holm({b: scoring.paired_p(scores[adapter], scores[b],
-                                              measure.get("binary", False))
-                          for b in baselines})
-        line = _compared(adapter, baselines, p, scores, summary, n, on, say)
+        line = _compared(adapter, baselines, _p_values(card, adapter, scores, baselines),
+                         scores, summary, n, on, say)
     line += _other_measures(card, adapter, baselines, say)
     broke = [row["id"] for row in card["rows"] if row["flips"].get(adapter) == "broke"]
     if broke:
         line += (f" {say.first(adapter)} is worse than {say(BASE)} on example"
                  f"{'s' * (len(broke) > 1)} {', '.join(f'#{i}' for i in broke)}.")
     return f"{line} {forgetting(card, adapter, say)}".strip()
+
+
+def answer(card: dict) -> dict:
+    """The card's answer to "was it worth it?", the first thing a person reads:
+    {"answer": "yes" (beats every option without training beyond chance) | "no" (one of
+    them does better beyond chance) | "even" (the best of them cannot be told apart) |
+    "too_few", "rival": the option without training it is weighed against, "forgot":
+    whether the general check found a loss beyond chance}. The same rules as `verdict`."""
+    adapter = card["adapter"]
+    mine = next((m for m in (card.get("general") or {}).get("models", [])
+                 if m["name"] == adapter), {})
+    found = {"answer": "too_few", "rival": None, "forgot": bool(mine.get("forgot"))}
+    if not card.get("contenders") or not card.get("rows"):
+        return found
+    scores, summary, baselines = _scored(card)
+    best = max(baselines, key=lambda b: summary[b]["score"])
+    if card["n"] < scoring.fewest_for_a_clear_result(len(baselines)):
+        return {**found, "rival": best}
+    p = _p_values(card, adapter, scores, baselines)
+    beaten, better = _standing(baselines, p, summary, summary[adapter]["score"])
+    if len(beaten) == len(baselines):
+        return {**found, "answer": "yes", "rival": best}
+    if better:
+        return {**found, "answer": "no",
+                "rival": max(better, key=lambda b: summary[b]["score"])}
+    return {**found, "answer": "even", "rival": _rival(baselines, beaten, summary)}
+
+
+def _scored(card: dict) -> tuple[dict[str, list[float]], dict[str, dict], list[str]]:
+    """(each model's per-example scores, each model's summary, the options without
+    training on the card)."""
+    scores = {name: [row["answers"][name]["score"] for row in card["rows"]]
+              for name in card["rows"][0]["answers"]}
+    summary = {c["name"]: c for c in card["contenders"]}
+    return scores, summary, [n for n in (BASE, contenders.PROMPT, contenders.EXAMPLES)
+                             if n in scores]
+
+
+def _p_values(card: dict, adapter: str, scores: dict, baselines: list[str]) -> dict:
+    binary = (card.get("measure") or {}).get("binary", False)
+    return scoring.holm({b: scoring.paired_p(scores[adapter], scores[b], binary)
+                         for b in baselines})
+
+
+def _standing(baselines: list[str], p: dict[str, float], summary: dict,
+              mine: float) -> tuple[list[str], list[str]]:
+    """(the options without training the adapter beats beyond chance, those that beat it)."""
+    beaten = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] < mine]
+    better = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] > mine]
+    return beaten, better
+
+
+def _rival(baselines: list[str], beaten: list[str], summary: dict) -> str:
+    """The option a user would take instead: the best of those not clearly beaten (the
+    cheapest of equals)."""
+    undecided = [b for b in baselines if b not in beaten]
+    return min(undecided, key=lambda b: (-summary[b]["score"], summary[b]["prompt_tokens"]))
+
+
+def measure_words(name: str | None, say: Names = AS_IS) -> str:
+    """What decided, as a sentence names it: without the metric's name for a person's
+    eyes ("closeness to your wording"), with it for the command line."""
+    words = MEASURES.get(name or "", name or "")
+    return words.split(" (")[0] if say.plain_words else words
 
 
 def retold(card: dict, say: Names) -> str:
@@ -437,45 +497,43 @@ def retold(card: dict, say: Names) -> str:
     return f"{too_few(adapter, card['n'], say)} {forgetting(card, adapter, say)}".strip()
 
 
-def chance(p: float, what: str = "gap") -> str:
-    """A p-value in words, the number after it: "chance alone gives a gap this big 2.1%
-    of the time: p = 0.021"."""
+def chance(p: float, what: str = "gap", say: Names = AS_IS) -> str:
+    """A p-value in words, the number after it for the command line: "chance alone gives
+    a gap this big 2.1% of the time: p = 0.021"."""
     percent = 100 * p
     shown = ("under 0.1%" if percent < 0.1 else
              f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%")
-    return f"chance alone gives a {what} this big {shown} of the time: p = {p:.3f}"
+    said = f"chance alone gives a {what} this big {shown} of the time"
+    return said if say.plain_words else f"{said}: p = {p:.3f}"
 
 
 def _compared(adapter: str, baselines: list[str], p: dict[str, float], scores: dict,
               summary: dict, n: int, on: str, say: Names = AS_IS) -> str:
     mine = summary[adapter]["score"]
-    beaten = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] < mine]
-    better = [b for b in baselines if p[b] < scoring.ALPHA and summary[b]["score"] > mine]
+    beaten, better = _standing(baselines, p, summary, mine)
     if len(beaten) == len(baselines):
         best = max(baselines, key=lambda b: summary[b]["score"])
+        adjusted = "" if say.plain_words else \
+            f", adjusted for {len(baselines)} comparison{'s' * (len(baselines) > 1)}"
         return (f"{say.first(adapter)} beats every option without training beyond "
                 f"chance{on}, on {n} test examples: {mine:.0f} against "
                 f"{summary[best]['score']:.0f} for the best of them, {say(best)} "
-                f"({chance(p[best])}, adjusted for {len(baselines)} "
-                f"comparison{'s' * (len(baselines) > 1)}).")
+                f"({chance(p[best], say=say)}{adjusted}).")
     if better:
         best = max(better, key=lambda b: summary[b]["score"])
         return (f"{say.first(best)} does better than {say(adapter)} beyond chance{on}, on "
                 f"{n} test examples: {summary[best]['score']:.0f} against {mine:.0f} "
-                f"({chance(p[best])}). Fine-tuning did not pay off here.")
-    # The baseline a user would take instead: the best of those not clearly beaten
-    # (the cheapest of equals), and what it costs.
-    undecided = [b for b in baselines if b not in beaten]
-    rival = min(undecided, key=lambda b: (-summary[b]["score"], summary[b]["prompt_tokens"]))
+                f"({chance(p[best], say=say)}). Fine-tuning did not pay off here.")
+    rival = _rival(baselines, beaten, summary)
     ahead = sum(a > b for a, b in zip(scores[adapter], scores[rival]))
     behind = sum(a < b for a, b in zip(scores[adapter], scores[rival]))
     extra = summary[rival]["prompt_tokens"] - summary[adapter]["prompt_tokens"]
+    tokens = "" if say.plain_words else f" ({extra} more prompt tokens per request)"
     cost = (f"{say(rival)} needs no training, but reads {extra} more word pieces with every "
-            f"question ({extra} more prompt tokens per request)"
-            if extra > 0 else f"{say(rival)} needs no training")
+            f"question{tokens}" if extra > 0 else f"{say(rival)} needs no training")
     line = (f"{say.first(adapter)} and {say(rival)} cannot be told apart{on} with {n} test "
             f"examples ({mine:.0f} against {summary[rival]['score']:.0f}; {say(adapter)} "
-            f"ahead on {ahead}, behind on {behind}; {chance(p[rival])}); {cost}.")
+            f"ahead on {ahead}, behind on {behind}; {chance(p[rival], say=say)}); {cost}.")
     if beaten:
         line += (f" {say.first(adapter)} does beat {' and '.join(say(b) for b in beaten)} "
                  "beyond chance.")
@@ -493,7 +551,7 @@ def _other_measures(card: dict, adapter: str, baselines: list[str],
             continue
         by = {c["name"]: c["scores"][measure["name"]] for c in card["contenders"]}
         best = max(baselines, key=lambda b: by[b])
-        parts.append(f" On {MEASURES[measure['name']]}: {by[adapter]:.0f} for "
+        parts.append(f" On {measure_words(measure['name'], say)}: {by[adapter]:.0f} for "
                      f"{say(adapter)}, {by[best]:.0f} for {say(best)}.")
     return "".join(parts)
 
@@ -508,7 +566,7 @@ def forgetting(card: dict, adapter: str, say: Names = AS_IS) -> str:
     if mine["forgot"]:
         return (f"{say.first(adapter)} forgot things {say(BASE)} knew: {mine['lost']} of "
                 f"{block['n']} general questions {say(BASE)} got right it now gets wrong (it "
-                f"gained {mine['gained']}; {chance(mine['p'], 'loss')}).")
+                f"gained {mine['gained']}; {chance(mine['p'], 'loss', say)}).")
     return (f"General knowledge: no clear loss ({base['right']} of {block['n']} right for "
             f"{say(BASE)}, {mine['right']} for {say(adapter)}).")
 

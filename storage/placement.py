@@ -164,7 +164,8 @@ class TestCase:
 class TestSet:
     cases: list[TestCase]
     left_out: list[dict]
-    """{"id", "why"} for each test-only or held-out example it may not be tested on."""
+    """{"id", "why", "reason"} for each test-only or held-out example it may not be tested
+    on; `reason` lets the web app say it in plain words (web/cards.py)."""
 
 
 def test_set(store: Store, run: dict | None, beside: dict | None = None) -> TestSet:
@@ -188,15 +189,18 @@ def test_set(store: Store, run: dict | None, beside: dict | None = None) -> Test
     cases, left_out = [], []
     for case in offered:
         if case.source not in ENDORSED:
-            why = f"a {case.source} answer is not one to imitate, so it is no reference"
+            reason, why = "not_endorsed", (f"a {case.source} answer is not one to imitate, so "
+                                           "it is no reference")
         elif case.id in trained_ids:
-            why = f"{name} (or an adapter it continued) trained on it before it was marked"
+            reason, why = "trained", (f"{name} (or an adapter it continued) trained on it "
+                                      "before it was marked")
         elif prompt_key(case.messages) in trained_prompts:
-            why = f"{name} (or an adapter it continued) trained on the same prompt"
+            reason, why = "same_prompt", (f"{name} (or an adapter it continued) trained on "
+                                          "the same prompt")
         else:
             cases.append(case)
             continue
-        left_out.append({"id": case.id, "why": why})
+        left_out.append({"id": case.id, "why": why, "reason": reason})
     cases.sort(key=lambda c: c.source != "corrected")
     return TestSet(cases, left_out)
 

@@ -65,6 +65,15 @@ def card(scores: dict[str, list[float]], tokens: dict[str, int] | None = None,
             "measure": {"name": "exact" if binary else "chrf", "binary": binary}}
 
 
+def block(lost: int, gained: int) -> dict:
+    """A general check where run-3 lost and gained these many of 100 questions."""
+    p = scoring.sign_test(gained, lost)
+    return {"n": 100, "users": 0, "models": [
+        {"name": "base", "right": 90, "lost": 0, "gained": 0, "p": 1.0, "forgot": False},
+        {"name": "run-3", "right": 90 - lost + gained, "lost": lost, "gained": gained,
+         "p": p, "forgot": lost > gained and p < scoring.ALPHA}]}
+
+
 def test_verdict_the_adapter_beats_every_baseline():
     line = report.verdict(card({"base": [0] * 12, "base+examples": [0, 100] * 6,
                                 "run-3": [100] * 12}, binary=True), "run-3")
@@ -72,6 +81,34 @@ def test_verdict_the_adapter_beats_every_baseline():
                            "exact label, on 12 test examples")
     assert "(chance alone gives a gap this big 3.1% of the time: p = 0.031, adjusted for 2 " \
         "comparisons)" in line
+
+
+def test_the_answer_to_was_it_worth_it_follows_the_verdict_rules():
+    """The headline a person reads first (yes / no / not clearly / too early) says what
+    the verdict's paragraph says, never more."""
+    wins = card({"base": [0] * 12, "base+examples": [0, 100] * 6, "run-3": [100] * 12},
+                binary=True)
+    loses = card({"base": [100] * 8, "run-3": [0] * 8})
+    even = card({"base": [0] * 8, "base+examples": [100] * 7 + [0], "run-3": [100] * 8})
+    few = card({"base": [0] * 3, "run-3": [100] * 3})
+    for found, answer, rival in ((wins, "yes", "base+examples"), (loses, "no", "base"),
+                                 (even, "even", "base+examples"), (few, "too_few", "base")):
+        found["adapter"] = "run-3"
+        assert report.answer(found) == {"answer": answer, "rival": rival, "forgot": False}
+    wins["general"] = block(9, 1)
+    assert report.answer(wins)["forgot"] is True
+
+
+def test_plain_words_leave_the_statistics_to_the_details():
+    from services.names import Names
+
+    plain = Names({"run-3": "Your assistant", "base": "The plain model"}, plain_words=True)
+    line = report.verdict(card({"base": [0] * 12, "base+examples": [0, 100] * 6,
+                                "run-3": [100] * 12}), "run-3", plain)
+    assert line.startswith("Your assistant beats every option without training beyond "
+                           "chance on closeness to your wording, on 12 test examples")
+    for technical in ("p = ", "chrF", "adjusted for", "run-3"):
+        assert technical not in line, technical
 
 
 def test_verdict_a_baseline_that_cannot_be_told_apart_says_what_it_costs():
@@ -197,13 +234,6 @@ def test_the_verdict_is_decided_by_the_style_when_the_references_share_one():
 
 
 def test_forgetting_is_named_when_beyond_chance():
-    def block(lost: int, gained: int) -> dict:
-        p = scoring.sign_test(gained, lost)
-        return {"n": 100, "users": 0, "models": [
-            {"name": "base", "right": 90, "lost": 0, "gained": 0, "p": 1.0, "forgot": False},
-            {"name": "run-3", "right": 90 - lost + gained, "lost": lost, "gained": gained,
-             "p": p, "forgot": lost > gained and p < scoring.ALPHA}]}
-
     scores = {"base": [0] * 8, "run-3": [100] * 8}
     line = report.verdict(card(scores, binary=True, general=block(9, 1)), "run-3")
     assert line.endswith("run-3 forgot things the base knew: 9 of 100 general questions the "

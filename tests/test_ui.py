@@ -233,9 +233,13 @@ def test_the_report_card_speaks_plain_words_with_the_technical_ones_folded(ctx, 
     shown, folded = summary.split("<details><summary>Details: the technical words</summary>")
     tuned = names.label(ctx, "run-1")
     assert shown.startswith(f"### Was {tuned[0].lower() + tuned[1:]} worth it?")
-    for jargon in ("run-1", "base+", "held out", "95%", "tunechat", "chrF scores", "baseline"):
+    for jargon in ("run-1", "base+", "held out", "95%", "tunechat", "chrF", "baseline",
+                   "p = ", "adjusted for", "prompt tokens"):
         assert jargon not in shown, jargon
-    assert "beats every option without training beyond chance" in shown
+    assert (f"**Yes: {tuned[0].lower() + tuned[1:]} does better than every option that needs "
+            "no training.**") in shown
+    assert "beats every option without training beyond chance on closeness to your " \
+        "wording" in shown
     assert "chance alone gives a gap this big" in shown
     assert ("Not measured: the plain model + your instructions, because you have not written "
             "instructions yet. In the Train tab, open *Would a prompt have done as well?*") \
@@ -243,7 +247,7 @@ def test_the_report_card_speaks_plain_words_with_the_technical_ones_folded(ctx, 
     assert ("the automatic score picks the same winner as you in 4 of the 4 votes it could "
             "score (100%). Not scored: 1 vote where both answers scored the same") in shown
     for technical in ("`run-1`", "`base+examples`", "held out by its run", "95%",
-                      "run-1 beats every option"):
+                      "run-1 beats every option", "p = ", "(chrF)"):
         assert technical in folded, technical
     assert [row[0] for row in table] == ["The plain model",
                                          "The plain model + 4 of your examples", tuned]

@@ -38,6 +38,30 @@ UNSCORED_WORDS = {
     "nothing_to_score": "on a question that is no test example, with no style to look for",
     "same_score": "where both answers scored the same, so the score picks no winner"}
 """Why a vote was not scored (services/report.py UNSCORED)."""
+LEFT_OUT_WORDS = {"not_endorsed": "not an answer to imitate",
+                  "trained": "it learned from this one",
+                  "same_prompt": "it learned from the same question"}
+"""Why a test example was left out (storage/placement.py test_set's `reason`)."""
+
+
+def headline(card: dict, say: Names) -> str:
+    """The card's answer to "was it worth it?" in one line a person reads first ("" for
+    a card stored by an older version that lacks a field it reads)."""
+    try:
+        found = report.answer(card)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return ""
+    adapter, rival = card["adapter"], found["rival"]
+    line = {"yes": f"Yes: {say(adapter)} does better than every option that needs no "
+                   "training.",
+            "no": f"No: {say(rival)} does better, and needs no training.",
+            "even": f"Not clearly: {say(rival)} does about as well, and needs no training.",
+            "too_few": "Too early to say: too few of your examples are set aside to test "
+                       "it on (see below how to add some)."}[found["answer"]]
+    if found["forgot"]:
+        line += (f" And it forgot some things {say(BASE)} knew (see *General knowledge* "
+                 "below).")
+    return line
 
 
 def card_names(card: dict) -> list[str]:
@@ -50,7 +74,9 @@ def card_names(card: dict) -> list[str]:
 
 def summary_markdown(card: dict, say: Names = AS_IS) -> str:
     adapter, tests = card["adapter"], card["test_examples"]
-    lines = [f"### Was {say(adapter)} worth it?", f"**{_verdict(card, say)}**", "",
+    answer = headline(card, say)
+    lines = [f"### Was {say(adapter)} worth it?"] + [f"**{answer}**"] * bool(answer) + [
+        _verdict(card, say), "",
              f"Tested on {card['n']} of your examples that {say(adapter)} never learned "
              f"from: {tests['held_out']} its training run set aside, {tests['test_only']} "
              "you marked for testing only."]
@@ -58,7 +84,8 @@ def summary_markdown(card: dict, say: Names = AS_IS) -> str:
     if left_out:
         lines.append(f"Left out of its tests: {len(left_out)} example"
                      f"{'s' * (len(left_out) > 1)}, "
-                     + "; ".join(f"#{e['id']} ({e['why']})" for e in left_out[:5])
+                     + "; ".join(f"#{e['id']} ({LEFT_OUT_WORDS.get(e.get('reason', ''), e['why'])})"
+                                 for e in left_out[:5])
                      + ("; ..." if len(left_out) > 5 else "") + ".")
     if card.get("measure"):
         name = card["measure"]["name"]
