@@ -4,7 +4,7 @@ conversations."""
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from assistant.engine import EmptyMessage, GenerationSettings
 from core.chatformat import with_system
@@ -86,10 +86,23 @@ def recent(ctx: Context, limit: int = 50) -> list[ConversationSummary]:
     return conversations.list_conversations(ctx.store, limit)
 
 
+def latest(ctx: Context) -> Conversation | None:
+    """The most recent conversation (reopened: see reopen), None before the first one:
+    what a page load shows, so a reload loses nothing."""
+    found = recent(ctx, 1)
+    return reopen(ctx, found[0].id) if found else None
+
+
+def resumed_model(ctx: Context) -> str:
+    """The model the chat is set to on a page load: the one the most recent conversation
+    is on (it is reopened), else the one new chats start with."""
+    last = latest(ctx)
+    return last.adapter if last is not None else models.chat_default(ctx)
+
+
 def reopen(ctx: Context, conversation_id: int) -> Conversation:
     """A stored conversation; its model is base when its adapter is gone."""
     stored = conversations.get_conversation(ctx.store, conversation_id)
     if stored.adapter not in models.model_names(ctx):
-        return Conversation(stored.id, stored.title, stored.system, "base", stored.messages,
-                            stored.positions)
+        return replace(stored, adapter="base")  # who wrote each reply stays as stored
     return stored

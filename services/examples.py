@@ -11,7 +11,7 @@ from pathlib import Path
 from core.errors import UserError
 from services import general, training
 from services.context import Context
-from storage import examples, formats, placement, sources
+from storage import examples, formats, placement, runs, sources
 from storage.examples import Example
 
 
@@ -91,6 +91,20 @@ def verdicts(ctx: Context, conversation_id: int) -> list[str | None]:
 
 def edit(ctx: Context, example_id: int, messages: list[dict]) -> None:
     examples.update_example(ctx.store, example_id, messages)
+
+
+def editing_during_run(ctx: Context) -> str:
+    """One line for the example editor while a run is queued or training ("" when none
+    is): the run trains on the copy of the examples taken when it was queued, so an edit
+    now counts from the next run."""
+    run = runs.active_run(ctx.store)
+    if run is None:
+        return ""
+    if run["status"] == "queued":
+        return (f"Run #{run['id']} is about to train on a copy of your examples taken when "
+                "it was started: edits count from the next run.")
+    return (f"Run #{run['id']} is training on a copy of your examples taken when it "
+            "started: edits count from the next run.")
 
 
 def set_test_only(ctx: Context, example_id: int, test_only: bool) -> str:

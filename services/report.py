@@ -431,8 +431,8 @@ def answer(card: dict) -> dict:
     "too_few", "rival": the option without training it is weighed against, "forgot":
     whether the general check found a loss beyond chance}. The same rules as `verdict`."""
     adapter = card["adapter"]
-    mine = next((m for m in (card.get("general") or {}).get("models", [])
-                 if m["name"] == adapter), {})
+    mine: dict = next((m for m in (card.get("general") or {}).get("models", [])
+                       if m["name"] == adapter), {})
     found = {"answer": "too_few", "rival": None, "forgot": bool(mine.get("forgot"))}
     if not card.get("contenders") or not card.get("rows"):
         return found

@@ -333,7 +333,12 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
     second verdict on the same reply replaces the first, except that a correction is
     never turned into a keep or a dislike (its rejected side would be lost). A
     correction also rewrites the stored turn, so the conversation goes on from the
-    fixed answer, and keeps the original as the rejected side of a preference pair."""
+    fixed answer, and keeps the original as the rejected side of a preference pair.
+
+    An example never holds a reply the user corrected as the model wrote it: earlier
+    replies the user corrected are in its history as corrected (as the correction's
+    example now says, edited or not), and a correction is carried into the examples
+    made before it from later replies of the same conversation."""
     conversation = get_conversation(store, conversation_id)
     if not 0 <= index < len(conversation.messages) or \
             conversation.messages[index]["role"] != "assistant":
@@ -341,7 +346,9 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
     position = conversation.positions[index]
     if verdict == "undo":
         return _undo(store, conversation_id, position)
-    turns = conversation.messages[:index + 1]
+    fixed = _corrections(store, conversation_id)
+    turns = [{"role": m["role"], "content": fixed[p]} if p in fixed and p != position else m
+             for m, p in zip(conversation.messages[:index + 1], conversation.positions)]
     original = turns[-1]["content"]
     rejected = None
     if verdict == "corrected":
@@ -366,6 +373,8 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
         if verdict == "corrected":
             db.execute("UPDATE turns SET content = ? WHERE conversation_id = ? AND position = ?",
                        [corrected, conversation_id, position])
+            _carry_correction(db, conversation_id, position, index,
+                              {original, rejected or original}, messages[-1]["content"])
         if previous_id is None:
             return Judgement(new_id(db.table("examples").insert(row)), None)
         row.pop("created_at")
@@ -404,6 +413,61 @@ def verdicts(store: Store, conversation_id: int) -> dict[int, str]:
     return dict(rows)
 
 
+def _corrections(store: Store, conversation_id: int) -> dict[int, str]:
+    """Stored position of each reply of a conversation the user corrected -> the
+    correction as its example holds it now (edited in the Examples tab or not)."""
+    with store.read() as db:
+        rows = db.execute("SELECT turn_position, messages FROM examples WHERE conversation_id "
+                          "= ? AND source = 'corrected' AND deleted_at IS NULL",
+                          [conversation_id]).fetchall()
+    return {position: json.loads(messages)[-1]["content"] for position, messages in rows}
+
+
+def _carry_correction(db: Database, conversation_id: int, position: int, index: int,
+                      replaced: set[str], corrected: str) -> None:
+    """Examples made earlier from later replies of the conversation hold the corrected
+    reply (message `index` of the conversation, after their system prompt) in their
+    history: they get the correction too, where they still hold a text it replaced. One
+    that would then repeat another example exactly is left as it is."""
+    rows = db.execute("SELECT id, messages FROM examples WHERE conversation_id = ? AND "
+                      "turn_position > ? AND deleted_at IS NULL",
+                      [conversation_id, position]).fetchall()
+    for example_id, stored in rows:
+        messages = json.loads(stored)
+        at = index + (messages[0]["role"] == "system")
+        if at >= len(messages) - 1 or messages[at]["role"] != "assistant" or \
+                messages[at]["content"] not in replaced:
+            continue
+        messages[at] = {"role": "assistant", "content": corrected}
+        if _existing_id(db, messages, example_id) is not None:
+            continue
+        row = _row(messages, "")
+        row.pop("created_at")
+        row.pop("source")
+        db.table("examples").update(example_id, row)
+
+
+def _with_earlier_corrections(store: Store, messages: list[dict]) -> list[dict]:
+    """`messages` with each earlier reply the user corrected (a live correction with the
+    same history whose rejected side is that reply) replaced by the correction."""
+    messages = list(messages)
+    with store.read() as db:
+        for i, message in enumerate(messages[:-1]):
+            if message["role"] != "assistant":
+                continue
+            _, history_key = near_keys(messages[:i + 1])
+            found = db.execute(
+                "SELECT messages FROM examples WHERE prompt_key = ? AND rejected = ? AND "
+                "source = 'corrected' AND deleted_at IS NULL ORDER BY id DESC",
+                [history_key, message["content"]]).fetchall()
+            for (stored,) in found:
+                correction = json.loads(stored)
+                if correction[:-1] == messages[:i]:
+                    messages[i] = correction[-1]
+                    break
+    return messages
+
+
 def _first_answer(store: Store, conversation_id: int, position: int) -> str | None:
     """The model's own answer, when this reply was corrected before (correcting twice
     must not make the first correction the rejected side)."""
@@ -416,8 +480,9 @@ def _first_answer(store: Store, conversation_id: int, position: int) -> str | No
 
 
 def correct_messages(store: Store, messages, corrected: str) -> int:
-    """A correction from outside the chat: `messages` end with the answer to replace."""
-    messages = validate_messages(messages)
+    """A correction from outside the chat: `messages` end with the answer to replace.
+    Earlier replies in them that the user corrected before are stored corrected."""
+    messages = _with_earlier_corrections(store, validate_messages(messages))
     fixed = messages[:-1] + [{"role": "assistant",
                               "content": check_text(corrected, "corrected")}]
     return add_example(store, fixed, "corrected", rejected=messages[-1]["content"])

@@ -13,8 +13,9 @@ Each format is one entry of FORMATS (see the end of this file): a name, how to t
 record of it, a reader (record -> messages or Item) and a writer (example -> record). To
 add a format, write its pair of functions and add its entry; the command line's --format
 choices, the Examples tab's lists and auto-detection all read FORMATS. Records are
-written as JSONL, or for "csv" as spreadsheet rows (prompt, answer, system), which any
-spreadsheet program opens and the import reads back."""
+written as JSONL, or for "csv" as spreadsheet rows (question, answer, system, and history
+when a conversation is longer), which any spreadsheet program opens and the import reads
+back."""
 
 from __future__ import annotations
 
@@ -451,9 +452,10 @@ def _to_prompt_completion(example: Example) -> dict:
 def _to_columns(example: Example) -> dict:
     """A spreadsheet row: the question, its answer and the system prompt, and the turns
     before them (if any) as JSON in a history column, alpaca's [[question, answer], ...]
-    that the import reads back."""
+    that the import reads back (storage/sources.py reads "question" as the user's
+    column)."""
     record = _to_alpaca(example)
-    row = {"prompt": record["instruction"], "answer": record["output"],
+    row = {"question": record["instruction"], "answer": record["output"],
            "system": record.get("system", "")}
     if "history" in record:
         row[HISTORY_COLUMN] = json.dumps(record["history"], ensure_ascii=False)
@@ -511,8 +513,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("prompt-completion", "prompt-completion (TRL)", "completion",
            _from_prompt_completion, _to_prompt_completion),
     Format("text", "plain text (refused)", "text", _refuse_plain_text, None),
-    Format("csv", "spreadsheet (CSV: prompt, answer, system)", "prompt", None, _to_columns,
-           suffix="csv"),
+    Format("csv", "spreadsheet (CSV: question, answer, system)", "question", None,
+           _to_columns, suffix="csv"),
 )}
 
 
@@ -533,7 +535,8 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     _write_atomically(path, write)
 
 
-CSV_COLUMNS = ("prompt", "answer", "system")
+CSV_COLUMNS = ("question", "answer", "system")
+"""A CSV export's headers, in words a spreadsheet user reads (then history, if any)."""
 
 
 def write_csv(path: str | os.PathLike, records: list[dict]) -> None:

@@ -157,7 +157,7 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         # Compare blind, vote, and see the names and the win rate.
         page.get_by_role("tab", name="Compare").click()
         page.locator("#compare-prompt textarea").fill("Say hello number 7.")
-        page.get_by_label("Model B (right)").click()
+        page.get_by_label("The other model").click()
         page.get_by_role("option", name="Your assistant tuned").click()
         page.locator("#compare-button").click()
         expect(page.locator("#label-a")).to_have_text("Model A")  # names hidden

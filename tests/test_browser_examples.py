@@ -52,8 +52,12 @@ def test_edit_import_and_readiness_like_a_new_user(page, tmp_path, tiny_model_di
         page.get_by_role("tab", name="Examples").click()
         table, boxes = page.locator("#examples-table"), page.locator(".turn-box textarea")
 
-        # Bug 1: every turn of an example takes typing, and Save keeps it.
+        # Bug 1: every turn of an example takes typing, and Save keeps it. On a short
+        # screen the editor, opened below the table, scrolls into view.
+        page.set_viewport_size({"width": 1280, "height": 700})
         table.get_by_text("Can I bring my dog?").last.click()
+        expect(page.get_by_text("Example #20 · imported")).to_be_in_viewport()
+        page.set_viewport_size({"width": 1280, "height": 900})
         expect(boxes.nth(2)).to_have_value(STUDIO[1][1])
         expect(boxes.nth(1)).to_be_editable()
         boxes.nth(2).fill(FIXED)

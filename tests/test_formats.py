@@ -58,7 +58,7 @@ def test_round_trip_is_byte_identical(fmt, store, tmp_path):
 
 
 def test_a_csv_export_opens_in_a_spreadsheet_and_imports_back(store, tmp_path):
-    """What a spreadsheet user takes back: prompt, answer and system columns (the earlier
+    """What a spreadsheet user takes back: question, answer and system columns (the earlier
     turns of a longer conversation in a history column), read back by the CSV import."""
     import pandas as pd
 
@@ -68,7 +68,7 @@ def test_a_csv_export_opens_in_a_spreadsheet_and_imports_back(store, tmp_path):
                          rejected="c")
     first = tmp_path / "first.csv"
     assert export_file(store, first, "csv") == 2
-    assert first.read_bytes().startswith(b"\xef\xbb\xbfprompt,answer,system,history\r\n")
+    assert first.read_bytes().startswith(b"\xef\xbb\xbfquestion,answer,system,history\r\n")
     sheet = pd.read_csv(first, dtype=object, keep_default_na=False)  # as a spreadsheet has it
     assert sheet.values.tolist()[1] == ["a", "b", "", ""]
     assert sheet.values.tolist()[0][:3] == [TRICKY[3]["content"], TRICKY[4]["content"],

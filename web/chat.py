@@ -162,6 +162,21 @@ class ChatHandlers:
         return (self.stored_chat(conversation_id), stored.id, stored.system, stored.adapter,
                 note)
 
+    def resume(self):
+        """On every page load: the most recent conversation, reopened as the list of
+        earlier conversations reopens one (its messages, system prompt and answers; its
+        model is the chat list's default on load: chat.resumed_model), so a reload loses
+        nothing. (chat, conversation id, system prompt, note, earlier conversations, who
+        answered, the prompt's box, the prompt)."""
+        last = chat.latest(self.ctx)
+        if last is None:
+            return (gr.skip(),) * 4 + (self.earlier_conversations(),) + (gr.skip(),) * 3
+        shown, conversation_id, system, _, judged = self.reopen(last.id)
+        note = ("Your last conversation, where you left it. *+ New conversation* starts "
+                "another." + (f" {judged}" if judged else ""))
+        return (shown, conversation_id, system, note,
+                self.earlier_conversations(conversation_id), *self.reply_info(conversation_id))
+
     def stored_chat(self, conversation_id: int | None):
         """The conversation as stored, with the thumbs it was given."""
         if conversation_id is None:
@@ -238,7 +253,8 @@ def build(ui: Ui) -> None:
                                elem_id="earlier-conversations")
         with gr.Column(scale=4):
             with gr.Row():
-                model = ui.model_list("Model", default=models.chat_default,
+                # set on load to the model of the conversation a load reopens (resume)
+                model = ui.model_list("Model", default=chat.resumed_model,
                                       elem_id="chat-model")
                 system = gr.Textbox(label="System prompt", lines=1, scale=3,
                                     placeholder="Optional: how the assistant should behave")
@@ -303,7 +319,9 @@ def build(ui: Ui) -> None:
                   [chatbot, conversation_id, system, model, note], api_visibility="private") \
         .then(handlers.reply_info, conversation_id, [answered, prompt_box, built],
               api_visibility="private")
-    ui.on_load(refresh, None, earlier)
+    # A reload reopens the most recent conversation, and lists it as the one open.
+    ui.on_load(handlers.resume, None, [chatbot, conversation_id, system, note, earlier,
+                                       answered, prompt_box, built])
     ui.on_load(handlers.intro, None, intro)
     assert ui.tab is not None  # its counts follow examples added in other tabs
     ui.tab.select(handlers.intro, None, intro, api_visibility="private",

@@ -24,6 +24,8 @@ class NothingToMeasure(UserError):
 VOTES = {"A is better": "a", "B is better": "b", "Tie": "tie", "Both bad": "both_bad"}
 RATE_HEADERS = ["model", "wins", "losses", "ties", "both bad", "votes",
                 "win rate against the plain model", "likely range"]
+RATES_LABEL = ("How often each model wins against the plain model (blind and open votes; "
+               "ties count half). The likely range narrows with more votes")
 
 
 def rate_rows(rates: list[dict], label: Callable[[str], str] = str) -> list[list]:
@@ -40,8 +42,31 @@ NO_ADAPTER_YET = ("No tuned assistant yet: the report card appears after the fir
                   "run.")
 MEASURE_CHOICES = [("auto: the style when your answers share one, else their form", "auto"),
                    ("style: the sign-off or greeting your answers share", "style"),
-                   ("wording: how close to your words (chrF)", "chrf"),
-                   ("exact label", "exact"), ("JSON fields", "json")]
+                   ("wording: how close to your words", "chrf"),
+                   ("exact answer: word for word the label you wrote", "exact"),
+                   ("fields: the same fields as your JSON answers", "json")]
+"""What decides the verdict, as the list shows it (the value is the technical name)."""
+MEASURE_DETAILS = (
+    "<details><summary>details</summary>The technical names: <i>wording</i> is the "
+    "chrF score (character n-gram F-score, 0-100) of each answer against yours; <i>exact "
+    "answer</i> is exact match; <i>fields</i> is the share of JSON fields matched exactly; "
+    "<i>style</i> looks for the phrases your answers share. The API and the command line "
+    "take <code>auto</code>, <code>style</code>, <code>chrf</code>, <code>exact</code>, "
+    "<code>json</code>.</details>")
+RATES_DETAILS = (
+    "<details><summary>details</summary>The likely range is a 95% Wilson score interval "
+    "for the win rate; “both bad” votes are left out of the rate.</details>")
+BLIND_WORDS = ("Blind: the two answers appear in random order, as A and B; the names are "
+               "revealed after you vote")
+LEFT_LABEL, RIGHT_LABEL = "One model", "The other model"
+"""The two lists: neither promises a side (blind shuffles them)."""
+
+
+def _answers_done(current: dict) -> str:
+    """How far the report-card worker is ("40 of 240 answers"), without the technical
+    names its step carries."""
+    total = current.get("total") or 0
+    return f"{current.get('done') or 0} of {total} answers" if total else "starting"
 
 
 class CompareHandlers:
@@ -62,6 +87,7 @@ class CompareHandlers:
         if blind:
             random.shuffle(pair)
         say = self.say(*pair)
+        # Blind: A and B, in random order, named after the vote; else which is which.
         labels = ("Model A", "Model B") if blind else (f"A: {say.first(pair[0])}",
                                                        f"B: {say.first(pair[1])}")
         a_text = b_text = ""
@@ -86,7 +112,7 @@ class CompareHandlers:
         if pair_id:
             note += (f" The winner's answer over the other is kept as a preference, #{pair_id}"
                      " in the Examples tab (source *vote*): runs that learn from your "
-                     "preferences learn from it (the sft+dpo objective).")
+                     "preferences learn from it (in the Train tab, *What to learn from*).")
         return (note, gr.Markdown(f"A: {a}"), gr.Markdown(f"B: {b}"), None,
                 rate_rows(rates, say.first))
 
@@ -113,17 +139,40 @@ class CompareHandlers:
                 gr.Dataframe(value=rows, headers=headers), card["created_at"])
 
     def status(self, adapter: str | None) -> str:
+        """The chosen adapter's card's state, and any card being measured now, whichever
+        adapter it is for (the list may show another: the one new chats use)."""
         if not adapter:
             return NO_ADAPTER_YET
+        worker = self.ctx.reports
+        current = worker.current if worker is not None else None  # the worker may reset it
+        current = dict(current) if current else None
+        lines = [self._status_of(adapter, current)] + [
+            self._measuring_other(other, far) for other, far in self._measured_now(current)
+            if other != adapter]
+        return "\n\n".join(line for line in lines if line)
+
+    def _measured_now(self, current: dict | None) -> list[tuple[str, str]]:
+        """(adapter, how far) for each card being measured now: *Measure again*, then the
+        worker's card of a finished run."""
+        found = dict(self.measuring)
+        if current and current.get("adapter") and current["adapter"] not in found:
+            found[current["adapter"]] = _answers_done(current)
+        return list(found.items())
+
+    def _measuring_other(self, adapter: str, far: str) -> str:
+        return (f"Measuring the report card of {self.say(adapter)(adapter)} too: {far}. "
+                "Choose it in *Report card of* to see it when it is done; the chat stays "
+                "usable meanwhile.")
+
+    def _status_of(self, adapter: str, current: dict | None) -> str:
         # Named only when a line is shown: this runs every two seconds.
         if adapter in self.measuring:
             return (f"Measuring {self.say(adapter)(adapter)} again: "
                     f"{self.measuring[adapter]}. The chat stays usable meanwhile.")
-        worker = self.ctx.reports
-        current = worker.current if worker is not None else None  # the worker may reset it
         if current and current["adapter"] == adapter:
-            return (f"Measuring {self.say(adapter)(adapter)}: {current['done']} of "
-                    f"{current['total']} answers. The chat stays usable meanwhile.")
+            return (f"Measuring {self.say(adapter)(adapter)}: {_answers_done(current)}. The "
+                    "chat stays usable meanwhile.")
+        worker = self.ctx.reports
         failed = self.failed.get(adapter) or (worker.failure(adapter) if worker else None)
         if failed:
             return (f"⚠ The report card of {self.say(adapter)(adapter)} could not be "
@@ -176,8 +225,9 @@ class CompareHandlers:
 
     def set_measure(self, name: str) -> str:
         chosen = report.choose_measure(self.ctx, name)
-        return (f"✓ The verdicts are decided by {report.MEASURES.get(chosen, 'auto')} from "
-                "now on. Press *Measure again* to see this card with it.")
+        words = dict((value, shown) for shown, value in MEASURE_CHOICES).get(chosen, chosen)
+        return (f"✓ The verdicts are decided by *{words}* from now on. Press *Measure again* "
+                "to see this card with it.")
 
     def rates(self) -> list[list]:
         rates = compare.win_rates(self.ctx)
@@ -192,11 +242,11 @@ def build(ui: Ui) -> None:
         prompt = gr.Textbox(label="Prompt", scale=3, elem_id="compare-prompt")
         system = gr.Textbox(label="Instructions for both (system prompt)", scale=2)
     with gr.Row():
-        left = ui.model_list("Model A (left)", default=lambda ctx: models.BASE,
+        left = ui.model_list(LEFT_LABEL, default=lambda ctx: models.BASE,
                              elem_id="model-a")
-        right = ui.model_list("Model B (right)", default=models.adapter_to_show,
+        right = ui.model_list(RIGHT_LABEL, default=models.adapter_to_show,
                               follow=NEWEST, elem_id="model-b")
-        blind = gr.Checkbox(True, label="Blind: shuffle and hide the names until I vote")
+        blind = gr.Checkbox(True, label=BLIND_WORDS)
         go = gr.Button("Compare", variant="primary", elem_id="compare-button")
     with gr.Row():
         with gr.Column():
@@ -210,10 +260,8 @@ def build(ui: Ui) -> None:
         vote_buttons = [gr.Button(choice) for choice in VOTES]
     note = gr.Markdown(elem_id="compare-note")
     rates = gr.Dataframe(headers=RATE_HEADERS, interactive=False,
-                         label="How often each model wins against the plain model "
-                               "(blind and open votes; ties count half). The likely range "
-                               "narrows with more votes (a 95% Wilson interval)",
-                         elem_id="win-rates")
+                         label=RATES_LABEL, elem_id="win-rates")
+    gr.Markdown(RATES_DETAILS)
     with gr.Accordion("Chat default", open=False):
         with gr.Row():
             chosen = ui.model_list("Model for new chats", follow=NEWEST,
@@ -237,8 +285,10 @@ def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
         adapter = ui.model_list("Report card of", with_base=False, follow=NEWEST,
                                 default=models.adapter_to_show, elem_id="card-model",
                                 scale=3)
-        decide = gr.Dropdown(MEASURE_CHOICES, value="auto", label="What decides the verdict",
-                             elem_id="card-measure", scale=2)
+        with gr.Column(scale=2, min_width=160):
+            decide = gr.Dropdown(MEASURE_CHOICES, value="auto",
+                                 label="What decides the verdict", elem_id="card-measure")
+            gr.Markdown(MEASURE_DETAILS)
         again = gr.Button("Measure again", scale=1, elem_id="measure")
     status = gr.Markdown(elem_id="card-status")
     summary = gr.Markdown(elem_id="card-summary")

@@ -25,6 +25,21 @@ COLUMN_WIDTHS: list[str | int] = ["6%", "10%", "30%", "30%", "6%", "18%"]
 SOURCE_CHOICES = ["all"] + list(SOURCES)
 PREVIEW = 80
 HELD_OUT = "held out (tests run #{run})"
+SPREADSHEET = "Spreadsheet (CSV)"
+"""The export a spreadsheet user wants: first in the list, and chosen."""
+EDITOR = "example-editor"
+# Selecting a row opens the editor below the table, out of view on a laptop: bring it
+# into view (only as far as needed), once it is drawn.
+SCROLL_TO_EDITOR = (f"() => setTimeout(() => document.getElementById('{EDITOR}')"
+                    "?.scrollIntoView({block: 'nearest', behavior: 'smooth'}), 100)")
+
+
+def export_choices() -> list[tuple[str, str]]:
+    """The export formats as the Examples tab offers them: the spreadsheet first, in
+    plain words, then the formats training tools read."""
+    technical = [(formats.FORMATS[name].label, name) for name in formats.export_formats()
+                 if name != "csv"]
+    return [(SPREADSHEET, "csv")] + technical
 
 
 def readiness_html(counts: dict[str, int], progress: str, state: training.AutoStart) -> str:
@@ -116,6 +131,8 @@ class ExampleHandlers:
             lost = "The answer it won over" if chosen.source == "vote" else \
                 "The model's first answer"
             title += f"\n{lost}: _{html.escape(_preview(chosen.rejected))}_"
+        if during := examples.editing_during_run(self.ctx):
+            title += f"\n\n{during}"
         messages = chosen.messages
         if messages[0]["role"] != "system":
             messages = [{"role": "system", "content": ""}] + messages
@@ -141,7 +158,8 @@ class ExampleHandlers:
         messages = [{"role": role, "content": text} for role, text in zip(roles, texts)
                     if role != "system" or (text or "").strip()]
         examples.edit(self.ctx, example_id, messages)
-        return f"✓ Saved example #{example_id}."
+        during = examples.editing_during_run(self.ctx)
+        return f"✓ Saved example #{example_id}." + (f" {during}" if during else "")
 
     def delete(self, example_id: int | None):
         """(note, last deleted id, undo button, editor)"""
@@ -237,7 +255,7 @@ def build(ui: Ui) -> None:
     note = gr.Markdown(elem_id="examples-note")
     undo = gr.Button("Undo delete", visible=False, elem_id="undo-delete")
     selected, last_deleted, editing = gr.State(None), gr.State(None), gr.State([])
-    with gr.Column(visible=False) as editor:
+    with gr.Column(visible=False, elem_id=EDITOR) as editor:
         title = gr.Markdown()
 
         @gr.render(inputs=editing)
@@ -290,9 +308,9 @@ def build(ui: Ui) -> None:
                 imported = gr.Markdown(elem_id="import-result")
             with gr.Column():
                 export_format = gr.Dropdown(
-                    [(formats.FORMATS[name].label, name) for name in formats.export_formats()],
-                    value="openai",
-                    label="Format")
+                    export_choices(), value="csv", label="Format",
+                    info="A spreadsheet opens in Excel, Numbers or Google Sheets; the "
+                         "other formats are for training tools.", elem_id="export-format")
                 export_button = gr.Button("Export")
                 download = gr.File(label="Download", interactive=False)
 
@@ -315,7 +333,8 @@ def build(ui: Ui) -> None:
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
     table.select(shown_to_user(handlers.select), None,
                  [selected, title, editing, editor, test_only, must_keep],
-                 api_visibility="private")
+                 api_visibility="private").success(None, js=SCROLL_TO_EDITOR,
+                                                   api_visibility="private")
     test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
                     api_visibility="private").success(**show).success(
         lambda keep, test: keep and test, [must_keep, test_only], must_keep,

@@ -1,11 +1,16 @@
 """The Train tab: settings, Start / Cancel / Resume, a live progress bar with the time
 left, the loss curve (train and eval), the history of runs and a selected run's lineage.
-The tab only reads the run records the trainer process writes; it never trains."""
+The tab only reads the run records the trainer process writes; it never trains.
+
+Its timer reads the runs table once a tick (`TrainHandlers.refresh`) and hands the rows
+to every helper that needs them."""
 
 from __future__ import annotations
 
 import html
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -38,6 +43,12 @@ OBJECTIVE_WORDS = {
 """What each objective learns from, in plain words (the technical name in brackets)."""
 STAGES = {"sft": "learning your answers", "dpo": "learning your preferences: dpo stage",
           "kto": "learning what to avoid: kto stage"}
+HISTORY_ROWS = 50
+"""Runs the tab reads a tick (the runs table shows them). The active run is always among
+them: a new run is the newest, and Resume takes up only the newest run."""
+RESUMABLE = ("failed", "cancelled")
+"""What services/training.py resume() takes up (trainer/jobs.py: from its last complete
+checkpoint, else from the start, on the examples it was queued with)."""
 
 
 def eta_seconds(run: dict) -> float | None:
@@ -63,11 +74,14 @@ def verdict(run: dict, say: names.Names = names.AS_IS) -> str:
 
 
 def status_html(run: dict | None, auto: training.AutoStart, progress: str,
-                shown: str | None = None) -> str:
-    """The run's state; `shown`: its model's name in plain words."""
+                shown: str | None = None, card: str = "") -> str:
+    """The run's state; `shown`: its model's name in plain words; `card`: how far the
+    report card being measured now is (card_progress_line)."""
     waiting = next_run_line(auto, progress)
+    card_line = f'<p class="card-progress">{html.escape(card)}</p>' if card else ""
     if not run:
-        return f'<div id="train-status"><p>No training runs yet.</p><p>{waiting}</p></div>'
+        return (f'<div id="train-status"><p>No training runs yet.</p>{card_line}'
+                f'<p>{waiting}</p></div>')
     step, total = run.get("step") or 0, run.get("total_steps") or 0
     line = f"Run #{run['id']} · <b>{run['status']}</b>"
     if total:
@@ -87,7 +101,42 @@ def status_html(run: dict | None, auto: training.AutoStart, progress: str,
         line += f"<br><span style='color:#b91c1c'>{html.escape(run['error'])}</span>"
     bar = (f'<progress value="{step}" max="{total}" style="width:100%"></progress>'
            if total else "")
-    return f'<div id="train-status"><p>{line}</p>{bar}<p>{waiting}</p></div>'
+    return f'<div id="train-status"><p>{line}</p>{bar}{card_line}<p>{waiting}</p></div>'
+
+
+def card_progress_line(current: dict | None, say: names.Names) -> str:
+    """What the report-card worker measures now, in plain words ("" when nothing):
+    `current` is services/report.py ReportWorker.current."""
+    if not current or not current.get("adapter"):
+        return ""
+    done, total = current.get("done") or 0, current.get("total") or 0
+    far = f"{done} of {total} answers" if total else "starting"
+    return (f"Measuring {say(current['adapter'])} for its report card: {far}. The chat "
+            "stays usable; the card appears in the Compare tab.")
+
+
+def measured_now(ctx: Context) -> dict | None:
+    """A copy of what the report-card worker measures now (it clears it when done)."""
+    worker = ctx.reports
+    current = worker.current if worker is not None else None
+    return dict(current) if current else None
+
+
+def resumable(rows: list[dict]) -> dict | None:
+    """The run Resume takes up: the newest run, when it failed or was cancelled and no
+    run is queued or training (services/training.py resume() takes the newest failed or
+    cancelled run; an older one, with a newer run after it, is not offered)."""
+    if not rows or any(r["status"] in ACTIVE for r in rows):
+        return None
+    return rows[0] if rows[0]["status"] in RESUMABLE else None
+
+
+def resume_button(rows: list[dict]) -> gr.Button:
+    """The Resume button, shown only when there is a run it can take up."""
+    run = resumable(rows)
+    if run is None:
+        return gr.Button("Resume", visible=False)
+    return gr.Button(f"Resume run #{run['id']} from where it stopped", visible=True)
 
 
 def next_run_line(auto: training.AutoStart, progress: str) -> str:
@@ -104,6 +153,96 @@ def loss_points(run: dict | None) -> list[dict]:
              for p in run["losses"]]
             + [{"step": step, "loss": loss, "series": HELD_OUT}  # one point a step
                for step, loss in {p["step"]: p["loss"] for p in run["eval_losses"]}.items()])
+
+
+def step_ticks(last: int, most: int = 8) -> list[int]:
+    """Whole-number ticks from 0 to `last` steps, 1, 2, 5, 10, 20, 50... apart, at most
+    `most` of them (a step is never cut in fifths)."""
+    gaps = (m * 10 ** k for k in itertools.count() for m in (1, 2, 5))
+    gap = next(g for g in gaps if last // g + 1 <= most)
+    return list(range(0, last + 1, gap))
+
+
+def loss_ticks(low: float, high: float, most: int = 5) -> list[float]:
+    """Round ticks covering low to high (1, 2 or 5 times a power of ten apart)."""
+    if not high > low:
+        return [low]
+    raw = (high - low) / max(1, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    gap = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(low / gap) * gap
+    return [round(first + i * gap, 10) for i in range(int(math.ceil((high - first) / gap)) + 1)]
+
+
+def loss_chart_html(run: dict | None, width: int = 640, height: int = 240) -> str:
+    """The error curve of `run` (train, held out, preference stage) as an SVG with whole
+    steps on its x-axis, and a legend in HTML that wraps instead of cutting its words."""
+    points = [p for p in loss_points(run) if math.isfinite(p["loss"])]
+    title = (f"Run #{run['id']}: error while learning (lower is better)" if run else
+             "Error while learning (lower is better)")
+    legend = "".join(
+        f'<span style="display:inline-flex;align-items:center;gap:6px;margin-right:16px">'
+        f'<span style="width:14px;height:3px;background:{color};display:inline-block">'
+        f'</span>{html.escape(series)}</span>' for series, color in COLORS.items()
+        if series != PREFERENCES or any(p["series"] == PREFERENCES for p in points))
+    head = (f'<div style="font-weight:600">{html.escape(title)}</div>'
+            f'<div style="display:flex;flex-wrap:wrap;font-size:13px;margin:4px 0">{legend}'
+            "</div>")
+    if not run:
+        return f'<div class="loss-chart">{head}<p>No training runs yet.</p></div>'
+    left, right, top, bottom = 56, 16, 10, 44
+    last = math.ceil(max([run.get("total_steps") or 0] + [p["step"] for p in points] + [1]))
+    losses = [p["loss"] for p in points] or [0.0, 1.0]
+    y_ticks = loss_ticks(min(losses), max(losses))
+    low, high = y_ticks[0], y_ticks[-1] if y_ticks[-1] > y_ticks[0] else y_ticks[0] + 1
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(step: float) -> float:
+        return left + plot_w * step / last
+
+    def y(loss: float) -> float:
+        return top + plot_h * (1 - (loss - low) / (high - low))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+             f'width="100%" style="max-width:{width * 1.25:.0f}px" role="img" '
+             f'aria-label="{html.escape(title)}" font-family="sans-serif" font-size="12">']
+    for tick in y_ticks:
+        parts.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{width - right}" '
+                     f'y2="{y(tick):.1f}" stroke="#e5e7eb"/><text x="{left - 6}" '
+                     f'y="{y(tick) + 4:.1f}" text-anchor="end" fill="#6b7280">'
+                     f'{_decimals(tick)}</text>')
+    for tick in step_ticks(last):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{top + plot_h}" x2="{x(tick):.1f}" '
+                     f'y2="{top + plot_h + 4}" stroke="#6b7280"/><text x="{x(tick):.1f}" '
+                     f'y="{top + plot_h + 17}" text-anchor="middle" fill="#6b7280">{tick}'
+                     "</text>")
+    parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" '
+                 'fill="#374151">training step</text>'
+                 f'<text transform="translate(14 {top + plot_h / 2:.0f}) rotate(-90)" '
+                 'text-anchor="middle" fill="#374151">error</text>')
+    if not points:
+        parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}" '
+                     'text-anchor="middle" fill="#6b7280">the curve starts with the first '
+                     "steps</text>")
+    for series, color in COLORS.items():
+        mine = sorted((p for p in points if p["series"] == series), key=lambda p: p["step"])
+        if not mine:
+            continue
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x(p['step']):.1f},{y(p['loss']):.1f}"
+                        for i, p in enumerate(mine))
+        parts.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        marks = series == HELD_OUT or len(mine) <= 60
+        for p in mine if marks else []:
+            parts.append(f'<circle cx="{x(p["step"]):.1f}" cy="{y(p["loss"]):.1f}" r="3" '
+                         f'fill="{color}"><title>{html.escape(series)}: step {p["step"]}, '
+                         f'error {p["loss"]:.3f}</title></circle>')
+    parts.append("</svg>")
+    return f'<div class="loss-chart">{head}{"".join(parts)}</div>'
+
+
+def _decimals(value: float) -> str:
+    """0.25 -> "0.25", 1.0 -> "1": an axis label without trailing zeros."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None,
@@ -166,18 +305,55 @@ def scores_chart(cards: dict[int, dict]) -> str:
             + cards_svg.runs_chart_svg(points))
 
 
-def in_use_line(ctx: Context, cards: dict[int, dict] | None = None
-                ) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class Seen:
+    """What one tick of the tab reads, once: the runs (newest first), their report cards,
+    the last decision on the model in use, that model, what the report-card worker
+    measures now, and every model name the tab shows, in plain words."""
+
+    rows: list[dict]
+    cards: dict[int, dict]
+    decided: dict | None
+    in_use: str
+    measured: dict | None
+    labels: dict[str, str]
+
+    @property
+    def say(self) -> names.Names:
+        return names.Names({name: shown for name, shown in self.labels.items()
+                            if shown != name}, plain_words=True)
+
+    @property
+    def current(self) -> dict:
+        """The active run, else the newest; {} before any (as training.status)."""
+        return next((r for r in self.rows if r["status"] in ACTIVE),
+                    self.rows[0] if self.rows else {})
+
+
+def look(ctx: Context) -> Seen:
+    """Read the runs table (and the cards, the decision, the names) once for a tick."""
+    rows = training.history(ctx, HISTORY_ROWS)
+    decided, in_use, measured = report.last_decision(ctx), models.chat_default(ctx), \
+        measured_now(ctx)
+    wanted = [models.BASE, in_use] + [r["adapter"] for r in rows if r["adapter"]] + \
+        ([decided["adapter"], decided["in_use"]] if decided else []) + \
+        ([measured["adapter"]] if measured else [])
+    return Seen(rows, report.cards_by_run(ctx), decided, in_use, measured,
+                names.labels(ctx, list(dict.fromkeys(wanted))))
+
+
+def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
+                seen: Seen | None = None) -> tuple[str, str | None]:
     """(what the newest run's report card decided about the model new chats use, the
-    adapter to offer "use it anyway" for): a worse run never takes over in silence."""
-    cards = report.cards_by_run(ctx) if cards is None else cards
-    decided = report.last_decision(ctx)
-    newest = next((r for r in training.history(ctx, 20) if r["status"] == "succeeded"
-                   and r["adapter"]), None)
-    in_use = models.chat_default(ctx)
+    adapter to offer "use it anyway" for): a worse run never takes over in silence.
+    `seen`: what this tick read (read here when not given)."""
+    seen = seen or look(ctx)
+    cards = seen.cards if cards is None else cards
+    decided, in_use, say = seen.decided, seen.in_use, seen.say
+    newest = next((r for r in seen.rows if r["status"] == "succeeded" and r["adapter"]),
+                  None)
     if newest and (not decided or decided["run"] < newest["id"]) and \
             newest["id"] not in cards:
-        say = names.plain(ctx, [newest["adapter"], in_use])
         failed = ctx.reports.failure(newest["adapter"]) if ctx.reports else None
         if failed:
             return (f"Run #{newest['id']} is done, but its report card failed (the Compare "
@@ -187,8 +363,7 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None
                 "least as well there.", None)
     if not decided:
         return "", None
-    adapter, before = decided["adapter"], decided["in_use"]
-    say = names.plain(ctx, [adapter, before, in_use])
+    adapter = decided["adapter"]
     if decided["adopted"]:
         if in_use != adapter:  # rolled back, or another chosen since
             return f"New chats use **{say(in_use)}**, as you chose.", None
@@ -290,34 +465,25 @@ class TrainHandlers:
 
     def refresh(self):
         """(status, loss curve, history, scores chart, signals, the Start button, the
-        line on the model in use, its "use anyway" button, the adapter it offers) of the
-        active run, else the latest one."""
-        import pandas as pd
-
-        current = training.status(self.ctx)
-        # The page draws only the series that were in the data when it built the chart
-        # (a Train tab opened before a run stayed blank): every series is there from
-        # the start, with an empty point, which a line does not draw.
-        placeholders = [{"step": 0, "loss": math.nan, "series": name} for name in COLORS]
-        points = pd.DataFrame(placeholders + loss_points(current))
-        points = points.astype({"step": "int64", "loss": "float64", "series": "string"})
-        cards = report.cards_by_run(self.ctx)
-        line, offer = in_use_line(self.ctx, cards)
+        line on the model in use, its "use anyway" button, the adapter it offers, the
+        Resume button) of the active run, else the latest one. The runs table is read
+        once (look)."""
+        seen = look(self.ctx)
+        current, cards, shown = seen.current, seen.cards, seen.labels
+        line, offer = in_use_line(self.ctx, seen=seen)
         newest = cards.get(max(cards)) if cards else None
         line = f"{line} {corrections_line(newest or {})}".strip()
         active = current.get("status") in ACTIVE
-        every = training.history(self.ctx)
-        shown = names.labels(self.ctx, [models.BASE] + [r["adapter"] for r in every
-                                                        if r["adapter"]])
         return (status_html(current, training.auto_start(self.ctx),
                             training.progress_line(self.ctx),
-                            shown.get(current.get("adapter") or "")),
-                points, history_rows(every, cards, shown), scores_chart(cards),
-                f"Learning from now: {training.signals_line(self.ctx)}.",
+                            shown.get(current.get("adapter") or ""),
+                            card_progress_line(seen.measured, seen.say)),
+                loss_chart_html(current or None), history_rows(seen.rows, cards, shown),
+                scores_chart(cards), f"Learning from now: {training.signals_line(self.ctx)}.",
                 gr.Button(interactive=not active), line,
-                gr.Button(f"Use {names.label(self.ctx, offer)} anyway" if offer else
+                gr.Button(f"Use {shown.get(offer, offer)} anyway" if offer else
                           "Use it anyway",
-                          visible=offer is not None), offer)
+                          visible=offer is not None), offer, resume_button(seen.rows))
 
     def set_baseline(self, text: str) -> str:
         saved = contenders.set_baseline_prompt(self.ctx, text)
@@ -374,17 +540,14 @@ def build(ui: Ui) -> None:
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="start-training")
         cancel = gr.Button("Cancel", elem_id="cancel-training")
-        resume = gr.Button("Resume last failed run")
+        resume = gr.Button("Resume", visible=False, elem_id="resume-training")
     note = gr.Markdown(elem_id="train-note")
     with gr.Row():
         in_use = gr.Markdown(elem_id="in-use-line")
         use_anyway = gr.Button("Use it anyway", visible=False, scale=0, elem_id="use-anyway")
     offered = gr.State(None)
     status = gr.HTML(elem_id="train-status-box")
-    curve = gr.LinePlot(x="step", y="loss", color="series", title="Error while learning "
-                        "(lower is better)", height=260, elem_id="loss-curve",
-                        y_title="error (lower is better)", x_title="training step",
-                        y_axis_format=".2~f", color_map=COLORS)
+    curve = gr.HTML(loss_chart_html(None), elem_id="loss-curve")
     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs "
                            "(click one to see what it trained on)", elem_id="runs-table")
     lineage = gr.Markdown(elem_id="run-lineage")
@@ -397,7 +560,7 @@ def build(ui: Ui) -> None:
         save_baseline = gr.Button("Save the prompt")
     refresh: dict[str, Any] = dict(fn=handlers.refresh, inputs=None,
                                    outputs=[status, curve, history, scores, signals,
-                                            start, in_use, use_anyway, offered],
+                                            start, in_use, use_anyway, offered, resume],
                                    api_visibility="private", show_progress="hidden")
     gr.Timer(1.0).tick(**refresh)
     start.click(shown_to_user(handlers.start), [method, epochs, learning_rate, rank,
@@ -406,7 +569,8 @@ def build(ui: Ui) -> None:
     use_anyway.click(shown_to_user(handlers.use_anyway), offered, [note, in_use, use_anyway],
                      api_visibility="private")
     cancel.click(shown_to_user(handlers.cancel), None, note, api_name="cancel_run")
-    resume.click(shown_to_user(handlers.resume), None, note, api_name="resume_run")
+    resume.click(shown_to_user(handlers.resume), None, note,
+                 api_name="resume_run").then(**refresh)
     threshold.input(shown_to_user(handlers.set_threshold), threshold, note,
                     api_visibility="private")
     history.select(shown_to_user(handlers.show_lineage), None, lineage,
