@@ -268,8 +268,8 @@ def serve(settings: Settings, threshold: int | None = None,
 
     store = open_store(settings.home)
     print(f"Data home: {store.home}", file=sys.stderr)
-    for run_id in run_store.mark_dead_runs_failed(store):
-        print(f"Run #{run_id} was left running by a process that is gone: marked failed.",
+    for run_id in run_store.settle_dead_runs(store):
+        print(f"Run #{run_id} was left running by a trainer that is gone: marked failed.",
               file=sys.stderr)
     name, folder = resolve_model(settings.model)
     engine, jobs = load_engine_in_background(settings, name), Jobs(store, folder,
@@ -498,6 +498,11 @@ def import_examples(settings: Settings, args: argparse.Namespace) -> None:
     if on_terminal:
         print("\r\033[K", end="", file=sys.stderr)  # the progress line goes
     print(done.message())
+    if done.run_started:
+        run_id = done.run_started
+        print(f"Run #{run_id} trains in the background and goes on after this command "
+              f"exits. Follow it: tunechat runs --show {run_id}. Cancel it: tunechat cancel "
+              f"{run_id}.")
 
 
 def _rows_read(rows: int) -> None:

@@ -19,7 +19,11 @@ def model_names(ctx: Context) -> list[str]:
 
 
 def adapter_names(ctx: Context) -> list[str]:
-    return [folder.name for folder in adapter_folders(ctx.adapters_dir)]
+    """The adapters a user may choose: every folder, except one of a run of this home
+    that did not succeed (storage/runs.py unfinished_adapters)."""
+    unfinished = runs.unfinished_adapters(ctx.store)
+    return [folder.name for folder in adapter_folders(ctx.adapters_dir)
+            if folder.name not in unfinished]
 
 
 def contender(ctx: Context, name: str | None) -> Contender:

@@ -164,6 +164,7 @@ def resume(ctx: Context, run_id: int | None = None) -> int:
 
 def status(ctx: Context, run_id: int | None = None) -> dict:
     """A run's record: the given one, else the active one, else the newest; {} if none."""
+    runs.settle_dead_runs(ctx.store)
     if run_id:
         return runs.get_run(ctx.store, run_id)
     current = runs.active_run(ctx.store) or next(iter(runs.list_runs(ctx.store, 1)), None)
@@ -176,6 +177,9 @@ def held_out_now(ctx: Context) -> dict[int, int]:
 
 
 def history(ctx: Context, limit: int = 50) -> list[dict]:
+    """The newest runs, after failing those whose trainer is gone (whoever launched
+    them: every reader of runs does, so none stays "running" forever)."""
+    runs.settle_dead_runs(ctx.store)
     return runs.list_runs(ctx.store, limit)
 
 

@@ -186,6 +186,15 @@ def m008_examples_version(db: Database) -> None:
                    f"WHERE name = 'examples'; END")
 
 
+@migrations()
+def m009_run_supervision(db: Database) -> None:
+    """A run's trainer says where it runs (host, with the pid) and that it is alive (a
+    heartbeat, unix seconds), so any process can tell a run whose trainer is gone."""
+    runs = db.table("runs")
+    runs.add_column("host", str)
+    runs.add_column("heartbeat_at", float)
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sqlite3
+import time
 from dataclasses import dataclass
 
 from core.errors import UserError
@@ -15,6 +18,13 @@ from storage.examples import TRAINABLE
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 JSON_COLUMNS = ("config", "losses", "eval_losses", "metrics", "example_ids")
+HEARTBEAT_S = 2.0
+"""How often a trainer says it is alive, from a thread of its own (not the training
+step, which can take longer than this on a slow machine)."""
+STALE_S = 60.0
+"""A running run whose trainer has not said it is alive for this long is failed: it hung,
+its machine went away, or its pid now names another process. Long beside HEARTBEAT_S: a
+heartbeat may wait out a busy database (BUSY_TIMEOUT_MS) or a starved CPU."""
 
 
 class RunActive(UserError):
@@ -30,6 +40,10 @@ class RunActive(UserError):
 
 
 class RunNotFound(UserError):
+    pass
+
+
+class RunNotResumable(UserError):
     pass
 
 
@@ -64,6 +78,7 @@ def create_run(store: Store, config: dict, snapshot: list[RunExample],
     """Insert a queued run with its frozen examples, unless a run is active; the check and
     the insert share one write transaction, so two sessions crossing the threshold
     together start one run."""
+    settle_dead_runs(store)  # a run whose trainer is gone must not block this one
     stamp = now()
     ids = [row.example_id for row in snapshot]
     with store.connect() as db:
@@ -133,9 +148,10 @@ def update_run(store: Store, run_id: int, **changes) -> None:
 
 def finish_run(store: Store, run_id: int, status: str, *, error: str | None = None,
                adapter: str | None = None, metrics: dict | None = None,
-               pid: int | None = None) -> None:
+               pid: int | None = None) -> bool:
     """Record the end of a run once: a run already finished keeps its first verdict.
-    With `pid`, only while that process is the run's (a resumed run has a new one)."""
+    With `pid`, only while that process is the run's (a resumed run has a new one).
+    True when this call recorded it."""
     changes = {"status": status, "finished_at": now(), "updated_at": now()}
     if error is not None:
         changes["error"] = error
@@ -145,9 +161,110 @@ def finish_run(store: Store, run_id: int, status: str, *, error: str | None = No
         changes["metrics"] = json.dumps(metrics)
     with store.connect() as db:
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        db.execute(f"UPDATE runs SET {assignments} WHERE id = ? AND status IN "
-                   "('queued', 'running') AND (? IS NULL OR pid = ?)",
-                   [*changes.values(), run_id, pid, pid])
+        return db.execute(f"UPDATE runs SET {assignments} WHERE id = ? AND status IN "
+                          "('queued', 'running') AND (? IS NULL OR pid = ?)",
+                          [*changes.values(), run_id, pid, pid]).rowcount == 1
+
+
+# --- a run's life, owned by the database ------------------------------------------------
+# Any process may have launched a run (the web app, `tunechat train`, an import that
+# crossed the threshold and exited). What the trainer writes (pid, host, heartbeat) lets
+# every process that reads runs tell one whose trainer is gone; every change of status is
+# one conditional UPDATE, so two processes (two clicks, two tabs) never both win.
+
+def start_running(store: Store, run_id: int, pid: int | None) -> bool:
+    """The trainer takes its queued run: running, on this host, alive now (with its pid,
+    unless the launcher's stays the run's, under torchrun). False when the run is no
+    longer queued (cancelled before the trainer got to it)."""
+    changes = {"status": "running", "started_at": now(), "updated_at": now(),
+               "host": this_host(), "heartbeat_at": time.time()}
+    if pid is not None:
+        changes["pid"] = pid
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    with store.connect() as db:
+        return db.execute(f"UPDATE runs SET {assignments} WHERE id = ? AND status = 'queued'",
+                          [*changes.values(), run_id]).rowcount == 1
+
+
+def launched(store: Store, run_id: int, pid: int, log_path: str) -> None:
+    """The launcher records the process it started (the one it can wait on)."""
+    update_run(store, run_id, pid=pid, host=this_host(), log_path=log_path)
+
+
+def beat(store: Store, run_id: int) -> bool:
+    """The trainer is alive. Best effort: a database busy past its timeout skips a beat
+    (STALE_S allows many) and never stops training."""
+    try:
+        with store.connect() as db:
+            db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
+                       [time.time(), run_id])
+        return True
+    except sqlite3.OperationalError:
+        return False
+
+
+def requeue(store: Store, run_id: int) -> None:
+    """A failed or cancelled run queued again (resume), in one conditional UPDATE: of two
+    resumes at once, one queues it and the other is told a run is active."""
+    with store.connect() as db:
+        changed = db.execute(
+            "UPDATE runs SET status = 'queued', error = NULL, cancel_requested = 0, "
+            "finished_at = NULL, pid = NULL, host = NULL, heartbeat_at = NULL, updated_at = ? "
+            "WHERE id = ? AND status IN ('failed', 'cancelled') AND NOT EXISTS (SELECT 1 FROM "
+            "runs WHERE status IN ('queued', 'running'))", [now(), run_id]).rowcount
+    if not changed:
+        active = active_run(store)
+        if active:
+            raise RunActive(active["id"], active["status"], active["pid"])
+        raise RunNotResumable(f"Run #{run_id} {get_run(store, run_id)['status']}; only failed "
+                              "or cancelled runs resume.")
+
+
+def request_cancel(store: Store, run_id: int) -> bool:
+    """Ask the run's trainer to stop (it reads the flag after each step); False when the
+    run is not active."""
+    with store.connect() as db:
+        return db.execute("UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ? "
+                          "AND status IN ('queued', 'running')", [now(), run_id]).rowcount == 1
+
+
+def trainer_gone(run: dict, at: float | None = None) -> str | None:
+    """Why an active run's trainer is gone, or None while it may be alive: its process
+    has ended (on this machine), or it has not said it is alive for STALE_S."""
+    if run["status"] not in ACTIVE or not run.get("pid"):
+        return None  # queued and never launched: a launcher of the user's may take it
+    if run.get("host") in (None, this_host()) and not pid_alive(run["pid"]):
+        return (f"The trainer process (pid {run['pid']}) ended without recording an end: "
+                "it was killed, ran out of memory, or the machine restarted. Resume to "
+                "continue from the last checkpoint.")
+    quiet = (at or time.time()) - run["heartbeat_at"] if run.get("heartbeat_at") else 0.0
+    if run["status"] == "running" and quiet > STALE_S:
+        return (f"The trainer (pid {run['pid']} on {run.get('host') or 'this machine'}) has "
+                f"not reported for {quiet:.0f} s: it hung, or its machine went away. Resume "
+                "to continue from the last checkpoint.")
+    return None
+
+
+def settle_dead_runs(store: Store) -> list[int]:
+    """Fail each active run whose trainer is gone, with the reason; the ids it failed.
+    Every process that reads runs calls this (serve, the Train tab's poll, the command
+    line's train, runs and cancel), so a run never stays "running" after its trainer
+    and the process that launched it are gone."""
+    with store.read() as db:
+        active = [_decode(r) for r in db.table("runs").rows_where(
+            "status IN ('queued', 'running')")]
+    return [run["id"] for run in active
+            if (reason := trainer_gone(run)) and
+            finish_run(store, run["id"], "failed", error=reason, pid=run["pid"])]
+
+
+def unfinished_adapters(store: Store) -> set[str]:
+    """Adapter names of this home's runs that did not succeed ("run-N"): a folder by
+    that name (a cancel during the final save, a kill mid-write) is no model to offer."""
+    with store.read() as db:
+        rows = db.execute("SELECT id, status, adapter FROM runs").fetchall()
+    succeeded = {adapter for _, status, adapter in rows if status == "succeeded"}
+    return {f"run-{id_}" for id_, status, _ in rows if status != "succeeded"} - succeeded
 
 
 def latest_adapter(store: Store) -> str | None:
@@ -167,15 +284,8 @@ def examples_since_last_run(store: Store) -> int:
                           [last, *TRAINABLE]).fetchone()[0]
 
 
-def mark_dead_runs_failed(store: Store) -> list[int]:
-    """Runs left queued or running by a process that no longer exists are failed."""
-    dead = [run for run in list_runs(store, limit=20)
-            if run["status"] in ACTIVE and run["pid"] and not pid_alive(run["pid"])]
-    for run in dead:
-        finish_run(store, run["id"], "failed", pid=run["pid"], error=(
-            "The trainer process ended without finishing (the app or the machine "
-            "restarted?). Resume to continue from the last checkpoint."))
-    return [run["id"] for run in dead]
+def this_host() -> str:
+    return socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:

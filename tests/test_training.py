@@ -247,7 +247,7 @@ def resume_when_stopped(jobs, run_id):
 def test_dead_runs_are_failed_on_restart(store):
     run_id = runs.create_run(store, {}, [])
     runs.update_run(store, run_id, status="running", pid=2**22 + 12345)
-    assert runs.mark_dead_runs_failed(store) == [run_id]
+    assert runs.settle_dead_runs(store) == [run_id]
     assert runs.get_run(store, run_id)["status"] == "failed"
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sqlite3
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -20,6 +23,9 @@ from trainer.dataset import RunData
 from trainer.objectives import OBJECTIVES
 
 PROGRESS_EVERY_S = 0.5
+RECORD_END_FOR_S = 3600.0
+"""How long the trainer keeps trying to record its run's end through a busy database
+(it keeps its heartbeat meanwhile, so no process takes it for dead)."""
 
 
 class DatabaseReporter:
@@ -42,12 +48,20 @@ class DatabaseReporter:
         if "eval_loss" in logs:
             self.eval_losses.append({"step": step, "loss": round(float(logs["eval_loss"]), 4)})
         if logs or time.monotonic() - self._written > PROGRESS_EVERY_S:
-            runs.update_run(self.store, self.run_id, step=step, total_steps=total,
-                            losses=self.losses, eval_losses=self.eval_losses)
-            self._written = time.monotonic()
+            # Best effort: a database held by someone else delays the curve, never the run
+            # (the next write carries every point so far).
+            try:
+                runs.update_run(self.store, self.run_id, step=step, total_steps=total,
+                                losses=self.losses, eval_losses=self.eval_losses)
+                self._written = time.monotonic()
+            except sqlite3.OperationalError as error:
+                print(f"progress not recorded ({error}); training goes on", file=sys.stderr)
 
     def cancelled(self) -> bool:
-        return bool(runs.get_run(self.store, self.run_id)["cancel_requested"])
+        try:
+            return bool(runs.get_run(self.store, self.run_id)["cancel_requested"])
+        except sqlite3.OperationalError:
+            return False  # asked again after the next step
 
 
 class QuietReporter(DatabaseReporter):
@@ -57,19 +71,61 @@ class QuietReporter(DatabaseReporter):
     def progress(self, *args) -> None: ...
 
 
+class Heartbeat:
+    """Says the run's trainer is alive every HEARTBEAT_S, from its own thread, until the
+    run's end is recorded (storage/runs.py: how other processes read it)."""
+
+    def __init__(self, store, run_id: int):
+        self.store, self.run_id = store, run_id
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Heartbeat:
+        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(runs.HEARTBEAT_S):
+            runs.beat(self.store, self.run_id)
+
+
+def record_end(store, run_id: int, status: str, **details) -> None:
+    """The run's end, retried through a busy database until it lands: a run left
+    "running" by a trainer that finished would block every later one."""
+    deadline = time.monotonic() + RECORD_END_FOR_S
+    while True:
+        try:
+            runs.finish_run(store, run_id, status, **details)
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def train(home: str, run_id: int, already_lowered: bool = False) -> int:
     if not already_lowered:
         lower_priority()
     store = open_store(home)
-    run = runs.get_run(store, run_id)
-    config = TrainConfig.from_dict(run["config"])
     # Under torchrun every process runs this; the first records the run, and the run's
     # pid stays the launcher's, which the app's watcher waits on.
     first = int(os.environ.get("RANK", "0")) == 0
     distributed = "TORCHELASTIC_RUN_ID" in os.environ
-    if first:
-        runs.update_run(store, run_id, status="running", started_at=runs.now(),
-                        **({} if distributed else {"pid": os.getpid()}))
+    if first and not runs.start_running(store, run_id, None if distributed else os.getpid()):
+        print(f"run #{run_id} is no longer queued (cancelled?): nothing to train",
+              file=sys.stderr)
+        return 0
+    if not first:
+        return _train(store, run_id, first)
+    with Heartbeat(store, run_id):
+        return _train(store, run_id, first)
+
+
+def _train(store, run_id: int, first: bool) -> int:
+    run = runs.get_run(store, run_id)
+    config = TrainConfig.from_dict(run["config"])
     data = RunData.from_run(runs.run_examples(store, run_id))  # frozen when queued
     recipe = OBJECTIVES[config.objective].recipe()
     name = f"run-{run_id}"
@@ -81,19 +137,20 @@ def train(home: str, run_id: int, already_lowered: bool = False) -> int:
                          reporter, continue_from)
     except UserError as error:  # a sanity check: the message is the whole story
         if first:
-            runs.finish_run(store, run_id, "failed", error=str(error))
+            record_end(store, run_id, "failed", error=str(error))
         return 1
     except Exception as error:  # recorded for the user, then re-raised for the log
         if first:
-            runs.finish_run(store, run_id, "failed", error=f"{type(error).__name__}: {error}")
+            record_end(store, run_id, "failed", error=f"{type(error).__name__}: {error}")
         traceback.print_exc()
         return 1
     if not first:
         return 0
-    if reporter.cancelled():
-        runs.finish_run(store, run_id, "cancelled", metrics=result.metrics)
+    if reporter.cancelled():  # asked during the final evaluation or save: no adapter
+        shutil.rmtree(store.home / "adapters" / name, ignore_errors=True)
+        record_end(store, run_id, "cancelled", metrics=result.metrics)
         return 0
-    runs.finish_run(store, run_id, "succeeded", adapter=name, metrics=result.metrics)
+    record_end(store, run_id, "succeeded", adapter=name, metrics=result.metrics)
     return 0
 
 

@@ -1,9 +1,11 @@
 """Start the trainer as its own process, watch it, cancel it, and recover after a crash.
 
 The app never trains: it queues a run (with a frozen snapshot of its examples) and
-launches `python -m trainer RUN_ID`. A watcher thread waits on the process; if it dies
-without recording an end (a crash, kill -9, out of memory), the run is marked failed
-with the exit reason and the last lines of its log, within a second."""
+launches `python -m trainer RUN_ID`. The database owns the run's life (storage/runs.py:
+the trainer's pid, host and heartbeat; conditional updates): any process that reads runs
+fails one whose trainer is gone. The launcher's watcher thread only adds speed and
+detail: if its process dies without recording an end (a crash, kill -9, out of memory),
+the run is failed with the exit reason and the last lines of its log within a second."""
 
 from __future__ import annotations
 
@@ -27,10 +29,6 @@ from trainer.objectives import OBJECTIVES
 
 CANCEL_GRACE_S = 20
 REPO = Path(__file__).resolve().parent.parent
-
-
-class RunNotResumable(UserError):
-    pass
 
 
 class LaunchFailed(UserError):
@@ -81,35 +79,32 @@ class Jobs:
 
     def resume(self, run_id: int) -> int:
         """Run a failed or cancelled run again; it continues from its last checkpoint, on
-        the examples it was queued with."""
+        the examples it was queued with. Of two resumes at once, one launches a trainer."""
+        runs.settle_dead_runs(self.store)
         run = runs.get_run(self.store, run_id)
-        if run["status"] in runs.ACTIVE:
-            raise runs.RunActive(run_id, run["status"], run["pid"])
-        if run["status"] not in ("failed", "cancelled"):
-            raise RunNotResumable(f"Run #{run_id} {run['status']}; only failed or cancelled "
-                                  "runs resume.")
-        active = runs.active_run(self.store)
-        if active:
-            raise runs.RunActive(active["id"], active["status"], active["pid"])
-        if run["pid"] and runs.pid_alive(run["pid"]):
+        if run["status"] not in runs.ACTIVE and run["pid"] and runs.pid_alive(run["pid"]) \
+                and run.get("host") in (None, runs.this_host()):
             raise StillStopping(f"Run #{run_id}'s trainer process is still shutting down; "
                                 "resume it again in a few seconds.")
         # pid cleared too: the old process's watcher may still be about to record its
         # exit, scoped to its pid, and must not fail the run now queued again.
-        runs.update_run(self.store, run_id, status="queued", error=None, cancel_requested=0,
-                        finished_at=None, pid=None)
+        runs.requeue(self.store, run_id)
         self._launch(run_id)
         return run_id
 
     def cancel(self, run_id: int) -> None:
         """Ask the trainer to stop after its current step; force it after a grace time.
-        A run that was queued but never launched is cancelled at once."""
-        runs.update_run(self.store, run_id, cancel_requested=1)
-        process = self._processes.get(run_id)
-        if process is not None:
-            threading.Thread(target=self._force_stop, args=(run_id, process), daemon=True).start()
-        elif not runs.get_run(self.store, run_id)["pid"]:  # prepared, never launched
-            runs.finish_run(self.store, run_id, "cancelled")
+        A run never launched, or whose trainer is gone, is cancelled at once."""
+        run = runs.get_run(self.store, run_id)
+        gone = runs.trainer_gone(run)
+        if gone or (run["status"] == "queued" and not run["pid"]
+                    and run_id not in self._processes):
+            runs.finish_run(self.store, run_id, "cancelled", error=gone, pid=run["pid"])
+            return
+        if not runs.request_cancel(self.store, run_id):
+            return  # it ended meanwhile
+        if run_id in self._processes or run.get("host") in (None, runs.this_host()):
+            threading.Thread(target=self._force_stop, args=(run_id,), daemon=True).start()
 
     def wait(self, run_id: int, poll_s: float = 0.5, on_progress=None) -> dict:
         while True:
@@ -180,7 +175,7 @@ class Jobs:
             runs.finish_run(self.store, run_id, "failed", error=message)
             raise LaunchFailed(f"Run #{run_id}: {message} Check the disk and the Python "
                                "environment, then resume the run.") from error
-        runs.update_run(self.store, run_id, pid=process.pid, log_path=str(log))
+        runs.launched(self.store, run_id, process.pid, str(log))
         self._processes[run_id] = process
         threading.Thread(target=self._watch, args=(run_id, process, log), daemon=True).start()
 
@@ -188,24 +183,41 @@ class Jobs:
         code = process.wait()
         if self._processes.get(run_id) is process:
             del self._processes[run_id]
-        # The trainer records its own end; this only catches deaths it could not record.
-        runs.finish_run(self.store, run_id, "failed", error=_death_reason(code, log),
-                        pid=process.pid)
+        # The trainer records its own end; this only catches deaths it could not record
+        # (a cancel forced by SIGTERM is still a cancel).
+        if runs.get_run(self.store, run_id)["cancel_requested"]:
+            runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
+                            pid=process.pid)
+        else:
+            runs.finish_run(self.store, run_id, "failed", error=_death_reason(code, log),
+                            pid=process.pid)
         # The next standby starts once this run is over, not beside it: its imports
         # would take the CPU the run trains on.
         self.prepare_standby()
 
-    def _force_stop(self, run_id: int, process: subprocess.Popen) -> None:
-        try:
-            process.wait(timeout=CANCEL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    def _force_stop(self, run_id: int) -> None:
+        """The trainer had CANCEL_GRACE_S to stop by itself; then SIGTERM, then SIGKILL.
+        Works on a trainer another process launched too (same machine): its pid is on
+        the run, and the signal goes only while the run still names that pid."""
+        for signum, wait_s in ((None, CANCEL_GRACE_S), (signal.SIGTERM, 5.0),
+                               (signal.SIGKILL, 5.0)):
+            run = runs.get_run(self.store, run_id)
+            if run["status"] not in runs.ACTIVE or not run["pid"]:
+                return
+            if signum is not None:
+                try:
+                    os.kill(run["pid"], signum)
+                except ProcessLookupError:
+                    break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and runs.pid_alive(run["pid"]):
+                time.sleep(0.2)
+            if not runs.pid_alive(run["pid"]):
+                break
+        run = runs.get_run(self.store, run_id)
+        if run["status"] in runs.ACTIVE and run["pid"] and not runs.pid_alive(run["pid"]):
             runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
-                            pid=process.pid)
+                            pid=run["pid"])
 
 
 def trainer_command(run_id: int, home: Path, nproc: int = 1) -> list[str]:
