@@ -268,6 +268,9 @@ def serve(settings: Settings, threshold: int | None = None,
 
     store = open_store(settings.home)
     print(f"Data home: {store.home}", file=sys.stderr)
+    from storage.examples import finish_interrupted_imports
+
+    finish_interrupted_imports(store)  # an import killed mid-way: finished or removed
     for run_id in run_store.settle_dead_runs(store):
         print(f"Run #{run_id} was left running by a trainer that is gone: marked failed.",
               file=sys.stderr)
@@ -466,7 +469,7 @@ def runs(settings: Settings, args: argparse.Namespace) -> None:
         loss = (f"eval loss {metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}"
                 if "eval_loss_after" in metrics else "")
         print(f"#{run['id']:<4} {run['status']:<10} {run['adapter'] or '-':<10} "
-              f"{run['created_at']}  {len(run['example_ids'])} examples  {loss}"
+              f"{run['created_at']}  {run['example_count'] or 0} examples  {loss}"
               f"{'  ' + run['error'] if run['error'] else ''}".rstrip())
 
 

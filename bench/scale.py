@@ -1,7 +1,9 @@
 """`python -m bench.scale [--rows 1000000] [--json FILE]`: the dataset at scale.
 
 import      `tunechat import` of a generated JSONL file (about 1 KB a row, one row in a
-            hundred a repeat) in its own process: rows/s, wall time, peak memory (RSS).
+            hundred a repeat) in its own process: rows/s, wall time, peak memory (RSS),
+            and how long the app's own writes (an example added every 50 ms from this
+            process, as a keep in the chat would be) waited for the database meanwhile.
 examples    the Examples tab's work on that data home: opening it (the first page with
             the readiness meter), a later page, a search that finds a few rows and one
             that finds none (medians of `repeats`).
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,19 +46,48 @@ def write_rows(path: Path, rows: int) -> int:
 
 def bench_import(path: Path, home: Path, rows: int) -> dict:
     """`tunechat import` in a child process; ru_maxrss of the children is its peak RSS
-    (the only child so far)."""
+    (the only child so far). Meanwhile this process writes as the app would."""
+    from storage.db import open_store
+
+    store = open_store(home)  # created (migrated) before either process writes
+    waits: list[float] = []
+    importing = threading.Event()
+    importing.set()
+    writer = threading.Thread(target=_write_as_the_app, args=(store, importing, waits))
+    writer.start()
     started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "import", str(path), "--home", str(home),
-         "--threshold", "0"], capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "import", str(path), "--home", str(home),
+             "--threshold", "0"], capture_output=True, text=True)
+    finally:
+        seconds = time.perf_counter() - started
+        importing.clear()
+        writer.join()
     if result.returncode != 0:
         raise RuntimeError(f"The import failed: {result.stderr.strip() or result.stdout}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"rows": rows, "file_mb": round(path.stat().st_size / 2**20, 1),
             "seconds": round(seconds, 1), "rows_per_s": round(rows / seconds),
             "peak_rss_mb": round(peak_kib / 1024, 1),
+            "app_writes": len(waits),
+            "app_write_wait_p50_s": round(statistics.median(waits), 3) if waits else None,
+            "app_write_wait_max_s": round(max(waits), 3) if waits else None,
             "said": result.stdout.strip().splitlines()[-1]}
+
+
+def _write_as_the_app(store, importing: threading.Event, waits: list[float]) -> None:
+    """Add an example every 50 ms while `importing` is set; each write's wait."""
+    from storage import examples
+
+    n = 0
+    while importing.is_set():
+        started = time.perf_counter()
+        examples.add_example(store, [{"role": "user", "content": f"A live question {n}?"},
+                                     {"role": "assistant", "content": "A live answer."}])
+        waits.append(time.perf_counter() - started)
+        n += 1
+        time.sleep(0.05)
 
 
 def bench_examples_tab(home: Path, repeats: int) -> dict:

@@ -195,6 +195,27 @@ def m009_run_supervision(db: Database) -> None:
     runs.add_column("heartbeat_at", float)
 
 
+@migrations()
+def m010_imports_in_batches(db: Database) -> None:
+    """An import writes its rows in short transactions, hidden until it publishes them
+    (storage/examples.py add_items); this table says which imports are under way, by
+    which process, so an interrupted one is finished or discarded."""
+    db.execute("CREATE TABLE imports (token TEXT PRIMARY KEY, state TEXT NOT NULL, "
+               "pid INTEGER, host TEXT, created_at TEXT)")
+
+
+@migrations()
+def m011_runs_frozen_in_batches(db: Database) -> None:
+    """A run's examples are copied in batches (storage/placement.py freeze_run): `frozen`
+    says the copy is complete, and a count replaces the list of ids on the run's row
+    (read on every poll of the Train tab, it grew with the dataset)."""
+    runs = db.table("runs")
+    runs.add_column("frozen", int, not_null_default=1)
+    runs.add_column("example_count", int)
+    db.execute("UPDATE runs SET example_count = json_array_length(COALESCE(example_ids, "
+               "'[]'))")
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

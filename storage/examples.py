@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from core.errors import UserError
+from core.processes import owner_gone, this_host
 from storage.conversations import get_conversation, now
 from storage.db import Store, new_id
 
@@ -210,6 +212,16 @@ STAGED_COLUMNS = ("messages", "source", "rejected", "digest", "near_key", "promp
                   "search_text")
 
 
+MERGE_BATCH = 2_000
+"""Rows an import writes to the database per transaction: each holds the write lock for
+a fraction of a second (bench/scale.py), so the app and a training run keep writing
+while a large file goes in."""
+PENDING = "importing:"
+"""An import's rows are written with deleted_at = PENDING + its token: hidden from every
+reader (they read deleted_at IS NULL) until the import has written them all and
+publishes them."""
+
+
 def add_items(store: Store, rows: Iterable, test_only: bool = False, dry_run: bool = False,
               progress: Callable[[int], None] | None = None
               ) -> tuple[dict[str, int], int, int]:
@@ -219,15 +231,19 @@ def add_items(store: Store, rows: Iterable, test_only: bool = False, dry_run: bo
     gives it one (counted as a pair). `dry_run` counts without storing anything.
 
     Rows are read once, checked and staged in a scratch SQLite file beside the database,
-    so memory stays bounded whatever their number and the database's write lock is held
-    only for the final merge (one transaction: a bad row or a crash stores nothing).
+    so memory stays bounded whatever their number. Then they are written MERGE_BATCH at
+    a time, hidden (PENDING), and published once all are in: a bad row stores nothing,
+    a failure while writing removes what was written, and an import whose process died
+    is finished or discarded by the next one (finish_interrupted_imports).
     `progress(rows)` is called as rows are staged, every STAGE_BATCH rows."""
+    finish_interrupted_imports(store)
     with _staging(store) as stage:
         offered = _stage(stage, rows, progress)
         staged = stage.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
-        with (store.read(attach=stage.path) if dry_run else
-              store.connect(attach=stage.path)) as db:
-            added, present = _merge(db, test_only, dry_run)
+        with store.read(attach=stage.path) as db:
+            added, present = _count(db)
+        if not dry_run:
+            _merge(store, stage, test_only)
     return added, offered - staged, present
 
 
@@ -292,25 +308,66 @@ _KIND = ("CASE s.source " + " ".join(f"WHEN '{source}' THEN '{kind}'"
                                      for source, kind in KINDS.items()) + " ELSE 'example' END")
 
 
-def _merge(db: Database, test_only: bool, dry_run: bool) -> tuple[dict[str, int], int]:
-    """Store the staged rows that are new; stored examples without a rejected side gain
-    the one a staged pair brings. Returns (added by kind, already stored)."""
+def _count(db: Database) -> tuple[dict[str, int], int]:
+    """What the staged rows would add: (added by kind, already stored)."""
     added = dict(db.execute(f"SELECT {_KIND}, COUNT(*) FROM stage.staged s WHERE NOT "
                             f"{_STORED} GROUP BY 1 ORDER BY MIN(s.n)").fetchall())
     stored = db.execute(f"SELECT COUNT(*) FROM stage.staged s WHERE {_STORED}").fetchone()[0]
     gained = db.execute(f"SELECT COUNT(*) FROM examples WHERE {_GAINS_A_SIDE}").fetchone()[0]
     if gained:
         added["pair"] = added.get("pair", 0) + gained
-    if not dry_run:
-        stamp = now()
-        db.execute(f"UPDATE examples SET source = 'corrected', updated_at = ?, rejected = "
-                   f"(SELECT s.rejected FROM stage.staged s WHERE s.digest = examples.digest)"
-                   f" WHERE {_GAINS_A_SIDE}", [stamp])
-        columns = ", ".join(STAGED_COLUMNS)
-        db.execute(f"INSERT INTO examples ({columns}, test_only, created_at, updated_at) "
-                   f"SELECT {columns}, ?, ?, ? FROM stage.staged s WHERE NOT {_STORED} "
-                   f"ORDER BY s.n", [int(test_only), stamp, stamp])
     return added, stored - gained
+
+
+def _merge(store: Store, stage: _Stage, test_only: bool) -> None:
+    """Write the staged rows that are new, hidden, in short transactions; then, in one,
+    give stored examples the rejected side a staged pair brings and mark the import
+    ready to publish; then publish."""
+    token = PENDING + uuid.uuid4().hex
+    with store.connect() as db:
+        db.execute("INSERT INTO imports VALUES (?, 'writing', ?, ?, ?)",
+                   [token, os.getpid(), this_host(), now()])
+    try:
+        last = stage.execute("SELECT COALESCE(MAX(n), 0) FROM staged").fetchone()[0]
+        columns, stamp = ", ".join(STAGED_COLUMNS), now()
+        for low in range(0, last, MERGE_BATCH):
+            with store.connect(attach=stage.path) as db:
+                db.execute(f"INSERT INTO examples ({columns}, test_only, created_at, "
+                           f"updated_at, deleted_at) SELECT {columns}, ?, ?, ?, ? FROM "
+                           f"stage.staged s WHERE s.n > ? AND s.n <= ? AND NOT {_STORED} "
+                           f"ORDER BY s.n", [int(test_only), stamp, stamp, token, low,
+                                             low + MERGE_BATCH])
+        with store.connect(attach=stage.path) as db:
+            db.execute(f"UPDATE examples SET source = 'corrected', updated_at = ?, rejected "
+                       f"= (SELECT s.rejected FROM stage.staged s WHERE s.digest = "
+                       f"examples.digest) WHERE {_GAINS_A_SIDE}", [stamp])
+            db.execute("UPDATE imports SET state = 'publishing' WHERE token = ?", [token])
+    except BaseException:
+        _settle_import(store, token, publish=False)
+        raise
+    _settle_import(store, token, publish=True)
+
+
+def _settle_import(store: Store, token: str, publish: bool) -> None:
+    """Publish an import's hidden rows, or remove them, MERGE_BATCH at a time; then
+    forget the import. Once it is marked publishing, only publishing ends it."""
+    change = ("UPDATE examples SET deleted_at = NULL" if publish else "DELETE FROM examples")
+    while True:
+        with store.connect() as db:
+            if not db.execute(f"{change} WHERE id IN (SELECT id FROM examples WHERE "
+                              "deleted_at = ? LIMIT ?)", [token, MERGE_BATCH]).rowcount:
+                db.execute("DELETE FROM imports WHERE token = ?", [token])
+                return
+
+
+def finish_interrupted_imports(store: Store) -> None:
+    """Imports whose process died: one that had written every row is published (it was
+    complete), one still writing is removed (nothing of it was ever shown)."""
+    with store.read() as db:
+        found = db.execute("SELECT token, state, pid, host FROM imports").fetchall()
+    for token, state, pid, host in found:
+        if owner_gone(pid, host):
+            _settle_import(store, token, publish=state == "publishing")
 
 
 class JudgementRefused(UserError):
@@ -516,7 +573,8 @@ def restore_example(store: Store, example_id: int) -> None:
 
 
 def _require(db: Database, example_id: int, deleted: bool = False) -> dict:
-    state = "IS NOT NULL" if deleted else "IS NULL"
+    # deleted by the user, not hidden by an import under way
+    state = f"IS NOT NULL AND deleted_at NOT LIKE '{PENDING}%'" if deleted else "IS NULL"
     row = db.execute(f"SELECT * FROM examples WHERE id = ? AND deleted_at {state}",
                      [example_id]).fetchone()
     if row is None:

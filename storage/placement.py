@@ -1,10 +1,10 @@
 """Which example goes where: the one rule every place that picks examples follows.
 
-- **trained on / held out** (`snapshot`): a run trains on every example its objective
-  learns from; some of the answers SFT learns from are held out to test it. Examples
-  that share a prompt (near-duplicates) fall on one side together. Never held out: a
-  correction the user made (she wants it learned), and an example an adapter being
-  continued has trained on (or one with the same prompt).
+- **trained on / held out** (`freeze_run`, `choose_held_out`): a run trains on every
+  example its objective learns from; some of the answers SFT learns from are held out
+  to test it. Examples that share a prompt (near-duplicates) fall on one side
+  together. Never held out: a correction the user made (she wants it learned), and an
+  example an adapter being continued has trained on (or one with the same prompt).
 - **tested** (`test_set`): a run's report card tests it on its held-out examples and on
   the examples marked test only, leaving out any that the run or an adapter it continued
   from trained on (marked test only afterwards), any with the same prompt as one they
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from storage import examples, runs
 from storage.db import Store
@@ -117,30 +117,108 @@ def trained_by_lineage(store: Store, run: dict | None) -> list[RunExample]:
     return found
 
 
-def snapshot(store: Store, with_preferences: bool,
-             continue_from: str | None = None) -> list[RunExample]:
-    """The examples a new run freezes, each marked train or held_out. A run whose
-    objective has a preference stage also takes thumbs-down and votes (always trained)."""
+FREEZE_BATCH = 2_000
+"""Examples copied into a run per transaction (a short hold of the write lock)."""
+
+
+def freeze_run(store: Store, config: dict, with_preferences: bool,
+               continue_from: str | None = None, code_version: str = "",
+               check: Callable[[int], None] | None = None) -> int:
+    """Queue a run on every example its objective learns from, frozen as they are now,
+    each marked train or held_out (see the module's rule); returns its id. A run whose
+    objective has a preference stage also takes thumbs-down and votes (always trained).
+
+    In bounded memory whatever the number of examples: SQLite picks the held-out
+    prompts and copies the rows, FREEZE_BATCH at a time; the run is sealed once all are
+    in, and a copy cut short (an error here, or this process's death) is discarded.
+    `check(run_id)` may refuse the copy (raise) before it is sealed: nothing is left."""
     sources: tuple[str, ...] = TRAINABLE
     if with_preferences:
         sources += examples.PREFERENCE_ONLY
-    chosen = reversed(examples.list_examples(store, sources=sources, test_only=False))
-    rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected) for e in chosen]
+    run_id = runs.reserve_run(store, config, code_version)
+    try:
+        held = held_out_prompts(store, sources, continue_from)
+        copied, last = _copy_examples(store, run_id, sources, held)
+        if check is not None:
+            check(run_id)
+        runs.seal_run(store, run_id, copied, last)
+    except BaseException:
+        runs.discard_run(store, run_id)
+        raise
+    return run_id
+
+
+def _live(sources: tuple[str, ...]) -> tuple[str, list]:
+    """Examples of these sources a run may learn from: live, not kept for testing."""
+    return (f"deleted_at IS NULL AND test_only = 0 AND source IN "
+            f"({', '.join('?' * len(sources))})", list(sources))
+
+
+def held_out_prompts(store: Store, sources: tuple[str, ...],
+                     continue_from: str | None = None) -> list[str]:
+    """The prompts (prompt keys) a new run holds out: choose_held_out's rule, in SQL.
+    Candidates are the examples it may hold out (HELD_OUT_SOURCES), grouped by prompt;
+    a prompt is not eligible if an adapter being continued trained on it (or on one of
+    its examples), or if an example that is always trained on (a correction, a
+    thumbs-down, a vote) has it. Prompts held out by the newest run and by the model in
+    use come first (so the new run and the model it may replace are tested alike), then
+    by the stable rank of their examples (the digest is the same hash as `rank`)."""
     parent = runs.run_of_adapter(store, continue_from) if continue_from else None
-    # Thumbs-down and votes are always trained on (by a preference stage), and so is a
-    # correction the user made by hand: it is what she most wants learned (she marks it
-    # test only to test on it). Their prompts may not be held out either.
-    always_trained = [r for r in rows if r.source not in HELD_OUT_SOURCES]
-    # Held out first: what the newest run and the model in use held out, so that the
-    # new run and the model it may replace are tested on examples neither trained on.
+    lineage = trained_by_lineage(store, parent)  # what an adapter continued trained on
     in_use = runs.run_of_adapter(store, runs.default_adapter(store))
     held_before = set(held_out_by_newest_run(store)) | {
         e.example_id for e in (runs.run_examples(store, in_use["id"], "held_out")
                                if in_use else [])}
-    held = choose_held_out([r for r in rows if r.source in HELD_OUT_SOURCES],
-                           trained_by_lineage(store, parent) + always_trained, held_before,
-                           sum(r.source in TRAINABLE for r in rows))
-    return [replace(r, split="held_out") if r.example_id in held else r for r in rows]
+    candidates = tuple(s for s in sources if s in HELD_OUT_SOURCES)
+    always = tuple(s for s in sources if s not in HELD_OUT_SOURCES)
+    where, params = _live(candidates)
+    always_where, always_params = _live(always)
+    trainable_where, trainable_params = _live(tuple(s for s in sources if s in TRAINABLE))
+    groups = (f"SELECT prompt_key, COUNT(*) AS n, MAX(id IN (SELECT value FROM json_each(?)))"
+              f" AS first, MIN(substr(digest, 1, 12)) AS rank FROM examples WHERE {where} "
+              f"AND prompt_key NOT IN (SELECT value FROM json_each(?)) AND prompt_key NOT IN "
+              f"(SELECT prompt_key FROM examples WHERE {always_where}) GROUP BY prompt_key "
+              f"HAVING SUM(id IN (SELECT value FROM json_each(?))) = 0")
+    group_params = [json.dumps(sorted(held_before)), *params,
+                    json.dumps(sorted({prompt_key(r.messages) for r in lineage})),
+                    *always_params, json.dumps(sorted({r.example_id for r in lineage}))]
+    with store.read() as db:
+        eligible = db.execute(f"SELECT COALESCE(SUM(n), 0) FROM ({groups})",
+                              group_params).fetchone()[0]
+        trainable = db.execute(f"SELECT COUNT(*) FROM examples WHERE {trainable_where}",
+                               trainable_params).fetchone()[0]
+        count = min(held_out_count(trainable), eligible // 2)
+        held, taken = [], 0
+        for key, n in db.execute(f"SELECT prompt_key, n FROM ({groups}) ORDER BY first DESC,"
+                                 " rank", group_params):
+            if taken >= count:
+                break
+            held.append(key)
+            taken += n
+    return held
+
+
+def _copy_examples(store: Store, run_id: int, sources: tuple[str, ...],
+                   held: list[str]) -> tuple[int, int]:
+    """Copy the examples into the run, oldest first, FREEZE_BATCH ids at a time: (how
+    many, the largest id)."""
+    where, params = _live(sources)
+    with store.read() as db:
+        last = db.execute(f"SELECT COALESCE(MAX(id), 0) FROM examples WHERE {where}",
+                          params).fetchone()[0]
+    candidates = ", ".join(repr(s) for s in HELD_OUT_SOURCES)
+    copied = 0
+    for low in range(0, last, FREEZE_BATCH):
+        with store.connect() as db:
+            copied += db.execute(
+                f"INSERT INTO run_examples (run_id, example_id, split, source, messages, "
+                f"rejected, ord) SELECT ?, id, CASE WHEN source IN ({candidates}) AND "
+                f"prompt_key IN (SELECT value FROM json_each(?)) THEN 'held_out' ELSE "
+                f"'train' END, source, messages, rejected, id FROM examples WHERE {where} "
+                f"AND id > ? AND id <= ? ORDER BY id",
+                [run_id, json.dumps(held), *params, low, min(low + FREEZE_BATCH, last)]
+            ).rowcount
+    return copied, last
 
 
 @dataclass(frozen=True)

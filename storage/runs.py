@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 
 from core.errors import UserError
+from core.processes import owner_gone, this_host
 from storage.conversations import now
 from storage.db import Store, new_id
 from storage.examples import TRAINABLE
@@ -79,24 +79,62 @@ def create_run(store: Store, config: dict, snapshot: list[RunExample],
     the insert share one write transaction, so two sessions crossing the threshold
     together start one run."""
     settle_dead_runs(store)  # a run whose trainer is gone must not block this one
-    stamp = now()
     ids = [row.example_id for row in snapshot]
     with store.connect() as db:
         active = db.execute("SELECT id, status, pid FROM runs WHERE status IN ('queued', "
                             "'running') LIMIT 1").fetchone()
         if active:
             raise RunActive(*active)
-        run_id = new_id(db.table("runs").insert({
-            "status": "queued", "config": json.dumps(config), "created_at": stamp,
-            "updated_at": stamp, "example_ids": json.dumps(ids),
-            "max_example_id": max(ids, default=0), "step": 0, "losses": "[]",
-            "eval_losses": "[]", "cancel_requested": 0,
-            "code_version": code_version}))
+        run_id = _insert_run(db, config, code_version, example_count=len(ids),
+                             max_example_id=max(ids, default=0))
         db.table("run_examples").insert_all(
             {"run_id": run_id, "example_id": row.example_id, "split": row.split,
              "source": row.source, "messages": json.dumps(row.messages, ensure_ascii=False),
              "rejected": row.rejected, "ord": i} for i, row in enumerate(snapshot))
         return run_id
+
+
+def _insert_run(db, config: dict, code_version: str, **fields) -> int:
+    stamp = now()
+    return new_id(db.table("runs").insert({
+        "status": "queued", "config": json.dumps(config), "created_at": stamp,
+        "updated_at": stamp, "example_ids": "[]", "step": 0, "losses": "[]",
+        "eval_losses": "[]", "cancel_requested": 0, "code_version": code_version,
+        **fields}))
+
+
+def reserve_run(store: Store, config: dict, code_version: str = "") -> int:
+    """A queued run whose examples are still being copied (not `frozen`), unless a run
+    is active (checked in the same transaction: two sessions crossing the threshold
+    together start one run). It names this process, so that a copy cut short by its
+    death is discarded (settle_dead_runs); seal_run completes it."""
+    settle_dead_runs(store)
+    with store.connect() as db:
+        active = db.execute("SELECT id, status, pid FROM runs WHERE status IN ('queued', "
+                            "'running') LIMIT 1").fetchone()
+        if active:
+            raise RunActive(*active)
+        return _insert_run(db, config, code_version, frozen=0, pid=os.getpid(),
+                           host=this_host())
+
+
+def seal_run(store: Store, run_id: int, example_count: int, max_example_id: int) -> None:
+    """The run's examples are all copied: it is ready for a trainer (and no longer this
+    process's: a launcher records the trainer's pid)."""
+    update_run(store, run_id, frozen=1, pid=None, host=None, example_count=example_count,
+               max_example_id=max_example_id)
+
+
+def discard_run(store: Store, run_id: int, batch: int = 5_000) -> None:
+    """Remove a run that was never sealed, and the examples copied for it so far (a
+    batch at a time: the copy may be large)."""
+    while True:
+        with store.connect() as db:
+            if not db.execute("DELETE FROM run_examples WHERE rowid IN (SELECT rowid FROM "
+                              "run_examples WHERE run_id = ? LIMIT ?)", [run_id, batch]
+                              ).rowcount:
+                db.execute("DELETE FROM runs WHERE id = ? AND frozen = 0", [run_id])
+                return
 
 
 def run_examples(store: Store, run_id: int, split: str | None = None) -> list[RunExample]:
@@ -233,7 +271,7 @@ def trainer_gone(run: dict, at: float | None = None) -> str | None:
     has ended (on this machine), or it has not said it is alive for STALE_S."""
     if run["status"] not in ACTIVE or not run.get("pid"):
         return None  # queued and never launched: a launcher of the user's may take it
-    if run.get("host") in (None, this_host()) and not pid_alive(run["pid"]):
+    if owner_gone(run["pid"], run.get("host")):
         return (f"The trainer process (pid {run['pid']}) ended without recording an end: "
                 "it was killed, ran out of memory, or the machine restarted. Resume to "
                 "continue from the last checkpoint.")
@@ -253,9 +291,15 @@ def settle_dead_runs(store: Store) -> list[int]:
     with store.read() as db:
         active = [_decode(r) for r in db.table("runs").rows_where(
             "status IN ('queued', 'running')")]
-    return [run["id"] for run in active
-            if (reason := trainer_gone(run)) and
-            finish_run(store, run["id"], "failed", error=reason, pid=run["pid"])]
+    failed = []
+    for run in active:
+        if not run["frozen"]:  # its examples were still being copied
+            if owner_gone(run["pid"], run.get("host")):
+                discard_run(store, run["id"])
+        elif (reason := trainer_gone(run)) and \
+                finish_run(store, run["id"], "failed", error=reason, pid=run["pid"]):
+            failed.append(run["id"])
+    return failed
 
 
 def unfinished_adapters(store: Store) -> set[str]:
@@ -282,25 +326,6 @@ def examples_since_last_run(store: Store) -> int:
         return db.execute("SELECT COUNT(*) FROM examples WHERE id > ? AND deleted_at IS NULL "
                           f"AND source IN ({', '.join('?' * len(TRAINABLE))}) AND test_only = 0",
                           [last, *TRAINABLE]).fetchone()[0]
-
-
-def this_host() -> str:
-    return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not alive for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def get_setting(store: Store, key: str, default: str) -> str:

@@ -94,7 +94,7 @@ def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
     card = report.evaluate(ctx, second["adapter"])
     names = [c["name"] for c in card["contenders"]]
     assert first["adapter"] in names and card["in_use"] == first["adapter"]
-    trained_by_first = set(first["example_ids"]) - {
+    trained_by_first = {e.example_id for e in runs.run_examples(store, first["id"])} - {
         e.example_id for e in runs.run_examples(store, first["id"], "held_out")}
     assert not trained_by_first & {row["id"] for row in card["rows"]}
     decided = card["decision"]

@@ -28,7 +28,8 @@ def test_an_example_marked_test_only_after_training_is_no_test_of_that_run(ctx, 
     tests = placement.test_set(store, first)
     assert trained not in {case.id for case in tests.cases}
     assert tests.left_out == [{"id": trained, "why": "run-1 (or an adapter it continued) "
-                                                     "trained on it before it was marked"}]
+                                                     "trained on it before it was marked",
+                               "reason": "trained"}]
 
     # Nor of a run that continued run-1's adapter, though that run never saw it.
     for messages in voice_examples(30)[24:]:
@@ -46,7 +47,7 @@ def test_a_test_example_with_the_prompt_of_a_trained_one_is_left_out(ctx, store)
     examples.set_test_only(store, twin, True)
     tests = placement.test_set(store, run)
     assert {"id": twin, "why": "run-1 (or an adapter it continued) trained on the same "
-                               "prompt"} in tests.left_out
+                               "prompt", "reason": "same_prompt"} in tests.left_out
 
 
 def test_only_endorsed_answers_are_few_shot_examples_references_or_sft_exports(
@@ -76,7 +77,7 @@ def test_only_endorsed_answers_are_few_shot_examples_references_or_sft_exports(
     examples.set_test_only(store, bad[0], True)
     left_out = placement.test_set(store, run).left_out
     assert {"id": bad[0], "why": "a disliked answer is not one to imitate, so it is no "
-                                 "reference"} in left_out
+                                 "reference", "reason": "not_endorsed"} in left_out
 
 
 def test_examples_with_the_same_prompt_fall_on_one_side_of_the_split(ctx, store):
@@ -160,5 +161,47 @@ def test_a_correction_the_user_made_is_never_held_out(ctx, store):
     assert held and not held & set(corrected)
     examples.set_test_only(store, corrected[0], True)  # for the next run: a test
     second = trained_run(ctx, store)
-    assert corrected[0] not in second["example_ids"]
+    assert corrected[0] not in {e.example_id for e in runs.run_examples(store, second["id"])}
     assert corrected[0] in {case.id for case in placement.test_set(store, second).cases}
+
+
+def test_the_held_out_prompts_chosen_in_sql_follow_choose_held_out(ctx, store):
+    """freeze_run picks the held-out prompts in SQLite (bounded memory); on a mix of
+    repeated prompts, corrections, thumbs-down, an earlier run's held-out examples and a
+    continued adapter it holds out exactly what choose_held_out would."""
+    import random
+
+    from storage.placement import HELD_OUT_SOURCES, choose_held_out, trained_by_lineage
+    from storage.runs import RunExample
+
+    def python_choice(continue_from=None) -> set[int]:
+        everything = list(reversed(examples.list_examples(
+            store, sources=examples.TRAINABLE, test_only=False)))
+        rows = [RunExample(e.id, "train", e.source, e.messages, e.rejected)
+                for e in everything]
+        parent = runs.run_of_adapter(store, continue_from) if continue_from else None
+        held_before = set(placement.held_out_by_newest_run(store))
+        return choose_held_out([r for r in rows if r.source in HELD_OUT_SOURCES],
+                               trained_by_lineage(store, parent) +
+                               [r for r in rows if r.source not in HELD_OUT_SOURCES],
+                               held_before, len(rows))
+
+    def sql_choice(run: dict) -> set[int]:
+        return {e.example_id for e in runs.run_examples(store, run["id"], "held_out")}
+
+    chance = random.Random(7)
+    for i in range(60):
+        prompt = f"Question {chance.randrange(40)}?"
+        source = chance.choice(["kept", "kept", "imported", "added", "corrected"])
+        examples.add_example(store, [{"role": "user", "content": prompt},
+                                     {"role": "assistant", "content": f"Answer {i}."}],
+                             source, rejected="Old answer." if source == "corrected" else None)
+    expected = python_choice()
+    first = trained_run(ctx, store)
+    assert sql_choice(first) == expected and len(expected) >= 5
+    for i in range(30):
+        examples.add_example(store, [{"role": "user", "content": f"New thing {i}?"},
+                                     {"role": "assistant", "content": f"New answer {i}."}])
+    expected = python_choice("run-1")
+    second = trained_run(ctx, store, TrainConfig(continue_from="run-1"))
+    assert sql_choice(second) == expected and expected

@@ -150,7 +150,7 @@ def test_run_in_its_own_process_records_everything(store, tiny_model_dir):
     jobs = Jobs(store, tiny_model_dir)
     run = jobs.wait(jobs.start(TrainConfig(epochs=2, batch_size=4)))
     assert run["status"] == "succeeded", run["error"]
-    assert run["adapter"] == f"run-{run['id']}" and len(run["example_ids"]) == 24
+    assert run["adapter"] == f"run-{run['id']}" and run["example_count"] == 24
     lineage = training.lineage(Context(store), run["id"])
     assert (len(lineage.train), len(lineage.held_out)) == (19, 5)
     assert run["metrics"]["eval_examples"] == 5 and run["code_version"].startswith("tunechat")

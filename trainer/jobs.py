@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from core.processes import pid_alive, this_host
 from core.version import code_version
 from storage import placement, runs
 from storage.db import Store
@@ -62,28 +63,35 @@ class Jobs:
     def start(self, config: TrainConfig) -> int:
         """Queue a run on every trainable example and launch its process."""
         run_id = self.prepare(config)
-        self._launch(run_id)
+        if runs.get_run(self.store, run_id)["cancel_requested"]:  # while it was copied
+            runs.finish_run(self.store, run_id, "cancelled")
+        else:
+            self._launch(run_id)
         return run_id
 
     def prepare(self, config: TrainConfig) -> int:
         """Queue a run on every trainable example, frozen as they are now, for this app
         or a launcher of the user's (`accelerate launch -m trainer RUN_ID`) to run."""
-        snapshot = placement.snapshot(self.store, OBJECTIVES[config.objective].preferences,
-                                      config.continue_from)
-        if OBJECTIVES[config.objective].needs:
-            from trainer.stages import check_data
-
-            check_data(OBJECTIVES[config.objective].needs, RunData.from_run(snapshot))
+        objective = OBJECTIVES[config.objective]
         settings = {**config.to_dict(), "base_model": str(self.base_model)}
-        return runs.create_run(self.store, settings, snapshot, code_version())
+
+        def enough_to_learn(run_id: int) -> None:
+            if objective.needs:
+                from trainer.stages import check_data
+
+                check_data(objective.needs,
+                           RunData.from_run(runs.run_examples(self.store, run_id)))
+
+        return placement.freeze_run(self.store, settings, objective.preferences,
+                                    config.continue_from, code_version(), enough_to_learn)
 
     def resume(self, run_id: int) -> int:
         """Run a failed or cancelled run again; it continues from its last checkpoint, on
         the examples it was queued with. Of two resumes at once, one launches a trainer."""
         runs.settle_dead_runs(self.store)
         run = runs.get_run(self.store, run_id)
-        if run["status"] not in runs.ACTIVE and run["pid"] and runs.pid_alive(run["pid"]) \
-                and run.get("host") in (None, runs.this_host()):
+        if run["status"] not in runs.ACTIVE and run["pid"] and \
+                run.get("host") in (None, this_host()) and pid_alive(run["pid"]):
             raise StillStopping(f"Run #{run_id}'s trainer process is still shutting down; "
                                 "resume it again in a few seconds.")
         # pid cleared too: the old process's watcher may still be about to record its
@@ -96,6 +104,9 @@ class Jobs:
         """Ask the trainer to stop after its current step; force it after a grace time.
         A run never launched, or whose trainer is gone, is cancelled at once."""
         run = runs.get_run(self.store, run_id)
+        if not run["frozen"]:  # its examples are being copied: start() sees the flag
+            runs.request_cancel(self.store, run_id)
+            return
         gone = runs.trainer_gone(run)
         if gone or (run["status"] == "queued" and not run["pid"]
                     and run_id not in self._processes):
@@ -103,7 +114,7 @@ class Jobs:
             return
         if not runs.request_cancel(self.store, run_id):
             return  # it ended meanwhile
-        if run_id in self._processes or run.get("host") in (None, runs.this_host()):
+        if run_id in self._processes or run.get("host") in (None, this_host()):
             threading.Thread(target=self._force_stop, args=(run_id,), daemon=True).start()
 
     def wait(self, run_id: int, poll_s: float = 0.5, on_progress=None) -> dict:
@@ -210,12 +221,12 @@ class Jobs:
                 except ProcessLookupError:
                     break
             deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and runs.pid_alive(run["pid"]):
+            while time.monotonic() < deadline and pid_alive(run["pid"]):
                 time.sleep(0.2)
-            if not runs.pid_alive(run["pid"]):
+            if not pid_alive(run["pid"]):
                 break
         run = runs.get_run(self.store, run_id)
-        if run["status"] in runs.ACTIVE and run["pid"] and not runs.pid_alive(run["pid"]):
+        if run["status"] in runs.ACTIVE and run["pid"] and not pid_alive(run["pid"]):
             runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
                             pid=run["pid"])
 

@@ -259,7 +259,7 @@ def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None,
         return f"{mine['score']:.0f}" if mine else ""
 
     return [[r["id"], r["status"], (shown or {}).get(r["adapter"], r["adapter"] or ""),
-             score(r), len(r["example_ids"]),
+             score(r), r["example_count"] or 0,
              number(r["metrics"].get("eval_loss_before")),
              number(r["metrics"].get("eval_loss_after")),
              number(r["metrics"].get("tokens_per_second"), 1),
