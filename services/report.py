@@ -209,7 +209,9 @@ def decide_in_use(card: dict, run: dict) -> dict:
     """Does `run` replace the model new chats use (the card's `in_use`)? Only when it
     does at least as well on its card (its deciding measure); a card with too few test
     examples to score replaces only the plain model. Recorded once per run, on its first
-    card, by storage/runs.settle_default."""
+    card, by storage/runs.settle_default, with what a person weighs before relying on it:
+    the card's answer (yes / no / even / too_few: `answer`), its number of tests, what it
+    forgot, and the corrections it still answers the old way."""
     adapter, in_use = card["adapter"], card["in_use"]
     scores = {c["name"]: c["score"] for c in card.get("contenders", [])}
     ours, theirs = scores.get(adapter), scores.get(in_use)
@@ -223,7 +225,11 @@ def decide_in_use(card: dict, run: dict) -> dict:
             "why": why, "score": ours, "their_score": theirs,
             "measure": (card.get("measure") or {}).get("name"),
             "forgot": mine.get("lost", 0) if mine.get("forgot") else 0,
-            "general": (card.get("general") or {}).get("n", 0)}
+            "general": (card.get("general") or {}).get("n", 0),
+            # the caveats a person weighs before relying on it (the Train tab's line)
+            "answer": answer(card)["answer"], "tests": card.get("n", 0),
+            "old_way": len((card.get("corrections") or {}).get("old_way") or []),
+            "corrections": (card.get("corrections") or {}).get("n", 0)}
 
 
 def last_decision(ctx: Context) -> dict | None:
