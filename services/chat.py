@@ -100,6 +100,19 @@ def resumed_model(ctx: Context) -> str:
     return last.adapter if last is not None else models.chat_default(ctx)
 
 
+def starting_model(ctx: Context, picked: str | None = None,
+                   in_use_then: str | None = None) -> tuple[str, bool]:
+    """The model a new conversation starts with, and whether it is the user's pick:
+    `picked` when the user chose it while `in_use_then` was the model new chats use and
+    still is (a choice made before that model last changed no longer holds), else the
+    model new chats use (models.chat_default). A model the chat was set to on its own
+    (a page load, a reopened conversation) is no pick: pass None."""
+    in_use = models.chat_default(ctx)
+    if picked and in_use_then == in_use and picked in models.model_names(ctx):
+        return picked, True
+    return in_use, False
+
+
 def reopen(ctx: Context, conversation_id: int) -> Conversation:
     """A stored conversation; its model is base when its adapter is gone."""
     stored = conversations.get_conversation(ctx.store, conversation_id)

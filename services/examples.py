@@ -35,18 +35,23 @@ class Saved:
     previous: str | None = None
     """The verdict this one replaced on the same reply."""
 
-    def message(self) -> str:
+    def message(self, progress: bool = True) -> str:
+        """What was done, then (with `progress`) where the training examples stand. The
+        chat leaves the count out: its header shows it, recounted, and a count in a note
+        under a reply would go stale with the next run."""
         number = f"#{self.example_id}"
         what = {"kept": f"Kept as example {number}",
                 "corrected": f"Correction saved as example {number}",
-                "disliked": f"Marked as a bad answer ({number}: never imitated; sft+kto learns "
-                            "to avoid it)",
+                "disliked": f"Marked as a bad answer ({number}): never imitated; runs that "
+                            "learn what to avoid (Train tab, *What to learn from*) learn "
+                            "from it",
                 "added": f"Added example {number}",
                 "undo": f"Undone: {number} ({SAID.get(self.previous or '', 'judged')}) is "
                         "removed; Undo delete in the Examples tab brings it back"}[self.verdict]
         if self.previous and self.previous != self.verdict and self.verdict != "undo":
             what += f", instead of {SAID[self.previous]}"
-        return f"✓ {what}. {self.progress}." + started_note(self.run_started)
+        count = f" {self.progress}." if progress else ""
+        return f"✓ {what}.{count}" + started_note(self.run_started)
 
 
 def started_note(run_id: int | None) -> str:
@@ -124,8 +129,8 @@ def set_must_keep(ctx: Context, example_id: int, must_keep: bool) -> str:
         general.check_pattern(chosen.answer)
     examples.set_must_keep(ctx.store, example_id, must_keep)
     return (f"✓ Example #{example_id} is a must-not-change check: every report card asks "
-            "the base and the adapter its question and checks that the answer still has "
-            "yours (its words in order, or /a regex/). It is never trained on."
+            "the plain model and your tuned assistant its question and checks that the "
+            "answer still has yours (its words in order, or /a regex/). It is never trained on."
             if must_keep else f"✓ Example #{example_id} is no longer a must-not-change check "
             "(it is still kept for testing only).")
 

@@ -80,8 +80,8 @@ def test_edit_import_and_readiness_like_a_new_user(page, tmp_path, tiny_model_di
         assert page.get_by_text("looks like an Excel workbook").count() == 1
         assert page.locator(".toast-body").count() == 0
 
-        # Bug 4: the import's result in view beside its button, the preview up to date,
-        # and a readiness bar that counts what its line says.
+        # Bug 4: the import's result in view beside its button, the preview saying the
+        # file is in, and a readiness bar that counts what its line says.
         choose_file(page, sheet)
         expect(preview).to_contain_text("Would add: 2 examples")
         expect(button).to_be_enabled()
@@ -89,8 +89,8 @@ def test_edit_import_and_readiness_like_a_new_user(page, tmp_path, tiny_model_di
         result = page.locator("#import-result")
         expect(result).to_have_text("✓ Imported 2 examples from more.csv.")
         expect(result).to_be_in_viewport()
-        expect(preview).to_contain_text("Would add: nothing new")
-        expect(preview).to_contain_text("2 already stored")
+        expect(preview).to_contain_text("Imported: the ✓ line under Import says what was "
+                                        "added")
         expect(button).to_be_disabled()
         readiness = page.locator("#readiness")
         expect(readiness).to_contain_text("2 of 20 new examples for the next run")

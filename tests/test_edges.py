@@ -24,9 +24,10 @@ def test_import_says_the_same_and_starts_a_run_from_every_edge(tmp_path, store, 
     training.set_threshold(ctx, 12)
     file = write_examples(tmp_path / "voice.jsonl", 12)
     assert app.main(["import", str(file), "--model", str(tiny_model_dir)]) == 0
-    cli_note = capsys.readouterr().out.strip()
+    cli_note, background = capsys.readouterr().out.strip().splitlines()
     assert cli_note == ("✓ Imported 12 examples from voice.jsonl. Training run #1 started by "
                         "itself (see the Train tab).")
+    assert background.startswith("Run #1 trains in the background")  # the command line's own
     assert ctx.jobs.wait(1)["status"] == "succeeded"
     # The same file again, from the web app: the same words for the same outcome.
     ui_note = ExampleHandlers(ctx).import_upload(str(file), "auto")
@@ -62,9 +63,10 @@ def test_keep_counts_and_auto_start_are_the_same_from_chat_and_api(ctx, store):
 
     note = handlers.judge(conversation_id, gr.LikeData(None, {"index": 1, "value": "",
                                                                "liked": True}))[0]
+    assert note == "✓ Kept as example #1."  # the chat's header counts, recounted
+    assert ("(1 training example; auto-start is off (start a run in the Train tab).)"
+            in handlers.intro())
     api = example_actions.add(ctx, voice_examples(1)[0])  # what /add_example does
-    assert note == ("✓ Kept as example #1. 1 training example; auto-start is off (start a "
-                    "run in the Train tab).")
     assert api.message() == ("✓ Added example #2. 2 training examples; auto-start is off "
                              "(start a run in the Train tab).")
     assert examples.counts(store)["trainable"] == 2 and runs.list_runs(store) == []

@@ -121,14 +121,14 @@ def test_notes_count_examples_the_same_way_everywhere(chat, ctx, store):
     training.set_threshold(ctx, 20)
     conversation_id = first_turn(chat)
     note = chat.judge(conversation_id, like(1, True))[0]
-    assert note.endswith("1 of 20 examples for the first run.")
+    assert note == "✓ Kept as example #1."  # the chat's header counts (never stale)
     meter, *_ = ExampleHandlers(ctx).overview()
     assert "1 of 20 examples for the first run" in meter
     assert "1 of 20 examples for the first run" in chat.intro()
     list(chat.send("Name a fruit.", conversation_id, "base", "", Request()))
     note = chat.judge(conversation_id, like(3, False))[0]
-    assert note.endswith("1 of 20 examples for the first run. If you know a better answer, "
-                         "write it below.")  # a thumbs-down is not an example
+    assert note.endswith("If you know a better answer, write it below.")
+    assert "1 of 20 examples for the first run" in chat.intro()  # a thumbs-down is not one
 
 
 def test_new_conversation_starts_on_the_chat_default(chat, ctx, two_adapters):
@@ -157,7 +157,7 @@ def test_the_table_marks_held_out_examples_and_says_no_matches(ctx, store):
     fill(store, 24)
     run_id = training.prepare(ctx, TrainConfig())
     meter, rows, empty, *_ = ExampleHandlers(ctx).overview()
-    held = [row for row in rows if f"held out (tests run #{run_id})" in row[5]]
+    held = [row for row in rows if f"set aside to test run #{run_id}" in row[5]]
     assert len(held) == 5 and empty == ""
     assert ExampleHandlers(ctx).overview("nothing like this")[2].startswith("No matches")
     runs.finish_run(store, run_id, "cancelled")

@@ -58,7 +58,8 @@ def test_a_run_at_least_as_good_takes_over_and_roll_back_undoes_it(ctx, store, t
     models.promote(ctx, "brewster")
     decide(ctx, card_of("lumen", "brewster", 32, 32), 2)
     assert models.chat_default(ctx) == "lumen"
-    assert "✓ New chats use **the assistant “lumen”**" in train.in_use_line(ctx, {})[0]
+    line = train.in_use_line(ctx, {})[0]  # its card has no test rows: too few to be sure
+    assert line.startswith("New chats use **the assistant “lumen”**") and "✓" not in line
     assert models.roll_back(ctx) == "brewster"
     assert train.in_use_line(ctx, {})[0] == \
         "New chats use **the assistant “brewster”**, as you chose."

@@ -362,7 +362,7 @@ def test_the_runs_chart_compares_runs_on_the_same_test_set_only():
 
     chart = scores_chart({1: card_of(1, "a", 30), 2: card_of(2, "b", 60),
                           3: card_of(3, "b", 70)})
-    assert ">run-2<" in chart and ">run-3<" in chart and ">run-1<" not in chart
+    assert ">#2<" in chart and ">#3<" in chart and ">#1<" not in chart
     assert "1 other run was scored on other test examples" in chart
 
 

@@ -60,7 +60,7 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         bot(page, "Hello! How can I help you today?")
         chat.get_by_label("Like").last.click()
         page.locator("#chat-note").get_by_text("Kept as example #18").wait_for()
-        page.locator("#chat-note").get_by_text("18 of 20 examples for the first run").wait_for()
+        page.locator("#chat-intro").get_by_text("18 of 20 examples for the first run").wait_for()
 
         new_conversation = page.get_by_role("button", name="+ New conversation")
         new_conversation.click()  # the tiny model knows single questions only

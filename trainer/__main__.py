@@ -50,9 +50,12 @@ class DatabaseReporter:
         if logs or time.monotonic() - self._written > PROGRESS_EVERY_S:
             # Best effort: a database held by someone else delays the curve, never the run
             # (the next write carries every point so far).
+            # The evaluation before the first step reports 0 steps in all (the Trainer
+            # counts them only once training starts): the count started() wrote stays.
+            counted = {"total_steps": total} if total else {}
             try:
-                runs.update_run(self.store, self.run_id, step=step, total_steps=total,
-                                losses=self.losses, eval_losses=self.eval_losses)
+                runs.update_run(self.store, self.run_id, step=step, losses=self.losses,
+                                eval_losses=self.eval_losses, **counted)
                 self._written = time.monotonic()
             except sqlite3.OperationalError as error:
                 print(f"progress not recorded ({error}); training goes on", file=sys.stderr)

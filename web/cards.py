@@ -13,7 +13,7 @@ from core.adapters import BASE
 from services import contenders, report
 from services.names import AS_IS, Names
 
-CARD_HEADERS = ["model", "score (0-100)", "likely range", "prompt length (tokens)",
+CARD_HEADERS = ["model", "score (0-100)", "likely range", "question length it reads (word pieces)",
                 "time per answer (ms)", "training time (s)"]
 BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa"}
 ADAPTER_COLOR = "#f97316"
@@ -42,6 +42,11 @@ LEFT_OUT_WORDS = {"not_endorsed": "not an answer to imitate",
                   "trained": "it learned from this one",
                   "same_prompt": "it learned from the same question"}
 """Why a test example was left out (storage/placement.py test_set's `reason`)."""
+ANSWER_WORDS = {"yes": "Yes", "no": "No", "even": "Not clearly", "too_few": "Too early to say"}
+"""The first words of the card's answer (services/report.py answer), as its headline
+starts and as the Train tab quotes it: one verdict, in the same words, on both tabs."""
+CLIP = 80
+"""The most characters of an answer a flipped question's line quotes."""
 
 
 def headline(card: dict, say: Names) -> str:
@@ -52,12 +57,12 @@ def headline(card: dict, say: Names) -> str:
     except (KeyError, IndexError, TypeError, ValueError):
         return ""
     adapter, rival = card["adapter"], found["rival"]
-    line = {"yes": f"Yes: {say(adapter)} does better than every option that needs no "
-                   "training.",
-            "no": f"No: {say(rival)} does better, and needs no training.",
-            "even": f"Not clearly: {say(rival)} does about as well, and needs no training.",
-            "too_few": "Too early to say: too few of your examples are set aside to test "
-                       "it on (see below how to add some)."}[found["answer"]]
+    line = ANSWER_WORDS[found["answer"]] + {
+        "yes": f": {say(adapter)} does better than every option that needs no training.",
+        "no": f": {say(rival)} does better, and needs no training.",
+        "even": f": {say(rival)} does about as well, and needs no training.",
+        "too_few": ": too few of your examples are set aside to test it on (see below how "
+                   "to add some)."}[found["answer"]]
     if found["forgot"]:
         line += (f" And it forgot some things {say(BASE)} knew (see *General knowledge* "
                  "below).")
@@ -134,7 +139,8 @@ def details_markdown(card: dict, say: Names = AS_IS) -> str:
               "scores, permutation test for closeness) gives p < 0.05, Holm-adjusted over "
               "the options without training (the prompting baselines); p is how often "
               "chance alone gives a gap that big.",
-              "Prompt length: the prompt tokens per request (word pieces the model reads); "
+              "Question length it reads: the prompt tokens per request (word pieces the "
+              "model reads, instructions and examples in the prompt included); "
               "time per answer: answers generated in batches, divided by their number."]
     body = "  \n".join(line for line in lines if line)
     return f"<details><summary>Details: the technical words</summary>\n\n{body}\n\n</details>"
@@ -160,10 +166,37 @@ def general_lines(card: dict, say: Names = AS_IS, shown: int = 8) -> list[str]:
 
 
 def _flip_line(flip: dict, adapter: str, say: Names) -> str:
+    """One flipped question on one line: each answer on a single line, in italics that
+    nothing in it can break, clipped at a word."""
     return (f"{'✗ now wrong' if flip['now'] == 'wrong' else '✓ now right'}: "
-            f"{html.escape(flip['question'])} {say.first(BASE)}: "
-            f"_{html.escape(flip['base'][:80])}_ · {say.first(adapter)}: "
-            f"_{html.escape(flip['answer'][:80])}_")
+            f"{markdown_safe(clipped(flip['question'], 2 * CLIP))} {say.first(BASE)}: "
+            f"{_italics(flip['base'])} · {say.first(adapter)}: {_italics(flip['answer'])}")
+
+
+def clipped(text: str, most: int = CLIP) -> str:
+    """`text` on one line (every run of spaces and line breaks one space), at most `most`
+    characters, cut after a whole word with "…"."""
+    text = " ".join(str(text or "").split())
+    if len(text) <= most:
+        return text
+    cut = text[:most + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > most // 2 else text[:most]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def markdown_safe(text: str) -> str:
+    """Text that Markdown shows as it is: HTML escaped, and the characters that start
+    emphasis or code backslashed."""
+    escaped = html.escape(text).replace("\\", "\\\\")
+    for mark in "_*`[]":
+        escaped = escaped.replace(mark, "\\" + mark)
+    return escaped
+
+
+def _italics(answer: str) -> str:
+    shown = clipped(answer)
+    return f"_{markdown_safe(shown)}_" if shown else "(no answer)"
 
 
 def votes_line(votes: dict) -> str:
@@ -248,13 +281,17 @@ def chart_svg(card: dict, say: Names = AS_IS, width: int = 640) -> str:
 
 
 def runs_chart_svg(points: list[tuple[str, float, float, float]], width: int = 640) -> str:
-    """The adapter's score across runs (name, score, low, high), to see whether each run
-    improved on the last."""
+    """The tuned assistant's score across runs (label, e.g. "#2", score, low, high), to
+    see whether each run improved on the last. Labels that would overlap are thinned to
+    every second, fifth... one (the last always shown)."""
     if not points:
         return ""
     height, left, bottom = 160, 40, 30
-    step = (width - left - 20) / max(1, len(points) - 1)
+    step = (width - left - 30) / max(1, len(points) - 1)
     xs = [left + 10 + i * step if len(points) > 1 else width / 2 for i in range(len(points))]
+    widest = 7 * max(len(p[0]) for p in points) + 8
+    every = next(n for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 10**9)
+                 if n * step >= widest or len(points) == 1)
 
     def y(value: float) -> float:
         return 10 + (height - bottom - 10) * (1 - value / 100)
@@ -268,11 +305,18 @@ def runs_chart_svg(points: list[tuple[str, float, float, float]], width: int = 6
                      f'text-anchor="end" fill="#6b7280">{tick}</text>')
     path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y(p[1]):.1f}"
                     for i, (x, p) in enumerate(zip(xs, points)))
-    parts.append(f'<path d="{path}" fill="none" stroke="{ADAPTER_COLOR}" stroke-width="2"/>')
-    for x, (name, score, low, high) in zip(xs, points):
+    parts.append(f'<path d="{path}" fill="none" stroke="{ADAPTER_COLOR}" stroke-width="2"/>'
+                 f'<text x="{left - 6}" y="{height - 8}" text-anchor="end" fill="#6b7280">'
+                 'run</text>')
+    for i, (x, (name, score, low, high)) in enumerate(zip(xs, points)):
+        last = len(points) - 1
+        shown = i == last or (i % every == 0 and last - i >= every)
         parts.append(f'<line x1="{x:.1f}" y1="{y(low):.1f}" x2="{x:.1f}" y2="{y(high):.1f}" '
                      f'stroke="#111827"/><circle cx="{x:.1f}" cy="{y(score):.1f}" r="4" '
-                     f'fill="{ADAPTER_COLOR}"/><text x="{x:.1f}" y="{height - 8}" '
-                     f'text-anchor="middle">{html.escape(name)}</text>')
+                     f'fill="{ADAPTER_COLOR}"><title>{html.escape(name)}: {score:.0f}'
+                     f'</title></circle>')
+        if shown:
+            parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle">'
+                         f'{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -25,6 +25,17 @@ CSS = """
 #chat textarea.edit-textarea { min-width: min(40em, 70vw) !important;
                                min-height: 8em !important; }
 """
+MODEL_WIDTH = 340
+"""The Model list's least width in pixels: its longest labels whole ("Your assistant tuned
+Dec 12 13:47", "The plain model + 4 of your examples"), beside the list's arrow. Two tuned
+models differ only in their last digits."""
+CORRECTION_BOX = "correction-box"
+# A thumbs-down opens the correction box under the chat, below the fold on a laptop:
+# bring it into view (only as far as needed) once it is drawn; a thumb up hides it.
+SCROLL_TO_CORRECTION = (
+    f"() => setTimeout(() => {{ const box = document.getElementById('{CORRECTION_BOX}'); "
+    "if (box && box.offsetParent !== null) "
+    "box.scrollIntoView({block: 'nearest', behavior: 'smooth'}); }, 100)")
 
 
 class StopRequests:
@@ -117,8 +128,9 @@ class ChatHandlers:
         if verdict is None or conversation_id is None:
             return nothing
         index = _index(like.index)
-        try:
-            note = examples.judge(self.ctx, conversation_id, index, verdict).message()
+        try:  # the count is the header's (recounted after every thumb), never stale here
+            note = examples.judge(self.ctx, conversation_id, index, verdict).message(
+                progress=False)
         except UserError as error:
             return (f"⚠ {error}",) + nothing[1:]
         if verdict != "disliked":
@@ -143,7 +155,7 @@ class ChatHandlers:
     def _correct(self, conversation_id: int, index: int, text: str):
         try:
             note = examples.judge(self.ctx, conversation_id, index, "corrected",
-                                  text).message()
+                                  text).message(progress=False)
         except UserError as error:
             note = f"⚠ Not saved: {error}"
         return self.stored_chat(conversation_id), note
@@ -209,17 +221,41 @@ class ChatHandlers:
                 "is below, to copy into your own system.", gr.Accordion(visible=True),
                 contenders.describe(prompt))
 
-    def start_over(self, chosen: str | None = None):
-        """A new conversation on the model the user picked in the list, else the one new
-        chats start with; the note names it."""
-        in_use = models.chat_default(self.ctx)
-        model = chosen if chosen in models.model_names(self.ctx) else in_use
-        why = ("the one you picked" if model != in_use else
-               "no tuned model is in use yet" if model == models.BASE else
-               "the model in use (the Train tab says why)")
-        return ([], None, None, model, f"New conversation with **{names.label(self.ctx, model)}**"
-                f", {why}. Pick another in the *Model* list.", gr.Column(visible=False), "",
+    def start_over(self, chosen: str | None = None, picked: list | None = None):
+        """A new conversation on the model the user picked in the list (`picked`, from
+        pick()) since the model new chats use last changed, else on that model; a model
+        the list was set to on its own (a page load, a reopened conversation) is no
+        pick. The note names the model and says why."""
+        mine, then = picked if picked and picked[0] == chosen else (None, None)
+        model, is_pick = chat.starting_model(self.ctx, mine, then)
+        shown = names.label(self.ctx, model)
+        if is_pick and model != models.chat_default(self.ctx):
+            why = ", the one you picked"
+        elif model == models.BASE and not models.adapter_names(self.ctx):
+            why = ", no tuned model is in use yet"
+        else:
+            why = ": new chats use it (see the Train tab)"
+        return ([], None, None, model, f"New conversation with **{shown}**{why}. Pick another "
+                "in the *Model* list.", gr.Column(visible=False), "",
                 gr.Accordion(visible=False))
+
+    def pick(self, model: str | None):
+        """The user chose a model in the list (only their own choice fires this): new
+        conversations keep it until the model new chats use changes. (the pick, the
+        note, which spoke of the model before)."""
+        return [model, models.chat_default(self.ctx)], ""
+
+    def follow_in_use(self, in_use: str | None, seen: str | None, current: str | None):
+        """The model new chats use changed: the Model list moves to it, whatever was
+        picked before, and says so. The first call, on a page load, only notes it (the
+        load sets the list to the reopened conversation's model). (the model seen, the
+        list, the note)."""
+        if in_use is None or seen is None or in_use == seen or current == in_use:
+            return in_use, gr.skip(), gr.skip()
+        return in_use, in_use, (
+            f"New chats use **{names.label(self.ctx, in_use)}** now (see the Train tab), so "
+            "the *Model* list moved to it: it answers your next message. Pick another in "
+            "the list to go on with another.")
 
     def intro(self) -> str:
         auto = training.auto_start(self.ctx)
@@ -245,6 +281,8 @@ def _index(index: int | tuple[int, int]) -> int:
 def build(ui: Ui) -> None:
     handlers = ChatHandlers(ui.ctx)
     conversation_id, correcting = gr.State(None), gr.State(None)
+    # picked: [model, the model new chats used then], set only by the user's own choice
+    picked, in_use, seen = gr.State(None), ui.in_use(), gr.State(None)
     intro = gr.Markdown(elem_id="chat-intro")
     with gr.Row():
         with gr.Column(scale=1, min_width=240):
@@ -253,9 +291,10 @@ def build(ui: Ui) -> None:
                                elem_id="earlier-conversations")
         with gr.Column(scale=4):
             with gr.Row():
-                # set on load to the model of the conversation a load reopens (resume)
+                # set on load to the model of the conversation a load reopens (resume),
+                # and moved to the model new chats use whenever that changes
                 model = ui.model_list("Model", default=chat.resumed_model,
-                                      elem_id="chat-model")
+                                      elem_id="chat-model", min_width=MODEL_WIDTH)
                 system = gr.Textbox(label="System prompt", lines=1, scale=3,
                                     placeholder="Optional: how the assistant should behave")
             # a share of the window, so the message box stays in view on a laptop
@@ -268,7 +307,7 @@ def build(ui: Ui) -> None:
             with gr.Accordion("Show the prompt", open=False, visible=False,
                               elem_id="built-prompt") as prompt_box:
                 built = gr.Code(language="json", interactive=False, elem_id="built-prompt-text")
-            with gr.Column(visible=False, elem_id="correction-box") as correction_box:
+            with gr.Column(visible=False, elem_id=CORRECTION_BOX) as correction_box:
                 with gr.Row():
                     original = gr.Textbox(label="The model said", lines=8, interactive=False)
                     fix = gr.Textbox(label="What it should have said", lines=8,
@@ -278,14 +317,18 @@ def build(ui: Ui) -> None:
                     close_fix = gr.Button("Not now")
             with gr.Row():
                 message = gr.Textbox(label="Message", show_label=False, scale=6, autofocus=True,
-                                     placeholder="Type a message and press Enter")
-                send_button = gr.Button("Send", variant="primary", scale=1)
+                                     placeholder="Type a message and press Enter",
+                                     elem_id="chat-message")
+                send_button = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
                 stop_button = gr.Button("Stop", scale=1, elem_id="stop")
 
     send_inputs = [message, conversation_id, model, system]
     send_outputs = [chatbot, message, conversation_id]
     refresh = handlers.earlier_conversations
     for trigger in (message.submit, send_button.click):
+        # the note spoke of the reply before (or of the new conversation): it goes, at once
+        trigger(None, None, note, js="() => ''", api_visibility="private",
+                show_progress="hidden")
         # always_last: a message sent while a reply streams is answered after it.
         trigger(shown_to_user(handlers.send), send_inputs, send_outputs,
                 api_visibility="private", validator=handlers.validate,
@@ -297,7 +340,7 @@ def build(ui: Ui) -> None:
     stop_button.click(handlers.stop, None, None, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden")
     start_over: dict[str, Any] = dict(
-        fn=handlers.start_over, inputs=model,
+        fn=handlers.start_over, inputs=[model, picked],
         outputs=[chatbot, conversation_id, earlier, model, note, correction_box, answered,
                  prompt_box],
         api_visibility="private")
@@ -306,15 +349,22 @@ def build(ui: Ui) -> None:
     # The header's count follows every keep and correction.
     recount: dict[str, Any] = dict(fn=handlers.intro, inputs=None, outputs=intro,
                                    api_visibility="private", show_progress="hidden")
-    chatbot.like(shown_to_user(handlers.judge), conversation_id,
-                 [note, correction_box, original, fix, correcting],
-                 api_visibility="private").then(**recount)
+    judged = chatbot.like(shown_to_user(handlers.judge), conversation_id,
+                          [note, correction_box, original, fix, correcting],
+                          api_visibility="private")
+    judged.then(**recount)
+    judged.success(None, js=SCROLL_TO_CORRECTION, api_visibility="private")
     chatbot.edit(shown_to_user(handlers.correct_reply), conversation_id, [chatbot, note],
                  api_visibility="private").then(**recount)
     save_fix.click(shown_to_user(handlers.save_correction), [conversation_id, correcting, fix],
                    [chatbot, note, correction_box], api_visibility="private").then(**recount)
     close_fix.click(lambda: gr.Column(visible=False), None, correction_box,
                     api_visibility="private")
+    # .input: the user's own choice only (.change fires on a load or a reopen too)
+    model.input(handlers.pick, model, [picked, note], api_visibility="private",
+                show_progress="hidden")
+    in_use.change(handlers.follow_in_use, [in_use, seen, model], [seen, model, note],
+                  api_visibility="private", show_progress="hidden")
     earlier.input(shown_to_user(handlers.reopen), earlier,
                   [chatbot, conversation_id, system, model, note], api_visibility="private") \
         .then(handlers.reply_info, conversation_id, [answered, prompt_box, built],

@@ -4,9 +4,9 @@ model lists that follow new adapters.
 A tab is a module with `build(ui: Ui) -> None` that lays out its components inside the
 tab and wires their events; web/app.py lists the tabs in order. A tab that shows a list
 of models makes it with `ui.model_list(...)`, and the list then follows new adapters
-in every open page within a second. A list shows each model in plain words
-(services/names.py) and hands over its technical name, which a "details" line under
-the list shows one click away."""
+in every open page within a second; `ui.in_use()` tells a tab when the model new chats
+use changes. A list shows each model in plain words (services/names.py) and hands over
+its technical name, which a "details" line under the list shows one click away."""
 
 from __future__ import annotations
 
@@ -77,6 +77,21 @@ class ModelList:
         return gr.Dropdown(choices=labelled, value=_offered(self.default(ctx), offered))
 
 
+@dataclass
+class InUse:
+    """No list: a hidden state holding the model new chats use (models.chat_default),
+    which the model lists' timer (web/app.py) sets on every page load and within a second
+    of it changing. A tab learns of the change from the state's .change event (a state
+    changes only when its value does: new adapters alone leave it alone)."""
+
+    dropdown: gr.State
+    """Named as a ModelList's, for the timer that sends it."""
+    follow: str = KEEP
+
+    def update(self, ctx: Context, move: bool = True) -> str:
+        return models.chat_default(ctx)
+
+
 def _offered(value: str | None, offered: list) -> str | None:
     return value if value in offered else None
 
@@ -98,7 +113,7 @@ class Ui:
     ctx: Context
     tab: gr.Tab | None = None
     """The tab being built (for events on opening it)."""
-    lists: list[ModelList] = field(default_factory=list)
+    lists: list[ModelList | InUse] = field(default_factory=list)
     loads: list[tuple] = field(default_factory=list)
 
     def on_load(self, fn: Callable, inputs=None, outputs=None) -> None:
@@ -127,3 +142,10 @@ class Ui:
                         api_visibility="private", show_progress="hidden")
         self.lists.append(ModelList(dropdown, choices, default, follow))
         return dropdown
+
+    def in_use(self) -> gr.State:
+        """A hidden state that names the model new chats use: None until the page loads,
+        then set on load and whenever that model changes (see InUse)."""
+        state = gr.State(None)
+        self.lists.append(InUse(state))
+        return state

@@ -60,6 +60,15 @@ BLIND_WORDS = ("Blind: the two answers appear in random order, as A and B; the n
                "revealed after you vote")
 LEFT_LABEL, RIGHT_LABEL = "One model", "The other model"
 """The two lists: neither promises a side (blind shuffles them)."""
+NOTE = "compare-note"
+SCROLL_TO_NOTE = (f"() => setTimeout(() => document.getElementById('{NOTE}')"
+                  "?.scrollIntoView({block: 'nearest', behavior: 'smooth'}), 100)")
+"""The vote's note is below the vote buttons, out of view on a laptop: brought into
+view (only as far as needed) once it is drawn."""
+VOTED = {"voted": True}
+"""The pending vote after a vote: these two answers have theirs."""
+ALREADY_VOTED = ("Your vote on these two answers is stored. Press Compare for a new pair "
+                 "to vote again.")
 
 
 def _answers_done(current: dict) -> str:
@@ -99,7 +108,10 @@ class CompareHandlers:
         yield a_text, b_text, gr.skip(), gr.skip(), pending
 
     def record_vote(self, choice: str, pending: dict | None):
-        """Store the vote and reveal the names: (note, A label, B label, pending, rates)."""
+        """Store the vote and reveal the names: (note, A label, B label, pending, rates).
+        A second vote on the same answers is refused, saying so."""
+        if pending and pending.get("voted"):
+            return ALREADY_VOTED, gr.skip(), gr.skip(), pending, gr.skip()
         if not pending:
             return "Compare two models first, then vote.", gr.skip(), gr.skip(), None, gr.skip()
         winner = {"a": "left", "b": "right"}.get(VOTES[choice], VOTES[choice])
@@ -113,7 +125,7 @@ class CompareHandlers:
             note += (f" The winner's answer over the other is kept as a preference, #{pair_id}"
                      " in the Examples tab (source *vote*): runs that learn from your "
                      "preferences learn from it (in the Train tab, *What to learn from*).")
-        return (note, gr.Markdown(f"A: {a}"), gr.Markdown(f"B: {b}"), None,
+        return (note, gr.Markdown(f"A: {a}"), gr.Markdown(f"B: {b}"), dict(VOTED),
                 rate_rows(rates, say.first))
 
     def promote(self, adapter: str) -> str:
@@ -258,7 +270,7 @@ def build(ui: Ui) -> None:
     pending = gr.State(None)
     with gr.Row():
         vote_buttons = [gr.Button(choice) for choice in VOTES]
-    note = gr.Markdown(elem_id="compare-note")
+    note = gr.Markdown(elem_id=NOTE)
     rates = gr.Dataframe(headers=RATE_HEADERS, interactive=False,
                          label=RATES_LABEL, elem_id="win-rates")
     gr.Markdown(RATES_DETAILS)
@@ -272,7 +284,8 @@ def build(ui: Ui) -> None:
              [a_text, b_text, a_label, b_label, pending], api_visibility="private")
     for button in vote_buttons:
         button.click(shown_to_user(handlers.record_vote), [button, pending],
-                     [note, a_label, b_label, pending, rates], api_visibility="private")
+                     [note, a_label, b_label, pending, rates], api_visibility="private") \
+            .then(None, js=SCROLL_TO_NOTE, api_visibility="private")
     promote.click(shown_to_user(handlers.promote), chosen, note, api_visibility="private")
     roll_back.click(shown_to_user(handlers.roll_back), None, note, api_visibility="private")
     ui.on_load(handlers.rates, None, rates)  # the win rates as they are, on every load

@@ -24,7 +24,7 @@ TABLE_HEADERS = ["#", "source", "prompt", "answer", "turns", "check"]
 COLUMN_WIDTHS: list[str | int] = ["6%", "10%", "30%", "30%", "6%", "18%"]
 SOURCE_CHOICES = ["all"] + list(SOURCES)
 PREVIEW = 80
-HELD_OUT = "held out (tests run #{run})"
+HELD_OUT = "set aside to test run #{run}"
 SPREADSHEET = "Spreadsheet (CSV)"
 """The export a spreadsheet user wants: first in the list, and chosen."""
 EDITOR = "example-editor"
@@ -50,14 +50,14 @@ def readiness_html(counts: dict[str, int], progress: str, state: training.AutoSt
            f'max="{state.threshold}" style="width:100%"></progress>' if state.enabled else "")
     return (
         f'<div id="readiness"><p><b>{progress}</b>{f" · {parts}" if parts else ""}</p>{bar}'
-        "<p><small>A first adapter from a few dozen examples picks up a style or a voice. "
-        "For dependable behaviour, collect 100 to 1,000 or more. Kept, corrected, added and "
-        "imported examples are trained on. Thumbs-down replies, votes (the winner over the "
-        "other answer) and the first answers your corrections replaced teach only the "
-        "preference objectives (Train tab, <i>What to learn from</i>). Rows "
-        "marked <i>held out</i> were kept out of the newest run's training on purpose: "
-        "answering them well shows that it learned your way of answering, not the "
-        "examples by heart.</small></p></div>"
+        "<p><small>A few dozen examples teach your tuned assistant a style or a voice; "
+        "for answers you can depend on, collect 100 to 1,000 or more. It learns from the "
+        "kept, corrected, added and imported examples. Thumbs-down replies, votes (the "
+        "winner over the other answer) and the first answers your corrections replaced "
+        "are used only by runs that learn what to avoid (Train tab, <i>What to learn "
+        "from</i>). Rows marked <i>set aside to test</i> were kept out of the newest "
+        "run's training on purpose: answering them well shows that it learned your way "
+        "of answering, not the examples by heart.</small></p></div>"
     )
 
 
@@ -206,6 +206,16 @@ class ExampleHandlers:
             value=rows, headers=["where", "kind", "prompt", "answer", "rejected"],
             visible=bool(rows)), gr.Button(interactive=importable)
 
+    def imported(self):
+        """After an import: (the preview, its rows, the Import button). The preview spoke
+        of the file before it was imported ("Would add: 25 examples"); read again it would
+        say "nothing new, 25 already stored", as if nothing had happened. It now says
+        that the file is in, and Import waits for another file (a new file, format or
+        column mapping previews again)."""
+        return ("**Imported:** the ✓ line under *Import* says what was added. Choose "
+                "another file to import more.", gr.Dataframe(value=[], visible=False),
+                gr.Button(interactive=False))
+
     def export_download(self, fmt: str):
         """(file to download, note)"""
         suffix = formats.FORMATS[fmt].suffix if fmt in formats.FORMATS else "jsonl"
@@ -278,9 +288,10 @@ def build(ui: Ui) -> None:
         test_only = gr.Checkbox(label="Keep for testing only: never trained on, never placed "
                                 "in a prompt; the report cards test every model on it",
                                 elem_id="test-only")
-        must_keep = gr.Checkbox(label="Must not change: every report card asks the base and "
-                                "the adapter this question and flags it when an answer no "
-                                "longer has yours (its words in order, or /a regex/)",
+        must_keep = gr.Checkbox(label="Must not change: every report card asks the plain "
+                                "model and your tuned assistant this question and flags it "
+                                "when an answer no longer has yours (its words in order, or "
+                                "/a regex/)",
                                 elem_id="must-keep")
         delete = gr.Button("Delete example", variant="stop")
     with gr.Accordion("Import and export", open=False):
@@ -346,7 +357,8 @@ def build(ui: Ui) -> None:
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],
                api_visibility="private").success(**show)
     # The import says what it did beside its button (the note above the table is out of
-    # view there), then the table and the preview follow what is stored now.
+    # view there), then the table follows what is stored now, and the preview says the
+    # file is in.
     look: dict[str, Any] = dict(fn=shown_to_user(handlers.preview),
                                 inputs=[upload, import_format, mapping, skip_bad],
                                 outputs=[looked, first_rows, import_button],
@@ -355,7 +367,8 @@ def build(ui: Ui) -> None:
                                [upload, import_format, import_test, mapping, skip_bad],
                                imported, api_name="import_examples")
     done.success(**show)
-    done.success(**look)
+    done.success(handlers.imported, None, [looked, first_rows, import_button],
+                 api_visibility="private")
     for change in (upload.change, import_format.change, mapping.submit, skip_bad.change):
         change(**look)
     upload.change(lambda: "", None, imported, api_visibility="private")  # a new file

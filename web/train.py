@@ -7,6 +7,7 @@ to every helper that needs them."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import math
@@ -15,18 +16,33 @@ from typing import Any
 
 import gradio as gr
 
+from core.adapters import BASE
 from services import contenders, models, names, report, training
 from services.context import Context
 from storage.runs import ACTIVE, RunActive
 from trainer.config import METHODS, TrainConfig
 from trainer.objectives import OBJECTIVES
 from web import cards as cards_svg
-from web.common import Ui, shown_to_user
+from web.common import ModelList, Ui, shown_to_user
 
 NEW_ADAPTER = "(a new adapter)"
+"""The continue-from list's value for a fresh start (what the /train API takes)."""
+NEW_WORDS = "a new assistant (start fresh)"
+"""What the continue-from list shows for NEW_ADAPTER."""
 HISTORY_HEADERS = ["#", "status", "model", "score", "examples",
-                   "error on examples it never saw, before (held-out loss)", "after",
-                   "speed (tokens/s)", "time (s)", "started", "note"]
+                   "error on examples it never saw, before", "after",
+                   "training speed (word pieces a second)", "time (s)", "started", "note"]
+RUNS_DETAILS = (
+    "<details><summary>details</summary>The technical names: <i>error on examples it never "
+    "saw</i> is the held-out loss, on the examples its run set aside (lower is better), "
+    "before and after training; <i>training speed</i> is training tokens per second; "
+    "<i>model</i> is the run's LoRA adapter, <code>run-N</code> in the API and the command "
+    "line.</details>")
+CARD_SAYS = {"yes": "", "too_few": "",
+             "no": "an option that needs no training does better",
+             "even": "an option that needs no training does about as well"}
+"""What the card's answer (services/report.py answer) weighs against a run that took
+over, after "but" (too few tests is said with their number)."""
 TRAIN, HELD_OUT, PREFERENCES = ("your examples (train)", "examples it never saw (held out)",
                                 "learning your preferences (preference stage)")
 COLORS = {TRAIN: "#2563eb", HELD_OUT: "#f97316", PREFERENCES: "#16a34a"}
@@ -91,7 +107,8 @@ def status_html(run: dict | None, auto: training.AutoStart, progress: str,
             else ""
     if run["status"] == "running":
         eta = eta_seconds(run)
-        line += f" · about {eta:.0f} s left" if eta is not None else " · timing the steps..."
+        line += (" · getting ready..." if not total else
+                 f" · about {eta:.0f} s left" if eta is not None else " · timing the steps...")
     if run["status"] == "succeeded":
         worse = verdict(run)
         line += f" · <b>{worse}</b>" if worse else ""
@@ -193,6 +210,8 @@ def loss_chart_html(run: dict | None, width: int = 640, height: int = 240) -> st
     left, right, top, bottom = 56, 16, 10, 44
     last = math.ceil(max([run.get("total_steps") or 0] + [p["step"] for p in points] + [1]))
     losses = [p["loss"] for p in points] or [0.0, 1.0]
+    if max(losses) == min(losses):  # one value (the first held-out error): in the middle
+        losses = [math.floor(losses[0]), math.floor(losses[0]) + 1]
     y_ticks = loss_ticks(min(losses), max(losses))
     low, high = y_ticks[0], y_ticks[-1] if y_ticks[-1] > y_ticks[0] else y_ticks[0] + 1
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -294,14 +313,13 @@ def scores_chart(cards: dict[int, dict]) -> str:
     for run_id in sorted(scored):
         mine = report.adapter_score(scored[run_id])
         if mine and (run_id == max(scored) or same(scored[run_id])):
-            points.append((scored[run_id]["adapter"], mine["score"], mine["ci_low"],
-                           mine["ci_high"]))
+            points.append((f"#{run_id}", mine["score"], mine["ci_low"], mine["ci_high"]))
     apart = len(scored) - len(points)
     note = (f" {apart} other run{'s were' if apart > 1 else ' was'} scored on other test "
             "examples or by another measure, so not shown: scores on different tests do not "
             "compare." if apart else "")
-    return ("<p>Score of each run's adapter on its report card (0-100, with its likely "
-            f"range), on the same test examples: did each run improve?{note}</p>"
+    return ("<p>Score of each run's tuned assistant on its report card (0-100, with its "
+            f"likely range), on the same test examples: did each run improve?{note}</p>"
             + cards_svg.runs_chart_svg(points))
 
 
@@ -329,6 +347,18 @@ class Seen:
         return next((r for r in self.rows if r["status"] in ACTIVE),
                     self.rows[0] if self.rows else {})
 
+    @property
+    def newest(self) -> dict | None:
+        """The newest run that made a tuned assistant (its card is the one that counts)."""
+        return next((r for r in self.rows if r["status"] == "succeeded" and r["adapter"]),
+                    None)
+
+    @property
+    def newest_card(self) -> dict:
+        """The newest succeeded run's report card; {} while it is measured (an older
+        run's card says nothing about it)."""
+        return self.cards.get(self.newest["id"], {}) if self.newest else {}
+
 
 def look(ctx: Context) -> Seen:
     """Read the runs table (and the cards, the decision, the names) once for a tick."""
@@ -345,13 +375,14 @@ def look(ctx: Context) -> Seen:
 def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
                 seen: Seen | None = None) -> tuple[str, str | None]:
     """(what the newest run's report card decided about the model new chats use, the
-    adapter to offer "use it anyway" for): a worse run never takes over in silence.
+    model to offer: "use it anyway" for a run that did not take over, "keep using" the
+    one it replaced for a run that took over with a caveat): a worse run never takes over
+    in silence, and a ✓ only when its report card has nothing against it.
     `seen`: what this tick read (read here when not given)."""
     seen = seen or look(ctx)
     cards = seen.cards if cards is None else cards
     decided, in_use, say = seen.decided, seen.in_use, seen.say
-    newest = next((r for r in seen.rows if r["status"] == "succeeded" and r["adapter"]),
-                  None)
+    newest = seen.newest
     if newest and (not decided or decided["run"] < newest["id"]) and \
             newest["id"] not in cards:
         failed = ctx.reports.failure(newest["adapter"]) if ctx.reports else None
@@ -367,8 +398,12 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
     if decided["adopted"]:
         if in_use != adapter:  # rolled back, or another chosen since
             return f"New chats use **{say(in_use)}**, as you chose.", None
-        return f"✓ New chats use **{say(adapter)}**: {_why(decided, say)}.{_forgot(decided)}", \
-            None
+        if not caveated(decided):
+            return (f"✓ New chats use **{say(adapter)}**: {_why(decided, say)}, and the "
+                    "Compare tab's card says Yes: it does better than every option that "
+                    "needs no training.", None)
+        return f"New chats use **{say(adapter)}**: {_caveats(decided, say)}", \
+            decided["in_use"]
     if in_use == adapter:
         return f"New chats use **{say(adapter)}**, as you chose, though " \
             f"{_why(decided, say)}.", None
@@ -376,12 +411,48 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
             f"{_why(decided, say)}.", adapter)
 
 
-def _forgot(decided: dict) -> str:
-    """What the adopted run forgot, beyond chance (its card's general check)."""
-    if not decided.get("forgot"):
-        return ""
-    return (f" But it forgot things the plain model knew: {decided['forgot']} of "
-            f"{decided['general']} general questions (the Compare tab lists them).")
+def caveated(decided: dict) -> bool:
+    """Did a run take over with something against it on its card: an answer other than
+    "yes" (too few tests, or an option without training as good or better), general
+    questions it forgot, corrections it still answers the old way? A decision recorded
+    before these were (a key missing) counts as unknown, so as caveated."""
+    return not (decided.get("answer") == "yes" and decided.get("forgot") == 0
+                and decided.get("old_way") == 0)
+
+
+def _caveats(decided: dict, say: names.Names) -> str:
+    """Why a run took over, and what its card has against it, in the card's words."""
+    answer, tests = decided.get("answer"), decided.get("tests")
+    scored = decided.get("why", "scores") == "scores"
+    if scored:
+        said = (f"it scored {decided['score']:.0f} against {decided['their_score']:.0f} "
+                f"for {say(decided['in_use'])}")
+    else:  # too few tests to score it (said so), or no score for the model in use
+        said = _why(decided, say)
+    if answer == "too_few" and scored:
+        said += (f", but on only {tests} test{'s' * (tests != 1)}, too few to be sure"
+                 if tests else ", but on too few tests to be sure")
+    elif CARD_SAYS.get(answer or ""):
+        said += f", but {CARD_SAYS[answer or '']}"
+    if answer in cards_svg.ANSWER_WORDS:
+        said += f" (the Compare tab's card: {cards_svg.ANSWER_WORDS[answer]})."
+    else:  # an older decision: what its card says was not recorded with it
+        said += ". Its report card in the Compare tab says how sure that is."
+    if decided.get("forgot"):
+        said += (f" It forgot {decided['forgot']} of {decided.get('general') or '?'} general "
+                 f"questions {say(BASE)} knew (the Compare tab lists them).")
+    if decided.get("old_way"):
+        said += (f" It still answers {decided['old_way']} of your "
+                 f"{decided.get('corrections') or decided['old_way']} corrections the old "
+                 "way.")
+    return said
+
+
+def says_old_way(decided: dict | None, in_use: str) -> bool:
+    """Does the line on the model in use already count the corrections the run still
+    answers the old way (so the corrections line only names them)?"""
+    return bool(decided and decided["adopted"] and in_use == decided["adapter"]
+                and caveated(decided) and decided.get("old_way"))
 
 
 def _why(decided: dict, say: names.Names) -> str:
@@ -401,8 +472,10 @@ def _why(decided: dict, say: names.Names) -> str:
     return f"its report card has too few test examples to compare it with {before}"
 
 
-def corrections_line(card: dict) -> str:
-    """Which corrections the run trained on it still answers the old way."""
+def corrections_line(card: dict, counted: bool = False) -> str:
+    """Which corrections the run trained on it still answers the old way; `card`: the
+    newest succeeded run's ({} while it is measured: nothing to say yet). `counted`: the
+    line on the model in use said how many already, so only which."""
     learned = card.get("corrections") or {}
     old_way = learned.get("old_way") or []
     if not learned.get("n"):
@@ -411,9 +484,24 @@ def corrections_line(card: dict) -> str:
         return (f"It answers all {learned['n']} of your corrections it trained on your "
                 "way.")
     asked = ", ".join(f"“{html.escape(c['prompt'])}” (#{c['id']})" for c in old_way[:3])
+    more = " ..." if len(old_way) > 3 else ""
+    if counted:
+        return (f"Those it still answers the old way: {asked}{more}. More examples that say "
+                "the same thing teach it better than one.")
     return (f"It still answers {len(old_way)} of the {learned['n']} corrections it trained "
-            f"on the old way: {asked}{' ...' if len(old_way) > 3 else ''}. More examples "
-            "that say the same thing teach it better than one.")
+            f"on the old way: {asked}{more}. More examples that say the same thing teach it "
+            "better than one.")
+
+
+def offer_button(seen: Seen, offer: str | None) -> gr.Button:
+    """The button beside the line on the model in use: *Keep using X instead* for the
+    model a run replaced, *Use X anyway* for a run that did not replace it."""
+    if offer is None:
+        return gr.Button("Use it anyway", visible=False)
+    shown = seen.labels.get(offer, offer)
+    if seen.decided and offer == seen.decided["in_use"] and offer != seen.in_use:
+        return gr.Button(f"Keep using {shown} instead", visible=True)
+    return gr.Button(f"Use {shown} anyway", visible=True)
 
 
 def lineage_markdown(lineage: training.Lineage) -> str:
@@ -456,7 +544,9 @@ class TrainHandlers:
         return auto.threshold if auto.enabled else 0
 
     def use_anyway(self, adapter: str | None):
-        """(note, the line on the model in use, the button): the user's own choice."""
+        """(note, the line on the model in use, the button): the user's own choice, the
+        run that did not take over (*Use X anyway*) or the model a run replaced (*Keep
+        using X instead*)."""
         if not adapter:
             return "", gr.skip(), gr.skip()
         models.promote(self.ctx, adapter)
@@ -471,8 +561,10 @@ class TrainHandlers:
         seen = look(self.ctx)
         current, cards, shown = seen.current, seen.cards, seen.labels
         line, offer = in_use_line(self.ctx, seen=seen)
-        newest = cards.get(max(cards)) if cards else None
-        line = f"{line} {corrections_line(newest or {})}".strip()
+        decided, newest = seen.decided, seen.newest
+        counted = bool(decided and newest and decided["run"] == newest["id"]
+                       and says_old_way(decided, seen.in_use))
+        line = f"{line} {corrections_line(seen.newest_card, counted)}".strip()
         active = current.get("status") in ACTIVE
         return (status_html(current, training.auto_start(self.ctx),
                             training.progress_line(self.ctx),
@@ -480,10 +572,8 @@ class TrainHandlers:
                             card_progress_line(seen.measured, seen.say)),
                 loss_chart_html(current or None), history_rows(seen.rows, cards, shown),
                 scores_chart(cards), f"Learning from now: {training.signals_line(self.ctx)}.",
-                gr.Button(interactive=not active), line,
-                gr.Button(f"Use {shown.get(offer, offer)} anyway" if offer else
-                          "Use it anyway",
-                          visible=offer is not None), offer, resume_button(seen.rows))
+                gr.Button(interactive=not active), line, offer_button(seen, offer), offer,
+                resume_button(seen.rows))
 
     def set_baseline(self, text: str) -> str:
         saved = contenders.set_baseline_prompt(self.ctx, text)
@@ -496,6 +586,32 @@ class TrainHandlers:
 
     def show_lineage(self, event: gr.SelectData) -> str:
         return lineage_markdown(training.lineage(self.ctx, int(event.row_value[0])))
+
+
+def start_fresh_words(choices: list) -> list:
+    """The continue-from list's (label, value) pairs, a fresh start in plain words (its
+    value stays NEW_ADAPTER, which the /train API takes)."""
+    return [(NEW_WORDS, value) if value == NEW_ADAPTER else (label, value)
+            for label, value in choices]
+
+
+class _StartFresh(ModelList):
+    """The continue-from list, which follows new adapters as every list does, with a
+    fresh start said in plain words."""
+
+    def update(self, ctx: Context, move: bool = True) -> gr.Dropdown:
+        sent = super().update(ctx, move)
+        args = dict(sent.constructor_args)
+        args["choices"] = start_fresh_words(args.get("choices") or [])
+        return gr.Dropdown(**args)
+
+
+def _start_fresh_in_plain_words(ui: Ui, dropdown: gr.Dropdown) -> None:
+    dropdown.choices = start_fresh_words(dropdown.choices)
+    entry = next(e for e in ui.lists if e.dropdown is dropdown)
+    ui.lists[ui.lists.index(entry)] = _StartFresh(**{
+        field.name: getattr(entry, field.name) for field in dataclasses.fields(entry)
+        if field.init})
 
 
 def build(ui: Ui) -> None:
@@ -512,6 +628,7 @@ def build(ui: Ui) -> None:
                                       info="start a new assistant, or keep teaching one "
                                            "you have on your new examples",
                                       elem_id="continue-from")
+        _start_fresh_in_plain_words(ui, continue_from)
         threshold = gr.Number(handlers.threshold_box(),
                               label="Start by itself after this many new examples",
                               precision=0, minimum=0, info="0 = only when you press Start")
@@ -550,6 +667,7 @@ def build(ui: Ui) -> None:
     curve = gr.HTML(loss_chart_html(None), elem_id="loss-curve")
     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs "
                            "(click one to see what it trained on)", elem_id="runs-table")
+    gr.Markdown(RUNS_DETAILS)
     lineage = gr.Markdown(elem_id="run-lineage")
     scores = gr.HTML(elem_id="scores-chart")
     with gr.Accordion("Would a prompt have done as well?", open=False):
@@ -563,19 +681,21 @@ def build(ui: Ui) -> None:
                                             start, in_use, use_anyway, offered, resume],
                                    api_visibility="private", show_progress="hidden")
     gr.Timer(1.0).tick(**refresh)
+    # Their notes say what happened within a second: no "processing" overlay meanwhile.
     start.click(shown_to_user(handlers.start), [method, epochs, learning_rate, rank,
                                                 continue_from, objective], note,
-                api_name="train").then(**refresh)
+                api_name="train", show_progress="hidden").then(**refresh)
     use_anyway.click(shown_to_user(handlers.use_anyway), offered, [note, in_use, use_anyway],
-                     api_visibility="private")
-    cancel.click(shown_to_user(handlers.cancel), None, note, api_name="cancel_run")
+                     api_visibility="private", show_progress="hidden")
+    cancel.click(shown_to_user(handlers.cancel), None, note, api_name="cancel_run",
+                 show_progress="hidden")
     resume.click(shown_to_user(handlers.resume), None, note,
-                 api_name="resume_run").then(**refresh)
+                 api_name="resume_run", show_progress="hidden").then(**refresh)
     threshold.input(shown_to_user(handlers.set_threshold), threshold, note,
-                    api_visibility="private")
+                    api_visibility="private", show_progress="hidden")
     history.select(shown_to_user(handlers.show_lineage), None, lineage,
                    api_visibility="private")
     ui.on_load(handlers.threshold_box, None, threshold)
     save_baseline.click(shown_to_user(handlers.set_baseline), baseline, note,
-                        api_visibility="private")
+                        api_visibility="private", show_progress="hidden")
     ui.on_load(lambda: contenders.baseline_prompt(ui.ctx), None, baseline)
