@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -213,9 +214,15 @@ STAGED_COLUMNS = ("messages", "source", "rejected", "digest", "near_key", "promp
 
 
 MERGE_BATCH = 2_000
-"""Rows an import writes to the database per transaction: each holds the write lock for
-a fraction of a second (bench/scale.py), so the app and a training run keep writing
-while a large file goes in."""
+"""The most rows an import writes to the database per transaction."""
+BATCH_S = 0.2
+"""What one of an import's transactions aims to take: it holds the write lock that
+long, so the app and a training run keep writing while a large file goes in (fewer rows
+per transaction as the database grows; bench/scale.py measures the app's waits)."""
+YIELD_S = 0.05
+"""A pause between an import's transactions: a writer waiting for the lock sleeps in
+SQLite's busy handler and would otherwise lose the race to the import's next batch, time
+after time."""
 PENDING = "importing:"
 """An import's rows are written with deleted_at = PENDING + its token: hidden from every
 reader (they read deleted_at IS NULL) until the import has written them all and
@@ -300,10 +307,13 @@ def _stage(stage: sqlite3.Connection, rows: Iterable,
 # A staged row is stored already when a live example has its digest.
 _STORED = ("EXISTS (SELECT 1 FROM examples e WHERE e.digest = s.digest "
            "AND e.deleted_at IS NULL)")
-# A stored example that gains the rejected side a staged pair brings.
-_GAINS_A_SIDE = (f"deleted_at IS NULL AND rejected IS NULL AND source IN "
-                 f"({', '.join(repr(source) for source in TRAINABLE)}) AND digest IN "
-                 f"(SELECT digest FROM stage.staged WHERE rejected IS NOT NULL)")
+# A stored example that gains the rejected side a staged pair brings: looked up from the
+# staged pairs through the digest index (a scan of every stored example would hold the
+# write lock for seconds at a million rows).
+_GAINS_A_SIDE = (f"id IN (SELECT e.id FROM stage.staged s JOIN examples e ON e.digest = "
+                 f"s.digest WHERE s.rejected IS NOT NULL AND e.deleted_at IS NULL AND "
+                 f"e.rejected IS NULL AND e.source IN "
+                 f"({', '.join(repr(source) for source in TRAINABLE)}))")
 _KIND = ("CASE s.source " + " ".join(f"WHEN '{source}' THEN '{kind}'"
                                      for source, kind in KINDS.items()) + " ELSE 'example' END")
 
@@ -330,13 +340,18 @@ def _merge(store: Store, stage: _Stage, test_only: bool) -> None:
     try:
         last = stage.execute("SELECT COALESCE(MAX(n), 0) FROM staged").fetchone()[0]
         columns, stamp = ", ".join(STAGED_COLUMNS), now()
-        for low in range(0, last, MERGE_BATCH):
+        low, size = 0, MERGE_BATCH
+        while low < last:
+            started = time.monotonic()
             with store.connect(attach=stage.path) as db:
                 db.execute(f"INSERT INTO examples ({columns}, test_only, created_at, "
                            f"updated_at, deleted_at) SELECT {columns}, ?, ?, ?, ? FROM "
                            f"stage.staged s WHERE s.n > ? AND s.n <= ? AND NOT {_STORED} "
                            f"ORDER BY s.n", [int(test_only), stamp, stamp, token, low,
-                                             low + MERGE_BATCH])
+                                             low + size])
+            low += size
+            size = _next_batch(size, time.monotonic() - started)
+            time.sleep(YIELD_S)
         with store.connect(attach=stage.path) as db:
             db.execute(f"UPDATE examples SET source = 'corrected', updated_at = ?, rejected "
                        f"= (SELECT s.rejected FROM stage.staged s WHERE s.digest = "
@@ -348,16 +363,26 @@ def _merge(store: Store, stage: _Stage, test_only: bool) -> None:
     _settle_import(store, token, publish=True)
 
 
+def _next_batch(size: int, took_s: float) -> int:
+    """Rows for the next transaction: as many as fit in BATCH_S at the pace of the last
+    one (a large database writes each row slower: its indexes are deeper)."""
+    return max(100, min(MERGE_BATCH, int(size * BATCH_S / max(took_s, 1e-3))))
+
+
 def _settle_import(store: Store, token: str, publish: bool) -> None:
     """Publish an import's hidden rows, or remove them, MERGE_BATCH at a time; then
     forget the import. Once it is marked publishing, only publishing ends it."""
     change = ("UPDATE examples SET deleted_at = NULL" if publish else "DELETE FROM examples")
+    size = MERGE_BATCH
     while True:
+        started = time.monotonic()
         with store.connect() as db:
             if not db.execute(f"{change} WHERE id IN (SELECT id FROM examples WHERE "
-                              "deleted_at = ? LIMIT ?)", [token, MERGE_BATCH]).rowcount:
+                              "deleted_at = ? LIMIT ?)", [token, size]).rowcount:
                 db.execute("DELETE FROM imports WHERE token = ?", [token])
                 return
+        size = _next_batch(size, time.monotonic() - started)
+        time.sleep(YIELD_S)
 
 
 def finish_interrupted_imports(store: Store) -> None:
