@@ -103,7 +103,8 @@ def test_a_run_that_took_over_on_too_few_tests_says_what_its_card_says(ctx, stor
     assert line.count("corrections the old way") == 1
     assert tick["offer"] == "run-1"
     assert isinstance(button, gr.Button) and button.visible
-    assert button.value == f"Keep using {names.label(ctx, 'run-1')} instead"
+    shown = names.label(ctx, "run-1")
+    assert button.value == f"Keep using {shown[0].lower() + shown[1:]} instead"
 
     note, again, hidden = train.TrainHandlers(ctx).use_anyway(tick["offer"])
     assert models.chat_default(ctx) == "run-1"

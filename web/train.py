@@ -498,7 +498,7 @@ def offer_button(seen: Seen, offer: str | None) -> gr.Button:
     model a run replaced, *Use X anyway* for a run that did not replace it."""
     if offer is None:
         return gr.Button("Use it anyway", visible=False)
-    shown = seen.labels.get(offer, offer)
+    shown = seen.say(offer)  # inside a sentence: "the plain model"
     if seen.decided and offer == seen.decided["in_use"] and offer != seen.in_use:
         return gr.Button(f"Keep using {shown} instead", visible=True)
     return gr.Button(f"Use {shown} anyway", visible=True)
