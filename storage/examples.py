@@ -377,6 +377,11 @@ def _settle_import(store: Store, token: str, publish: bool) -> None:
     while True:
         started = time.monotonic()
         with store.connect() as db:
+            if publish:  # what another import or the chat stored meanwhile stays single
+                db.execute("DELETE FROM examples WHERE id IN (SELECT id FROM examples WHERE "
+                           "deleted_at = ? LIMIT ?) AND EXISTS (SELECT 1 FROM examples e "
+                           "WHERE e.digest = examples.digest AND e.deleted_at IS NULL)",
+                           [token, size])
             if not db.execute(f"{change} WHERE id IN (SELECT id FROM examples WHERE "
                               "deleted_at = ? LIMIT ?)", [token, size]).rowcount:
                 db.execute("DELETE FROM imports WHERE token = ?", [token])

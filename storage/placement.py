@@ -97,12 +97,12 @@ def choose_held_out(candidates: list[RunExample], trained_before: Iterable[RunEx
 
 
 def held_out_by_newest_run(store: Store) -> dict[int, int]:
-    """Examples the newest run holds out (never trained on) -> that run's id."""
-    newest = runs.list_runs(store, 1)
-    if not newest:
+    """Examples the newest run holds out (never trained on) -> that run's id; a run
+    whose examples are still being copied (not frozen) is not yet one."""
+    newest = runs.newest_frozen_run(store)
+    if newest is None:
         return {}
-    return {e.example_id: newest[0]["id"]
-            for e in runs.run_examples(store, newest[0]["id"], "held_out")}
+    return {e.example_id: newest for e in runs.run_examples(store, newest, "held_out")}
 
 
 def trained_by_lineage(store: Store, run: dict | None) -> list[RunExample]:
@@ -177,7 +177,8 @@ def held_out_prompts(store: Store, sources: tuple[str, ...],
     groups = (f"SELECT prompt_key, COUNT(*) AS n, MAX(id IN (SELECT value FROM json_each(?)))"
               f" AS first, MIN(substr(digest, 1, 12)) AS rank FROM examples WHERE {where} "
               f"AND prompt_key NOT IN (SELECT value FROM json_each(?)) AND prompt_key NOT IN "
-              f"(SELECT prompt_key FROM examples WHERE {always_where}) GROUP BY prompt_key "
+              f"(SELECT prompt_key FROM examples WHERE {always_where} AND prompt_key IS NOT "
+              f"NULL) GROUP BY prompt_key "
               f"HAVING SUM(id IN (SELECT value FROM json_each(?))) = 0")
     group_params = [json.dumps(sorted(held_before)), *params,
                     json.dumps(sorted({prompt_key(r.messages) for r in lineage})),

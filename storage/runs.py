@@ -120,14 +120,33 @@ def reserve_run(store: Store, config: dict, code_version: str = "") -> int:
 
 def seal_run(store: Store, run_id: int, example_count: int, max_example_id: int) -> None:
     """The run's examples are all copied: it is ready for a trainer (and no longer this
-    process's: a launcher records the trainer's pid)."""
-    update_run(store, run_id, frozen=1, pid=None, host=None, example_count=example_count,
-               max_example_id=max_example_id)
+    process's: a launcher records the trainer's pid). Refused when another process
+    discarded it meanwhile (it took this one for dead)."""
+    with store.connect() as db:
+        sealed = db.execute("UPDATE runs SET frozen = 1, pid = NULL, host = NULL, "
+                            "example_count = ?, max_example_id = ?, updated_at = ? WHERE id "
+                            "= ? AND frozen = 0 AND status = 'queued'",
+                            [example_count, max_example_id, now(), run_id]).rowcount
+    if not sealed:
+        raise RunNotFound(f"Run #{run_id} was discarded while its examples were copied; "
+                          "start the run again.")
+
+
+def newest_frozen_run(store: Store) -> int | None:
+    """The newest run whose examples are all copied (None before any)."""
+    with store.read() as db:
+        row = db.execute("SELECT MAX(id) FROM runs WHERE frozen = 1").fetchone()
+    return row[0] if row else None
 
 
 def discard_run(store: Store, run_id: int, batch: int = 5_000) -> None:
     """Remove a run that was never sealed, and the examples copied for it so far (a
     batch at a time: the copy may be large)."""
+    with store.connect() as db:  # claimed first: a run sealed meanwhile is not touched
+        if not db.execute("UPDATE runs SET status = 'failed', error = 'discarded while its "
+                          "examples were copied' WHERE id = ? AND frozen = 0",
+                          [run_id]).rowcount:
+            return
     while True:
         with store.connect() as db:
             if not db.execute("DELETE FROM run_examples WHERE rowid IN (SELECT rowid FROM "
@@ -248,7 +267,8 @@ def requeue(store: Store, run_id: int) -> None:
         changed = db.execute(
             "UPDATE runs SET status = 'queued', error = NULL, cancel_requested = 0, "
             "finished_at = NULL, pid = NULL, host = NULL, heartbeat_at = NULL, updated_at = ? "
-            "WHERE id = ? AND status IN ('failed', 'cancelled') AND NOT EXISTS (SELECT 1 FROM "
+            "WHERE id = ? AND status IN ('failed', 'cancelled') AND frozen = 1 AND NOT EXISTS "
+            "(SELECT 1 FROM "
             "runs WHERE status IN ('queued', 'running'))", [now(), run_id]).rowcount
     if not changed:
         active = active_run(store)
@@ -268,19 +288,31 @@ def request_cancel(store: Store, run_id: int) -> bool:
 
 def trainer_gone(run: dict, at: float | None = None) -> str | None:
     """Why an active run's trainer is gone, or None while it may be alive: its process
-    has ended (on this machine), or it has not said it is alive for STALE_S."""
-    if run["status"] not in ACTIVE or not run.get("pid"):
-        return None  # queued and never launched: a launcher of the user's may take it
-    if owner_gone(run["pid"], run.get("host")):
+    has ended (on this machine), or, where its process cannot be checked, it has not said
+    it is alive for STALE_S. A queued run no process was launched for is left alone (a
+    launcher of the user's may take it)."""
+    if run["status"] not in ACTIVE:
+        return None
+    if run.get("pid") and owner_gone(run["pid"], run.get("host")):
         return (f"The trainer process (pid {run['pid']}) ended without recording an end: "
                 "it was killed, ran out of memory, or the machine restarted. Resume to "
                 "continue from the last checkpoint.")
+    # Silence judges only a trainer whose process cannot be checked here (another
+    # machine, or none recorded: under a launcher of the user's); one alive on this
+    # machine may just have slept with it.
+    checkable = run.get("pid") and run.get("host") in (None, this_host())
     quiet = (at or time.time()) - run["heartbeat_at"] if run.get("heartbeat_at") else 0.0
-    if run["status"] == "running" and quiet > STALE_S:
+    if run["status"] == "running" and not checkable and quiet > STALE_S:
         return (f"The trainer (pid {run['pid']} on {run.get('host') or 'this machine'}) has "
                 f"not reported for {quiet:.0f} s: it hung, or its machine went away. Resume "
                 "to continue from the last checkpoint.")
     return None
+
+
+WATCHED: set[int] = set()
+"""Trainer pids this process launched and waits on (trainer/jobs.py): their watcher
+records their end with the exit signal and the log's last lines, so settle_dead_runs
+leaves them to it."""
 
 
 def settle_dead_runs(store: Store) -> list[int]:
@@ -296,7 +328,7 @@ def settle_dead_runs(store: Store) -> list[int]:
         if not run["frozen"]:  # its examples were still being copied
             if owner_gone(run["pid"], run.get("host")):
                 discard_run(store, run["id"])
-        elif (reason := trainer_gone(run)) and \
+        elif run["pid"] not in WATCHED and (reason := trainer_gone(run)) and \
                 finish_run(store, run["id"], "failed", error=reason, pid=run["pid"]):
             failed.append(run["id"])
     return failed

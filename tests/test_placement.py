@@ -205,3 +205,16 @@ def test_the_held_out_prompts_chosen_in_sql_follow_choose_held_out(ctx, store):
     expected = python_choice("run-1")
     second = trained_run(ctx, store, TrainConfig(continue_from="run-1"))
     assert sql_choice(second) == expected and expected
+
+
+def test_a_new_run_holds_out_first_what_the_run_before_it_held_out(ctx, store):
+    """Before: the run being queued was itself "the newest run" (with no examples yet),
+    so what the run before held out was not preferred."""
+    fill(store, 40)
+    first = trained_run(ctx, store)
+    held = {e.example_id for e in runs.run_examples(store, first["id"], "held_out")}
+    runs.promote(store, "base")  # the model in use is not run-1: only "newest" says it
+    for messages in voice_examples(44)[40:]:
+        examples.add_example(store, messages)
+    second = trained_run(ctx, store)
+    assert held <= {e.example_id for e in runs.run_examples(store, second["id"], "held_out")}

@@ -262,3 +262,28 @@ def test_a_runs_examples_are_copied_in_bounded_memory(store, tmp_path):
     assert runs.get_run(store, run_id)["example_count"] == 20_000
     assert len(runs.run_examples(store, run_id, "held_out")) == 30
     assert peak < 2_000_000, peak
+
+
+def test_two_imports_of_the_same_rows_at_once_store_them_once(store, monkeypatch):
+    """An import's rows are hidden until it publishes; another import (or a keep in the
+    chat) of the same rows meanwhile must not leave them twice."""
+    import storage.examples as stored
+
+    rows = [m for m in voice_examples(5)]
+    publishing, go = threading.Event(), threading.Event()
+    settle = stored._settle_import
+
+    def held_back(store_, token, publish):
+        if publish and not go.is_set():
+            publishing.set()
+            go.wait(30)
+        settle(store_, token, publish)
+
+    monkeypatch.setattr(stored, "_settle_import", held_back)
+    first = threading.Thread(target=stored.add_many, args=(store, rows))
+    first.start()
+    assert publishing.wait(30)
+    go.set()  # the second import runs through while the first's rows are hidden
+    stored.add_many(store, rows)
+    first.join()
+    assert stored.counts(store)["imported"] == 5

@@ -61,10 +61,13 @@ class DatabaseReporter:
                 print(f"progress not recorded ({error}); training goes on", file=sys.stderr)
 
     def cancelled(self) -> bool:
+        """Asked to stop, or the run is no longer this trainer's (another process ended
+        it, taking the trainer for dead)."""
         try:
-            return bool(runs.get_run(self.store, self.run_id)["cancel_requested"])
+            run = runs.get_run(self.store, self.run_id)
         except sqlite3.OperationalError:
             return False  # asked again after the next step
+        return bool(run["cancel_requested"]) or run["status"] in runs.FINISHED
 
 
 class QuietReporter(DatabaseReporter):

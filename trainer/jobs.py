@@ -186,6 +186,7 @@ class Jobs:
             runs.finish_run(self.store, run_id, "failed", error=message)
             raise LaunchFailed(f"Run #{run_id}: {message} Check the disk and the Python "
                                "environment, then resume the run.") from error
+        runs.WATCHED.add(process.pid)
         runs.launched(self.store, run_id, process.pid, str(log))
         self._processes[run_id] = process
         threading.Thread(target=self._watch, args=(run_id, process, log), daemon=True).start()
@@ -196,12 +197,15 @@ class Jobs:
             del self._processes[run_id]
         # The trainer records its own end; this only catches deaths it could not record
         # (a cancel forced by SIGTERM is still a cancel).
-        if runs.get_run(self.store, run_id)["cancel_requested"]:
-            runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
-                            pid=process.pid)
-        else:
-            runs.finish_run(self.store, run_id, "failed", error=_death_reason(code, log),
-                            pid=process.pid)
+        try:
+            if runs.get_run(self.store, run_id)["cancel_requested"]:
+                runs.finish_run(self.store, run_id, "cancelled", error="stopped by force",
+                                pid=process.pid)
+            else:
+                runs.finish_run(self.store, run_id, "failed",
+                                error=_death_reason(code, log), pid=process.pid)
+        finally:  # else any reader fails it (settle_dead_runs), with less detail
+            runs.WATCHED.discard(process.pid)
         # The next standby starts once this run is over, not beside it: its imports
         # would take the CPU the run trains on.
         self.prepare_standby()
