@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -46,3 +47,20 @@ class Recorder:
 
     def cancelled(self):
         return self.cancel_at is not None and bool(self.steps) and self.steps[-1] >= self.cancel_at
+
+
+def wait_for(condition, timeout: float, every: float = 0.1):
+    """Poll `condition` until it returns something true (returned), or TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not met in time")
+
+
+def finished_turn(chat, message, conversation_id=None, system="", model="base"):
+    """Send a message through the Chat tab's handlers and let the reply finish: the
+    conversation's id."""
+    return list(chat.send(message, conversation_id, model, system))[0][2]

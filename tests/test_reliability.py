@@ -19,6 +19,7 @@ from gradio_client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import wait_for
 from serving import Server
 
 HELLO = [{"role": "user", "content": "Say hello number 4."}]
@@ -45,16 +46,6 @@ def in_threads(count: int, work) -> list[threading.Thread]:
     for thread in threads:
         thread.start()
     return threads
-
-
-def wait_for(condition, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not met in time")
 
 
 # --- crashes -------------------------------------------------------------------------

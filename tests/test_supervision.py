@@ -24,19 +24,9 @@ from storage.db import open_store
 from trainer.config import TrainConfig
 from trainer.jobs import Jobs
 
-from helpers import fill, voice_examples
+from helpers import fill, voice_examples, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(condition, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not met in time")
 
 
 def tunechat(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from web.examples import (
     export_choices,
 )
 
-from helpers import shown, voice_examples
+from helpers import finished_turn, shown, voice_examples
 
 
 @pytest.fixture
@@ -35,11 +35,6 @@ def chat(ctx):
 @pytest.fixture
 def tab(store):
     return ExampleHandlers(Context(store))
-
-
-def turn(chat, message, conversation_id=None, system=""):
-    """Send a message and let the reply finish: the conversation's id."""
-    return list(chat.send(message, conversation_id, "base", system))[0][2]
 
 
 def like(index):
@@ -59,9 +54,9 @@ def assistant_texts(example) -> list[str]:
 
 def test_a_page_load_reopens_the_most_recent_conversation(chat, ctx):
     """Before: the load only listed earlier conversations; the chat came up empty."""
-    turn(chat, "Say hello.")
-    conversation_id = turn(chat, "Name a fruit.", system="Be brief.")
-    turn(chat, "Say hello.", conversation_id, system="Be brief.")
+    finished_turn(chat, "Say hello.")
+    conversation_id = finished_turn(chat, "Name a fruit.", system="Be brief.")
+    finished_turn(chat, "Say hello.", conversation_id, system="Be brief.")
     shown_chat, opened, system, note, earlier, answered, prompt_box, _ = chat.resume()
     assert opened == conversation_id and system == "Be brief."
     assert [m["content"] for m in shown(shown_chat)] == [
@@ -99,7 +94,7 @@ def test_the_app_reopens_on_load_and_sets_the_model_of_that_conversation(ctx):
 def test_a_reopened_conversation_whose_adapter_is_gone_shows_who_answered(chat, ctx):
     """Before: reopen dropped who wrote each reply when the adapter was gone, and the
     'Answered by' line then failed on a reload."""
-    conversation_id = turn(chat, "Say hello.")
+    conversation_id = finished_turn(chat, "Say hello.")
     with ctx.store.connect() as db:
         db.execute("UPDATE conversations SET adapter = 'run-9' WHERE id = ?",
                    [conversation_id])
@@ -113,8 +108,8 @@ def test_a_reopened_conversation_whose_adapter_is_gone_shows_who_answered(chat, 
 def test_a_correction_reaches_the_examples_kept_before_it_in_that_conversation(chat, store):
     """Before: keep reply 2, then correct reply 1: example #1 still held the model's
     reply 1, which the user had rejected."""
-    conversation_id = turn(chat, "Name a fruit.")
-    turn(chat, "Say hello.", conversation_id)
+    conversation_id = finished_turn(chat, "Name a fruit.")
+    finished_turn(chat, "Say hello.", conversation_id)
     assert "Kept as example #1" in chat.judge(conversation_id, like(3))[0]
     first = examples.get_example(store, 1)
     assert assistant_texts(first)[0] == "An apple is a fruit."
@@ -132,12 +127,12 @@ def test_a_correction_reaches_the_examples_kept_before_it_in_that_conversation(c
 
 def test_an_example_kept_later_holds_the_correction_as_it_was_edited(chat, tab, store):
     """A correction edited in the Examples tab is the user's latest word on that reply."""
-    conversation_id = turn(chat, "Name a fruit.", system="Be brief.")
+    conversation_id = finished_turn(chat, "Name a fruit.", system="Be brief.")
     chat.correct_reply(conversation_id, edit(1, "A pear."))
     correction = examples.get_example(store, 1)
     edited = [m["content"] for m in correction.messages[:-1]] + ["A pear, ripe."]
     tab.save(correction.id, [m["role"] for m in correction.messages], *edited)
-    turn(chat, "Say hello.", conversation_id, system="Be brief.")
+    finished_turn(chat, "Say hello.", conversation_id, system="Be brief.")
     assert "Kept as example #2" in chat.judge(conversation_id, like(3))[0]
     kept = examples.get_example(store, 2)
     assert kept.messages[0] == {"role": "system", "content": "Be brief."}

@@ -12,7 +12,7 @@ from web.chat import ChatHandlers
 from web.common import shown_to_user
 from web.examples import ExampleHandlers, export_folder, readiness_html, table_rows
 
-from helpers import fill, voice_examples
+from helpers import fill, finished_turn, voice_examples
 from helpers import shown as messages_of
 
 
@@ -24,11 +24,6 @@ def chat(ctx):
 @pytest.fixture
 def tab(store):
     return ExampleHandlers(Context(store))
-
-
-def finished_turn(chat, message, conversation_id=None, system=""):
-    updates = list(chat.send(message, conversation_id, "base", system))
-    return updates[0][2]
 
 
 def like(index, liked):

@@ -13,6 +13,8 @@ from web.app import build_app
 from web.chat import CORRECTION_BOX, MODEL_WIDTH, ChatHandlers
 from web.examples import HELD_OUT, ExampleHandlers, readiness_html
 
+from helpers import finished_turn
+
 
 @pytest.fixture
 def chat(ctx):
@@ -27,10 +29,6 @@ def tuned(ctx, store, adapter: str) -> str:
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text("{}")
     return names.label(ctx, adapter)
-
-
-def turn(chat, message, conversation_id=None, model="base"):
-    return list(chat.send(message, conversation_id, model, ""))[0][2]
 
 
 def like(index, liked=True):
@@ -144,10 +142,10 @@ def test_the_model_list_is_wide_enough_for_the_longest_label(ctx):
 def test_chat_notes_leave_the_count_to_the_header(chat, ctx):
     """Before: "✓ Kept as example #3. 2 of 20 examples for the first run." stayed under
     the chat after the run, while the header said 0 of 20."""
-    conversation_id = turn(chat, "Say hello.")
+    conversation_id = finished_turn(chat, "Say hello.")
     assert chat.judge(conversation_id, like(1))[0] == "✓ Kept as example #1."
     assert "1 of 20 examples for the first run" in chat.intro()
-    conversation_id = turn(chat, "Name a fruit.")
+    conversation_id = finished_turn(chat, "Name a fruit.")
     note = chat.judge(conversation_id, like(1, False))[0]
     assert note == ("✓ Marked as a bad answer (#2): never imitated; runs that learn what to "
                     "avoid (Train tab, *What to learn from*) learn from it. If you know a "
