@@ -16,10 +16,10 @@ def actions(ctx):
     return ChatHandlers(ctx)
 
 
-def chat_turn(actions, message, conversation_id=None, system=""):
+def chat_turn(actions, message, conversation_id=None, system="", shown_before=None):
     """Run one send to the end: (updates, final chat, conversation id)."""
-    updates = list(actions.send(message, conversation_id, "base", system))
-    _, box, conversation_id = updates[0]  # later updates leave both alone (gr.skip)
+    updates = list(actions.send(message, conversation_id, "base", system, shown_before))
+    _, box, conversation_id = updates[0]  # later updates leave the box alone (gr.skip)
     assert box == ""
     return updates, updates[-1][0], conversation_id
 
@@ -28,7 +28,7 @@ def test_send_streams_and_stores_both_turns(actions, store):
     updates, chat, conversation_id = chat_turn(actions, "What is the capital of France?",
                                                system="Be brief.")
     assert len(updates) > 3
-    assert all(update[1:] == (gr.skip(), gr.skip()) for update in updates[1:])
+    assert all(update[1:] == (gr.skip(), conversation_id) for update in updates[1:])
     assert chat[-1] == {"role": "assistant", "content": "The capital of France is Paris."}
     stored = conversations.get_conversation(store, conversation_id)
     assert stored.system == "Be brief."
@@ -36,10 +36,19 @@ def test_send_streams_and_stores_both_turns(actions, store):
 
 
 def test_second_message_continues_the_same_conversation(actions, store):
-    _, _, conversation_id = chat_turn(actions, "Say hello.")
-    _, chat, same_id = chat_turn(actions, "Name a fruit.", conversation_id)
+    _, chat, conversation_id = chat_turn(actions, "Say hello.")
+    _, chat, same_id = chat_turn(actions, "Name a fruit.", conversation_id, shown_before=chat)
     assert same_id == conversation_id and len(chat) == 4
     assert len(conversations.get_conversation(store, conversation_id).messages) == 4
+
+
+def test_a_message_sent_into_an_emptied_chat_starts_a_new_conversation(actions, store):
+    """+ New conversation empties the chat in the page at once; a message sent before
+    its server reply (which resets the id) arrives must not go on the old one."""
+    _, _, first = chat_turn(actions, "Say hello.")
+    _, chat, second = chat_turn(actions, "What colour is the sky?", first, shown_before=[])
+    assert second != first and len(chat) == 2
+    assert len(conversations.get_conversation(store, first).messages) == 2
 
 
 def test_empty_message_sends_and_stores_nothing(actions, store):
@@ -74,7 +83,8 @@ def test_a_reply_stopped_before_its_first_token_stores_nothing(actions, store):
     stream.close()  # Stop, before any text
     assert conversations.get_conversation(store, conversation_id).messages == []
     assert conversations.list_conversations(store) == []  # nothing to reopen
-    *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", ""))
+    *_, (chat, _, conversation_id) = list(actions.send("Name a fruit.", conversation_id,
+                                                       "base", "", []))
     assert [m["role"] for m in shown(actions.stored_chat(conversation_id))] == [
         "user", "assistant"]
     assert "Kept as example" in actions.judge(conversation_id, like(1))[0]
@@ -87,7 +97,9 @@ def test_an_unanswered_message_stored_by_an_older_version_is_skipped(actions, st
     with store.connect() as db:
         Database(db.conn)["turns"].insert({"conversation_id": conversation_id, "position": 0,
                                            "role": "user", "content": "Say hello."})
-    *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", ""))
+    # sent on the conversation's id, as the API and a page that shows it do
+    *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", "",
+                                         ["Say hello."]))
     assert [m["content"] for m in chat] == ["Name a fruit.", "An apple is a fruit."]
     assert "Kept as example" in actions.judge(conversation_id, like(1))[0]
 

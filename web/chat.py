@@ -76,13 +76,14 @@ class ChatHandlers:
         return gr.Radio(choices=choices, value=selected)
 
     def send(self, message: str, conversation_id: int | None, model: str, system: str,
-             request: gr.Request | None = None):
+             shown_before: list | None = None, request: gr.Request | None = None):
         """Stream a reply into the chat; yields (chat, message box, conversation id).
         Stop ends it at the next token, keeping what was shown; a reply stopped before
         its first word stores nothing and puts the message back in the box."""
         if not (message or "").strip():
             yield gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
             return
+        conversation_id = _continued(conversation_id, shown_before)
         session = _session(request)
         turns = chat.stored_messages(self.ctx, conversation_id) + [
             {"role": "user", "content": message}]
@@ -95,25 +96,25 @@ class ChatHandlers:
                 if stopped():
                     break  # closing the stream stores what was shown
                 shown = turns + [{"role": "assistant", "content": text}]
-                if not text:
-                    yield shown, "", conversation_id
-                else:  # gr.skip(): leave alone what the user types while the reply streams
-                    yield shown, gr.skip(), gr.skip()
+                # gr.skip(): leave alone what the user types while the reply streams;
+                # the id every time, over a New conversation that ended after this began
+                yield shown, "" if not text else gr.skip(), conversation_id
         if not text.strip():  # stopped before a word: nothing stored, the message is back
             yield chat.stored_messages(self.ctx, conversation_id), message, conversation_id
 
     def validate(self, message: str, conversation_id: int | None, model: str, system: str,
-                 request: gr.Request | None = None):
+                 shown_before: list | None = None, request: gr.Request | None = None):
         """Runs when a message is sent, before it is queued: a message that cannot be
         answered is flagged on the message box, and the chat stays as it was."""
         self.stops.sent(_session(request))
         problem = ""
         if (message or "").strip():
             try:
-                chat.prompt_for(self.ctx, conversation_id, message, model, system)
+                chat.prompt_for(self.ctx, _continued(conversation_id, shown_before), message,
+                                model, system)
             except UserError as error:
                 problem = str(error)
-        return [gr.validate(not problem, problem)] + [gr.validate(True, "")] * 3
+        return [gr.validate(not problem, problem)] + [gr.validate(True, "")] * 4
 
     def stop(self, request: gr.Request | None = None) -> None:
         self.stops.stop(_session(request))
@@ -273,6 +274,12 @@ def _session(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "api"
 
 
+def _continued(conversation_id: int | None, shown: list | None) -> int | None:
+    """The conversation a message goes on: none when the page shows an empty chat (a
+    New conversation, whose own reply may still be on its way)."""
+    return conversation_id if shown else None
+
+
 def _index(index: int | tuple[int, int]) -> int:
     """A chat message's index as Gradio reports it (an int for chatbots)."""
     return index if isinstance(index, int) else index[0]
@@ -322,7 +329,7 @@ def build(ui: Ui) -> None:
                 send_button = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
                 stop_button = gr.Button("Stop", scale=1, elem_id="stop")
 
-    send_inputs = [message, conversation_id, model, system]
+    send_inputs = [message, conversation_id, model, system, chatbot]
     send_outputs = [chatbot, message, conversation_id]
     refresh = handlers.earlier_conversations
     for trigger in (message.submit, send_button.click):
@@ -344,6 +351,10 @@ def build(ui: Ui) -> None:
         outputs=[chatbot, conversation_id, earlier, model, note, correction_box, answered,
                  prompt_box],
         api_visibility="private")
+    # Cleared in the page at once: a message typed before start_over's answer arrives
+    # goes to a new conversation all the same (send reads the empty chat)
+    new_button.click(None, None, chatbot, js="() => []", api_visibility="private",
+                     show_progress="hidden")
     new_button.click(**start_over)
     chatbot.clear(**start_over)  # the chat's own bin icon: start over, stored turns stay
     # The header's count follows every keep and correction.
