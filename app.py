@@ -184,7 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", parents=[common],
                                  help="cancel a queued or training run (default: the active one)")
     cancel.add_argument("run_id", type=int, nargs="?", metavar="RUN_ID")
+    _add_facts_commands(commands, common)
     return parser
+
+
+def _add_facts_commands(commands, common: argparse.ArgumentParser) -> None:
+    facts = commands.add_parser(
+        "facts", parents=[common], help="what is true about your business (prices, hours, "
+        "policies): the chat reads the facts most like each question before it answers")
+    actions = facts.add_subparsers(dest="facts_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", parents=[common],
+                             help="add the facts in a file, or the text itself")
+    add.add_argument("item", metavar="FILE|TEXT",
+                     help="a .txt, .md, .csv, .tsv or .pdf file (adding a file again "
+                          "replaces its facts), else the text itself; - reads the text "
+                          "from standard input")
+    actions.add_parser("list", parents=[common], help="every fact, with its number")
+    remove = actions.add_parser("remove", parents=[common],
+                                help="remove one fact by its number, or all from a source")
+    remove.add_argument("fact_id", type=int, nargs="?", metavar="ID")
+    remove.add_argument("--source", metavar="NAME",
+                        help="remove every fact from this file name (or \"typed\")")
 
 
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -521,9 +541,62 @@ def export_examples(settings: Settings, args: argparse.Namespace) -> None:
                                args.run).message())
 
 
+def facts_command(settings: Settings, args: argparse.Namespace) -> None:
+    from services import facts
+
+    ctx = open_context(settings)
+    if args.facts_command == "add":
+        print(_add_facts(ctx, args.item))
+    elif args.facts_command == "list":
+        found = facts.list_facts(ctx)
+        for fact in found:
+            print(f"#{fact.id:<5} {fact.source:<16} {' '.join(fact.text.split())}")
+        print(f"{_n_facts(len(found))}." if found else
+              "No facts yet. Add some: tunechat facts add FILE|TEXT")
+    elif args.source is not None and args.fact_id is None:
+        gone = facts.delete_source(ctx, args.source)
+        if not gone:
+            sources = sorted({fact.source for fact in facts.list_facts(ctx)})
+            raise BadFlag(f"No facts come from {args.source!r}. The sources are: "
+                          f"{', '.join(sources) or 'none yet'}.")
+        print(f"Removed {_n_facts(gone)} from {args.source}.")
+    elif args.fact_id is not None and args.source is None:
+        facts.delete(ctx, args.fact_id)
+        print(f"Removed fact #{args.fact_id}.")
+    else:
+        raise BadFlag("Say which facts to remove: a fact's number (tunechat facts list shows "
+                      "them), or --source NAME for all from one file.")
+
+
+def _add_facts(ctx, item: str) -> str:
+    """A path that exists is a file, "-" standard input, anything else the text itself
+    (but a lone file name that is not there is a mistake, not a fact)."""
+    import re
+
+    from services import facts
+
+    if item != "-" and Path(item).is_file():
+        source = Path(item).name
+        replaces = sum(fact.source == source for fact in facts.list_facts(ctx))
+        name, added = facts.add_file(ctx, item)
+        replaced = f", replacing the {replaces} it had before" if replaces else ""
+        return f"Added {_n_facts(added)} from {name}{replaced}."
+    if re.fullmatch(r"\S+\.(txt|text|md|markdown|csv|tsv|pdf)", item, re.IGNORECASE):
+        raise BadFlag(f"There is no file {item} here ({Path.cwd()}). Give the file's path; "
+                      "to add text, write it in a sentence.")
+    added = len(facts.add_text(ctx, sys.stdin.read() if item == "-" else item))
+    return (f"Added {_n_facts(added)}." if added else
+            "Nothing new: those facts are stored already.")
+
+
+def _n_facts(n: int) -> str:
+    return f"{n} fact" if n == 1 else f"{n} facts"
+
+
 COMMANDS = {"ask": ask, "import": import_examples, "export": export_examples, "train": train,
             "compare": compare, "export-model": export_model, "bench": bench, "runs": runs,
-            "cancel": cancel, "eval": evaluate, "add-check": add_check}
+            "cancel": cancel, "eval": evaluate, "add-check": add_check,
+            "facts": facts_command}
 
 
 def main(argv: list[str] | None = None) -> int:

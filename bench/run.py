@@ -6,6 +6,8 @@ swap     a finished adapter until the first request can use it; a full reload.
 generate time to first token and decode speed vs plain transformers generate.
 cold_start_s (until the page answers), model_ready_s, limit (matmul peaks, fraction of
          peak).
+time_to_effect  a correction (/correct) until the chat's answer to a paraphrase carries
+         it (bench/time_to_effect.py), against one reply's own time.
 Medians of `repeats` runs after a warm-up. The machine is shared and noisy: read the
 ratios, not the absolute times."""
 
@@ -274,6 +276,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
     from assistant.models import resolve_model
     from bench import scaling
     from bench.time_to_adapter import bench_time_to_adapter
+    from bench.time_to_effect import bench_time_to_effect
 
     base = resolve_model(spec)[1]
     with tempfile.TemporaryDirectory(prefix="tunechat-bench-") as scratch:
@@ -286,6 +289,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
                   **bench_cold_start(spec, work),
                   "limit": bench_limit(spec, train["tunechat_tokens_per_s"]),
                   "time_to_adapter": bench_time_to_adapter(spec, data, work),
+                  "time_to_effect": bench_time_to_effect(spec, work, repeats),
                   "scaling": scaling.run(spec, data, shapes)}
     return report
 
@@ -314,6 +318,9 @@ def print_table(report: dict) -> None:
     tta = report["time_to_adapter"]
     rows.append(("time to adapter (s)", tta["time_to_adapter_s"], "",
                  f"first step {tta['first_step_s']}"))
+    tte = report["time_to_effect"]
+    rows.append(("time to effect (s)", tte["time_to_effect_s"], f"{tte['reply_s']} (one reply)",
+                 "carried" if tte["carried"] else "not carried"))
     print(f"machine: {report['machine']}")
     print(f"{'':30} {'tunechat':>18} {'peer':>22} {'ratio':>10}")
     for name, ours, peer, ratio in rows:

@@ -12,6 +12,19 @@ from core.errors import UserError
 BASE = "base"
 
 
+WITH_FACTS, WITH_EXAMPLES = "+facts", "+examples"
+"""What a model name may add to the model served: the user's facts, then her examples
+(services/contenders.py builds the prompts)."""
+
+
+def split_name(name: str) -> tuple[str, bool, bool]:
+    """A model name -> (the model the engine serves, with facts, with examples)."""
+    with_examples = name.endswith(WITH_EXAMPLES)
+    name = name.removesuffix(WITH_EXAMPLES)
+    with_facts = name.endswith(WITH_FACTS)
+    return name.removesuffix(WITH_FACTS), with_facts, with_examples
+
+
 class UnknownAdapter(UserError):
     """A request named a model the app does not have."""
 

@@ -3,14 +3,17 @@ conversations."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 
 from assistant.engine import EmptyMessage, GenerationSettings
+from core.adapters import split_name
 from core.chatformat import with_system
-from services import contenders, models
+from core.errors import UserError
+from services import claims, contenders, facts, fewshot, models
 from services.context import Context
-from storage import conversations
+from storage import conversations, examples, runs
 from storage.conversations import Conversation, ConversationSummary
 
 
@@ -24,20 +27,27 @@ class Turn:
     """Who answers (a model name: base, base+examples, run-3, ...)."""
     prompt: list[dict] | None = None
     """What the model read, where a baseline built it; None where it read the chat."""
+    drew_on: dict | None = None
+    """The ids of the user's facts and examples placed in the prompt, if any."""
 
 
 def prompt_for(ctx: Context, conversation_id: int | None, message: str, model: str,
                system: str) -> list[dict]:
     """The messages the model would read for this message; raises the user error that
     stops it (empty, too long, unknown model) before anything is stored."""
+    return _built(ctx, conversation_id, message, model, system).prompt
+
+
+def _built(ctx: Context, conversation_id: int | None, message: str, model: str,
+           system: str) -> contenders.Built:
     if not (message or "").strip():
         raise EmptyMessage("The message is empty: type something to send.")
     chosen = models.contender(ctx, model)
     earlier = stored_messages(ctx, conversation_id)
-    prompt = with_system(system, earlier + [{"role": "user", "content": message}])
-    prompt = contenders.build_prompt(ctx, chosen, prompt)
-    ctx.engine.encode(prompt)
-    return prompt
+    built = contenders.build(ctx, chosen, with_system(
+        system, earlier + [{"role": "user", "content": message}]))
+    ctx.engine.encode(built.prompt)
+    return built
 
 
 def stream_reply(ctx: Context, conversation_id: int | None, message: str, model: str,
@@ -53,26 +63,27 @@ def stream_reply(ctx: Context, conversation_id: int | None, message: str, model:
     conversation's turns keep alternating."""
     model = models.resolve(ctx, model)
     chosen = models.contender(ctx, model)
-    prompt = prompt_for(ctx, conversation_id, message, model, system)
-    built = prompt if chosen.builds_prompt else None
+    built = _built(ctx, conversation_id, message, model, system)
+    shown = built.prompt if chosen.builds_prompt else None
+    drew_on = built.drew_on()
     if conversation_id is None:
         conversation_id = conversations.start_conversation(ctx.store, message, system, model)
     reply = ""
     try:
-        yield Turn(conversation_id, "", model, built)
-        for piece in ctx.engine.stream(prompt, chosen.adapter, settings, stop):
+        yield Turn(conversation_id, "", model, shown, drew_on)
+        for piece in ctx.engine.stream(built.prompt, chosen.adapter, settings, stop):
             reply += piece
-            yield Turn(conversation_id, reply, model, built)
+            yield Turn(conversation_id, reply, model, shown, drew_on)
     finally:
         if reply.strip():
             conversations.add_exchange(ctx.store, conversation_id, message, reply.strip(),
-                                       model, system, built)
+                                       model, system, shown, drew_on)
 
 
 def ask(ctx: Context, message: str, model: str = "base", system: str = "") -> Turn:
     """Answer one message greedily, as a new conversation; returns the whole reply."""
     *_, turn = stream_reply(ctx, None, message, model, system)
-    return Turn(turn.conversation_id, turn.text.strip(), turn.model, turn.prompt)
+    return replace(turn, text=turn.text.strip())
 
 
 def stored_messages(ctx: Context, conversation_id: int | None) -> list[dict]:
@@ -119,3 +130,67 @@ def reopen(ctx: Context, conversation_id: int) -> Conversation:
     if stored.adapter not in models.model_names(ctx):
         return replace(stored, adapter="base")  # who wrote each reply stays as stored
     return stored
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a reply drew on, and what it claims that nothing of the user's backs."""
+
+    facts: list[facts.Fact]
+    examples: list[tuple[int, str]]
+    """(id, question) of each example placed before it."""
+    invented: list[str]
+    """Prices, numbers and times her facts and examples do not back; checked only once
+    she has facts (without any, every claim would be flagged)."""
+
+
+FLAGGED = ("price", "number", "time")
+"""The kinds of claims the chat flags: on the model's real answers their flags were
+right every time, those on names and yes/no policies about half the time or less
+(examples/claims_check.py, examples/results/claims_check.json)."""
+
+
+def sources(ctx: Context, stored: Conversation, index: int) -> Sources:
+    """What the reply at `index` of a stored conversation drew on (its prompt as built
+    then), and its claims that her facts do not back (claims.py, against all her facts,
+    the examples most like the question and the conversation's own messages)."""
+    drew = (stored.drew_on[index] if index < len(stored.drew_on) else None) or {}
+    wanted = set(drew.get("facts", []))
+    known = facts.list_facts(ctx)
+    placed = [(e.id, fewshot.query_of(e.messages)) for e in
+              (_example(ctx, id_) for id_ in drew.get("examples", [])) if e is not None]
+    invented: list[str] = []
+    if known:
+        earlier = stored.messages[:index]
+        near = contenders.live_pool(ctx).nearest(earlier, fewshot.K)
+        support = ([f.text for f in known] + [m["content"] for m in earlier]
+                   + [m["content"] for _, example in near for m in example])
+        invented = [c.text for c in claims.unsupported(stored.messages[index]["content"],
+                                                       support) if c.kind in FLAGGED]
+    return Sources([f for f in known if f.id in wanted], placed, invented)
+
+
+def _example(ctx: Context, example_id: int) -> examples.Example | None:
+    try:
+        return examples.get_example(ctx.store, example_id)
+    except UserError:  # deleted since
+        return None
+
+
+def why_default(ctx: Context, model: str) -> str:
+    """Why new chats start with `model`, as a phrase after its name ("" for another)."""
+    if model != models.chat_default(ctx):
+        return ""
+    _, with_facts, with_examples = split_name(model)
+    if not runs.default_adapter(ctx.store):
+        if not (with_facts or with_examples):
+            return ", no tuned model is in use yet"
+        read = " and ".join(["your facts"] * with_facts + ["your examples"] * with_examples)
+        return (f", no tuned model is in use yet: it reads {read} most like each message "
+                "before it answers, so a correction counts in the very next answer")
+    found = runs.get_setting(ctx.store, runs.DECISION_KEY, "")
+    decided = json.loads(found) if found else None
+    if decided and decided.get("adopted") and \
+            models.with_help(ctx, decided["adapter"]) == model:
+        return f": it did best on the report card of run #{decided['run']} (Compare tab)"
+    return ": new chats use it (see the Train tab)"

@@ -8,22 +8,24 @@ that work wherever a model name does (chat, compare, the API, the command line).
 - base+examples: the base with the endorsed examples most like the request placed
   before it as earlier turns (services/fewshot.py; storage/placement.py says which).
 - run-N: an adapter; run-N+examples: the adapter with the same examples before it.
+- +facts, before +examples (base+facts, run-N+facts+examples, ...): the passages of
+  the user's facts most like the request (services/facts.py) placed right before it,
+  so the model answers from them instead of inventing.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from core.adapters import BASE, UnknownAdapter
+from core.adapters import BASE, WITH_EXAMPLES, WITH_FACTS, UnknownAdapter, split_name
 from core.chatformat import with_system
-from services import fewshot
+from services import facts, fewshot
 from services.context import Context
 from storage import examples, placement, runs
 
 PROMPT = "base+prompt"
 EXAMPLES = "base+examples"
-WITH_EXAMPLES = "+examples"
 BASELINE_KEY = "baseline_system_prompt"
 REPLY_ROOM = 256
 """Tokens kept free for the answer when examples are placed before a request (a quarter
@@ -39,10 +41,27 @@ class Contender:
     """A system prompt placed before the request's own."""
     shots: int = 0
     """Training examples placed before the request."""
+    facts: int = 0
+    """Passages of the user's facts placed before the request, at most."""
 
     @property
     def builds_prompt(self) -> bool:
-        return bool(self.system or self.shots)
+        return bool(self.system or self.shots or self.facts)
+
+
+@dataclass(frozen=True)
+class Built:
+    """The messages a contender's model reads, and what of the user's it drew on."""
+
+    prompt: list[dict]
+    facts: list[int] = field(default_factory=list)
+    """The ids of the fact passages placed (services/facts.py)."""
+    examples: list[int] = field(default_factory=list)
+    """The ids of the examples placed as earlier turns."""
+
+    def drew_on(self) -> dict | None:
+        return {"facts": self.facts, "examples": self.examples} \
+            if self.facts or self.examples else None
 
 
 def baseline_prompt(ctx: Context) -> str:
@@ -54,11 +73,21 @@ def set_baseline_prompt(ctx: Context, text: str) -> str:
     return baseline_prompt(ctx)
 
 
+def helped(ctx: Context) -> str:
+    """What a model can draw on now: "+facts+examples", "+facts", "+examples" or ""
+    (the user has no facts and no examples yet)."""
+    return (WITH_FACTS if facts.count(ctx) else "") + (
+        WITH_EXAMPLES if examples.counts(ctx.store)["trainable"] else "")
+
+
 def baseline_names(ctx: Context) -> list[str]:
     """The prompting baselines that can answer now: base+prompt once a baseline prompt
-    is set, base+examples once there are training examples."""
+    is set, base+examples once there are training examples, and the base with all the
+    user's facts and examples once there are facts."""
     names = [PROMPT] if baseline_prompt(ctx) else []
-    return names + ([EXAMPLES] if examples.counts(ctx.store)["trainable"] else [])
+    names += [EXAMPLES] if examples.counts(ctx.store)["trainable"] else []
+    with_facts = BASE + helped(ctx)
+    return names + ([with_facts] if WITH_FACTS in with_facts else [])
 
 
 def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:
@@ -70,12 +99,10 @@ def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:
                 "write instead of fine-tuning: set it in the Train tab, or with "
                 "`tunechat eval --system TEXT`.")
         return Contender(PROMPT, BASE, system=baseline_prompt(ctx))
-    if name == EXAMPLES:
-        return Contender(EXAMPLES, BASE, shots=fewshot.K)
-    if name.endswith(WITH_EXAMPLES) and name[:-len(WITH_EXAMPLES)] in adapters:
-        return Contender(name, name[:-len(WITH_EXAMPLES)], shots=fewshot.K)
-    if name == BASE or name in adapters:
-        return Contender(name, name)
+    served, with_facts, with_examples = split_name(name)
+    if served == BASE or served in adapters:
+        return Contender(name, served, shots=fewshot.K * with_examples,
+                         facts=facts.FACTS_K * with_facts)
     raise UnknownAdapter(f"No model named {name!r}. Choose one of: "
                          f"{', '.join([BASE] + baseline_names(ctx) + adapters)}.")
 
@@ -106,21 +133,46 @@ _pools: dict = {}
 
 def build_prompt(ctx: Context, chosen: Contender, messages: list[dict],
                  pool: fewshot.ExamplePool | None = None) -> list[dict]:
-    """The messages the model reads for `messages` as `chosen` answers them. Examples
-    that do not fit the context (leaving room for the answer) are left out, the least
-    alike first."""
+    """The messages the model reads for `messages` as `chosen` answers them."""
+    return build(ctx, chosen, messages, pool).prompt
+
+
+def build(ctx: Context, chosen: Contender, messages: list[dict],
+          pool: fewshot.ExamplePool | None = None) -> Built:
+    """The messages the model reads for `messages` as `chosen` answers them, and the
+    facts and examples placed. Facts go right before the question (facts_prompt); where
+    they are placed, only the examples close to the question are (a correction of it),
+    as the wording of the others drowned the facts (examples/facts_prompt_forms.py).
+    What does not fit the context (leaving room for the answer) is left out: examples
+    first, the least alike first, then facts."""
     if not chosen.builds_prompt:
-        return messages
+        return Built(messages)
     own_system = messages[0]["content"] if messages[0]["role"] == "system" else ""
     turns = messages[1:] if own_system else messages
     system = "\n\n".join(part for part in (chosen.system, own_system) if part)
     shots = (pool or live_pool(ctx)).nearest(messages, chosen.shots) if chosen.shots else []
+    passages = facts.relevant(ctx, messages, chosen.facts) if chosen.facts else []
+    if passages:
+        shots = [(id_, e) for id_, e in shots if fewshot.close(messages, e)]
     while True:
         earlier = [m for _, example in shots for m in fewshot.as_turns(example)]
-        prompt = with_system(system, earlier + turns)
-        if not shots or _fits(ctx, prompt):
-            return prompt
-        shots = shots[:-1]
+        asked = facts_prompt(passages, turns[-1])
+        prompt = with_system(system, earlier + turns[:-1] + [asked])
+        if not (shots or passages) or _fits(ctx, prompt):
+            return Built(prompt, [p.id for p in passages], [id_ for id_, _ in shots])
+        if shots:
+            shots = shots[:-1]
+        else:
+            passages = passages[:-1]
+
+
+def facts_prompt(passages: list[facts.Fact], message: dict) -> dict:
+    """The request's message with the user's facts placed right before it: of the forms
+    measured, the one the small models here followed best."""
+    if not passages:
+        return message
+    listed = "\n".join(f"- {p.text}" for p in passages)
+    return {**message, "content": f"Facts:\n{listed}\n\nQuestion: {message['content']}"}
 
 
 def _fits(ctx: Context, prompt: list[dict]) -> bool:

@@ -135,6 +135,18 @@ def set_must_keep(ctx: Context, example_id: int, must_keep: bool) -> str:
             "(it is still kept for testing only).")
 
 
+def mark_facts_check(ctx: Context, example_id: int, on: bool) -> str:
+    """Mark an example as a facts check (the answer to its question must agree with the
+    user's facts; the report card scores answers to it against them), or unmark it. A
+    facts check is kept for testing only: never trained on, never placed in a prompt."""
+    examples.set_facts_check(ctx.store, example_id, on)
+    if not on:
+        return (f"✓ Example #{example_id} is no longer a facts check (it is still kept for "
+                "testing only).")
+    return (f"✓ Example #{example_id} is a facts check: every report card scores answers to "
+            "its question against your facts. It is kept for testing only, never trained on.")
+
+
 def add_check(ctx: Context, prompt: str, answer: str, system: str = "") -> int:
     """A must-not-change check: a question every report card asks the base and the
     adapter, right when the answer contains `answer` (its words in order, or /a regex/)."""

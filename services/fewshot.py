@@ -4,6 +4,7 @@ earlier turns."""
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 
@@ -52,6 +53,28 @@ class ExamplePool:
                                                  show_progress=False)
         return [(self.ids[i], self.examples[i])
                 for i, score in zip(found[0], scores[0]) if score > 0]
+
+
+CLOSE = 0.5
+"""An example is close to a request when its question has at least this share of the
+request's words (stemmed, without stopwords)."""
+
+
+def words(text: str) -> set[str]:
+    """The words that say what a text is about: stemmed, without stopwords."""
+    import Stemmer
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    stem = Stemmer.Stemmer("english")
+    return {stem.stemWord(w) for w in re.findall(r"[a-z0-9]+", text.lower())
+            if w not in STOPWORDS_EN_PLUS}
+
+
+def close(messages: list[dict], example: list[dict]) -> bool:
+    """Does `example` ask what the request asks (a correction of the same or a similar
+    question), rather than only share a word with it?"""
+    wanted = words(query_of(messages))
+    return bool(wanted) and len(wanted & words(query_of(example))) >= CLOSE * len(wanted)
 
 
 def as_turns(example: list[dict]) -> list[dict]:

@@ -3,7 +3,7 @@ chats start with. Every list of models in every edge comes from here."""
 
 from __future__ import annotations
 
-from core.adapters import BASE, UnknownAdapter, adapter_folders
+from core.adapters import BASE, UnknownAdapter, adapter_folders, split_name
 from services import contenders
 from services.contenders import Contender
 from services.context import Context
@@ -14,8 +14,12 @@ LATEST = "latest"
 
 def model_names(ctx: Context) -> list[str]:
     """The names a request may pick: "base", the prompting baselines that can answer
-    (base+prompt, base+examples), then adapters, oldest first."""
-    return [BASE] + contenders.baseline_names(ctx) + adapter_names(ctx)
+    (base+prompt, base+examples, base+facts+examples), then adapters, oldest first,
+    each followed by itself with the user's facts and examples (contenders.helped)."""
+    helped = contenders.helped(ctx)
+    return [BASE] + contenders.baseline_names(ctx) + [
+        name for adapter in adapter_names(ctx)
+        for name in ([adapter, adapter + helped] if helped else [adapter])]
 
 
 def adapter_names(ctx: Context) -> list[str]:
@@ -24,6 +28,15 @@ def adapter_names(ctx: Context) -> list[str]:
     unfinished = runs.unfinished_adapters(ctx.store)
     return [folder.name for folder in adapter_folders(ctx.adapters_dir)
             if folder.name not in unfinished]
+
+
+def with_help(ctx: Context, name: str) -> str:
+    """A model that draws on the user's facts or examples draws on all she has now (a
+    default chosen before she added facts takes them too); other names as they are."""
+    served, with_facts, with_examples = split_name(name)
+    if name == contenders.PROMPT or not (with_facts or with_examples):
+        return name
+    return served + contenders.helped(ctx)
 
 
 def contender(ctx: Context, name: str | None) -> Contender:
@@ -42,9 +55,9 @@ def newest_adapter(ctx: Context) -> str | None:
 
 def adapter_to_show(ctx: Context) -> str | None:
     """The adapter Compare shows first (Model B, the report card): the one new chats
-    use when that is an adapter, else the newest."""
-    in_use = chat_default(ctx)
-    return in_use if in_use in adapter_names(ctx) else newest_adapter(ctx)
+    use when that is an adapter (with or without facts and examples), else the newest."""
+    served = split_name(chat_default(ctx))[0]
+    return served if served in adapter_names(ctx) else newest_adapter(ctx)
 
 
 def resolve(ctx: Context, name: str | None) -> str:
@@ -70,9 +83,16 @@ def resolve_adapter(ctx: Context, name: str, purpose: str) -> str:
 
 
 def chat_default(ctx: Context) -> str:
-    """The model new chats start with: the promoted one (see Compare), else base."""
+    """The model new chats start with: the one the newest report card found best or the
+    user promoted (see Compare), with the facts and examples she has now (with_help);
+    before either, the plain model with her facts and examples, so that a correction
+    counts in the very next answer."""
+    helped = BASE + contenders.helped(ctx)
     chosen = runs.default_adapter(ctx.store)
-    return chosen if chosen in model_names(ctx) else BASE
+    if not chosen:
+        return helped
+    chosen = with_help(ctx, chosen)
+    return chosen if chosen in model_names(ctx) else helped
 
 
 def promote(ctx: Context, name: str) -> str:

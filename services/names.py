@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.adapters import BASE
+from core.adapters import BASE, split_name
 from services import contenders, fewshot
 from services.context import Context, NotAvailable
 from storage import runs
@@ -46,15 +46,14 @@ def _label(ctx: Context, name: str, found: dict[str, tuple[dict, str]]) -> str:
         return PLAIN
     if name == contenders.PROMPT:
         return f"{PLAIN} + your instructions"
-    if name == contenders.EXAMPLES:
-        return f"{PLAIN} + {SHOTS}"
     if name == LATEST:
         return "Your newest assistant"
     if name in found:
         return f"Your assistant tuned {found[name][1]}"
-    adapter = name.removesuffix(contenders.WITH_EXAMPLES)
-    if adapter != name and (adapter in found or _is_folder(ctx, adapter)):
-        return f"{_label(ctx, adapter, found)} + {SHOTS}"
+    served, with_facts, with_examples = split_name(name)
+    if served != name and (served == BASE or served in found or _is_folder(ctx, served)):
+        return " + ".join([_label(ctx, served, found)] + ["your facts"] * with_facts
+                          + [SHOTS] * with_examples)
     if _is_folder(ctx, name):
         return f"The assistant “{name}”"
     return name
@@ -94,19 +93,24 @@ def details(ctx: Context, name: str) -> str:
     if name == contenders.PROMPT:
         return ("the base model with your instructions (the baseline system prompt, in the "
                 "Train tab) before every question")
-    if name == contenders.EXAMPLES:
-        return f"the base model {_few_shot()}"
     if name == LATEST:
         return "the newest adapter"
     found = _runs_by_adapter(ctx)
     if name in found:
         return f"the LoRA adapter that run #{found[name][0]['id']} trained on your examples"
-    adapter = name.removesuffix(contenders.WITH_EXAMPLES)
-    if adapter != name and (adapter in found or _is_folder(ctx, adapter)):
-        return f"the adapter {adapter} {_few_shot()}"
+    served, with_facts, with_examples = split_name(name)
+    if served != name and (served == BASE or served in found or _is_folder(ctx, served)):
+        added = [_with_facts()] * with_facts + [_few_shot()] * with_examples
+        return ("the base model" if served == BASE else f"the adapter {served}") + \
+            " " + ", and ".join(added)
     if _is_folder(ctx, name):
         return "an adapter folder that this app did not train"
     return ""
+
+
+def _with_facts() -> str:
+    return ("with the passages of your facts most like each question placed before it "
+            "(the Facts tab)")
 
 
 def _few_shot() -> str:

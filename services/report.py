@@ -18,13 +18,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from core.adapters import BASE
+from core.adapters import BASE, WITH_EXAMPLES, WITH_FACTS, split_name
 from core.chatformat import token_count
 from core.errors import UserError
-from services import contenders, fewshot, general, models, scoring
+from services import claims, contenders, facts, fewshot, general, models, scoring
 from services.context import Context
 from services.names import AS_IS, Names
-from storage import placement, reports, runs
+from storage import examples, placement, reports, runs
 from storage.conversations import now
 from trainer.objectives import OBJECTIVES
 
@@ -69,7 +69,8 @@ def choose_measure(ctx: Context, name: str) -> str:
 def lineup(ctx: Context, adapter: str, run: dict | None,
            in_use: str | None = None) -> tuple[list[str], list[dict]]:
     """(contenders to measure, those skipped with the reason); `in_use`: the older
-    adapter new chats use, measured beside the new one."""
+    adapter new chats use, measured beside the new one. With facts, the base and the
+    adapter with the user's facts and examples too (contenders.helped)."""
     names = [BASE]
     skipped = []
     if contenders.baseline_prompt(ctx):
@@ -78,20 +79,24 @@ def lineup(ctx: Context, adapter: str, run: dict | None,
         skipped.append({"name": contenders.PROMPT, "why": (
             "no baseline system prompt is set: write the best prompt you would use instead "
             "of fine-tuning in the Train tab, or pass `tunechat eval --system TEXT`")})
-    names += [contenders.EXAMPLES]
+    helped = contenders.helped(ctx)
+    with_facts = [helped] if WITH_FACTS in helped else []
+    names += [contenders.EXAMPLES] + [BASE + h for h in with_facts]
     for beside in (_sft_only_beside(ctx, run), in_use):
         if beside and beside not in names:
             names.append(beside)
-    return names + [adapter, adapter + contenders.WITH_EXAMPLES], skipped
+    return names + [adapter + h for h in ["", WITH_EXAMPLES] + with_facts], skipped
 
 
 def in_use_beside(ctx: Context, adapter: str, run: dict | None) -> str | None:
-    """The adapter new chats use, when it is older than `adapter`'s run: the card
-    measures it too, and the new run takes its place only when it does as well."""
+    """The adapter new chats use (as they use it: with or without the user's facts and
+    examples), when it is older than `adapter`'s run: the card measures it too, and the
+    new run takes its place only when it does as well."""
     in_use = models.chat_default(ctx)
-    if run is None or in_use == adapter or in_use not in models.adapter_names(ctx):
+    served = split_name(in_use)[0]
+    if run is None or served == adapter or served not in models.adapter_names(ctx):
         return None
-    used = runs.run_of_adapter(ctx.store, in_use)
+    used = runs.run_of_adapter(ctx.store, served)
     return in_use if used is not None and used["id"] < run["id"] else None
 
 
@@ -121,6 +126,7 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
     (and stores it on the run)."""
     adapter = models.resolve_adapter(ctx, adapter or models.LATEST, "to evaluate")
     run = runs.run_of_adapter(ctx.store, adapter)
+    chosen_before = runs.default_adapter(ctx.store)  # a choice made meanwhile stays
     in_use = in_use_beside(ctx, adapter, run)
     tests = placement.test_set(ctx.store, run,
                                runs.run_of_adapter(ctx.store, in_use) if in_use else None)
@@ -142,19 +148,21 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
     if scored:
         card.update(_measure(ctx, names, cases, run, chosen_measure(ctx), steps))
         card["votes"] = votes_beside(ctx, card, cases)
+        card["facts_check"] = facts_check(ctx, card)
     card["general"] = general.check(ctx, questions, [BASE, adapter], steps.add)
     card["corrections"] = _corrections_learned(
         ctx, adapter, corrections, steps,
         card["style_phrases"] or scoring.style_phrases([e.messages[-1]["content"]
                                                         for e in corrections]))
     card["in_use"] = in_use or models.chat_default(ctx)
+    card["helped"] = contenders.helped(ctx)
     steps.finish()
     card["verdict"] = verdict(card, adapter) if scored else \
         f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
     if save and run is not None:
         earlier = cards_by_run(ctx).get(run["id"])
         decided = None if earlier or runs.latest_adapter(ctx.store) != adapter else \
-            runs.settle_default(ctx.store, decide_in_use(card, run), card["in_use"])
+            runs.settle_default(ctx.store, decide_in_use(card, run), chosen_before)
         # measured again: the decision its first card made stays on the card
         card["decision"] = decided or (earlier or {}).get("decision")
         reports.save_report(ctx.store, run["id"], adapter, card)
@@ -206,23 +214,37 @@ def _corrections_learned(ctx: Context, adapter: str, corrections: list[runs.RunE
 
 
 def decide_in_use(card: dict, run: dict) -> dict:
-    """Does `run` replace the model new chats use (the card's `in_use`)? Only when it
-    does at least as well on its card (its deciding measure); a card with too few test
-    examples to score replaces only the plain model. Recorded once per run, on its first
-    card, by storage/runs.settle_default, with what a person weighs before relying on it:
-    the card's answer (yes / no / even / too_few: `answer`), its number of tests, what it
-    forgot, and the corrections it still answers the old way."""
+    """Does `run` replace the model new chats use (the card's `in_use`), and in which
+    form (bare, or with the user's facts and examples)? The form that did best on the
+    card's deciding measure plus its facts check (facts_check), ties to the cheaper
+    (fewer prompt tokens), replaces it when it does at least as well; a card with too few
+    test examples to score replaces only the plain model, with the user's facts and
+    examples. Recorded once per run, on its first card, by storage/runs.settle_default,
+    with what a person weighs before relying on it: the card's answer (yes / no / even /
+    too_few: `answer`), its number of tests, what it forgot, and the corrections it still
+    answers the old way."""
     adapter, in_use = card["adapter"], card["in_use"]
     scores = {c["name"]: c["score"] for c in card.get("contenders", [])}
-    ours, theirs = scores.get(adapter), scores.get(in_use)
+    facts = (card.get("facts_check") or {}).get("scores") or {}
+    cost = {c["name"]: c.get("prompt_tokens", 0) for c in card.get("contenders", [])}
+
+    def total(name: str) -> float | None:
+        return None if scores.get(name) is None else scores[name] + facts.get(name, 0.0)
+
+    forms = [name for name in scores if split_name(name)[0] == adapter]
+    form = max(forms, key=lambda n: (total(n), -cost[n]), default=None)
+    ours, theirs = (total(form) if form else None), total(in_use)
     if ours is not None and theirs is not None:
         adopted, why = ours >= theirs, "scores"
     else:
-        adopted, why = in_use == BASE, "too_few" if ours is None else "not_on_card"
+        form = adapter + card.get("helped", "")
+        adopted, why = split_name(in_use)[0] == BASE, \
+            "too_few" if ours is None else "not_on_card"
     mine: dict = next((m for m in (card.get("general") or {}).get("models", [])
-                 if m["name"] == adapter), {})
-    return {"run": run["id"], "adapter": adapter, "in_use": in_use, "adopted": adopted,
-            "why": why, "score": ours, "their_score": theirs,
+                       if m["name"] == adapter), {})
+    return {"run": run["id"], "adapter": form, "in_use": in_use, "adopted": adopted,
+            "why": why, "score": scores.get(form), "their_score": scores.get(in_use),
+            "facts": facts.get(form), "their_facts": facts.get(in_use),
             "measure": (card.get("measure") or {}).get("name"),
             "forgot": mine.get("lost", 0) if mine.get("forgot") else 0,
             "general": (card.get("general") or {}).get("n", 0),
@@ -230,6 +252,31 @@ def decide_in_use(card: dict, run: dict) -> dict:
             "answer": answer(card)["answer"], "tests": card.get("n", 0),
             "old_way": len((card.get("corrections") or {}).get("old_way") or []),
             "corrections": (card.get("corrections") or {}).get("n", 0)}
+
+
+def facts_check(ctx: Context, card: dict) -> dict:
+    """Of the card's test examples the user marked as a facts check, how many answers
+    of each contender agree with her facts: they state no claim her facts (or the
+    question) do not back, and leave out none of the reference answer's claims beyond
+    its style (claims.py). {"n", "scores": {name: percent}, "ids"}."""
+    checks = {e.id for e in examples.facts_checks(ctx.store)}
+    rows = [row for row in card["rows"] if row["id"] in checks]
+    if not rows:
+        return {"n": 0, "scores": {}, "ids": []}
+    known = [f.text for f in facts.list_facts(ctx)]
+    phrases = card.get("style_phrases") or []
+
+    def agrees(answer: str, row: dict) -> bool:
+        reference = row["reference"]
+        for phrase in phrases:
+            reference = reference.replace(phrase, " ")
+        return not claims.unsupported(answer, known + [row["prompt"], row["reference"]]) \
+            and not claims.unsupported(reference, [answer, row["prompt"]])
+
+    names = [c["name"] for c in card["contenders"]]
+    return {"n": len(rows), "ids": [row["id"] for row in rows],
+            "scores": {name: _pct(scoring.mean([float(agrees(row["answers"][name]["text"], row))
+                                                for row in rows])) for name in names}}
 
 
 def last_decision(ctx: Context) -> dict | None:
@@ -462,8 +509,8 @@ def _scored(card: dict) -> tuple[dict[str, list[float]], dict[str, dict], list[s
     scores = {name: [row["answers"][name]["score"] for row in card["rows"]]
               for name in card["rows"][0]["answers"]}
     summary = {c["name"]: c for c in card["contenders"]}
-    return scores, summary, [n for n in (BASE, contenders.PROMPT, contenders.EXAMPLES)
-                             if n in scores]
+    return scores, summary, [n for n in scores
+                             if n == contenders.PROMPT or split_name(n)[0] == BASE]
 
 
 def _p_values(card: dict, adapter: str, scores: dict, baselines: list[str]) -> dict:

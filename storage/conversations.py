@@ -43,6 +43,9 @@ class Conversation:
     prompts: list[list[dict] | None] = field(default_factory=list)
     """What the model read for each reply, where a baseline built it (a system prompt or
     examples placed before the conversation); None where it read the conversation."""
+    drew_on: list[dict | None] = field(default_factory=list)
+    """For each reply, the ids of the user's facts and examples placed in its prompt
+    ({"facts": [...], "examples": [...]}), None where none were."""
 
 
 def now() -> str:
@@ -60,7 +63,8 @@ def start_conversation(store: Store, first_message: str, system: str = "",
 
 
 def add_exchange(store: Store, conversation_id: int, message: str, reply: str,
-                 adapter: str, system: str, prompt: list[dict] | None = None) -> None:
+                 adapter: str, system: str, prompt: list[dict] | None = None,
+                 drew_on: dict | None = None) -> None:
     """Store a user message and its reply together, in one transaction: a message whose
     reply was stopped before it began is not stored, so turns always alternate."""
     with store.connect() as db:
@@ -73,7 +77,8 @@ def add_exchange(store: Store, conversation_id: int, message: str, reply: str,
              "content": message, "adapter": adapter, "created_at": stamp},
             {"conversation_id": conversation_id, "position": position + 1,
              "role": "assistant", "content": reply, "adapter": adapter, "created_at": stamp,
-             "prompt": json.dumps(prompt, ensure_ascii=False) if prompt else None}])
+             "prompt": json.dumps(prompt, ensure_ascii=False) if prompt else None,
+             "drew_on": json.dumps(drew_on) if drew_on else None}])
         db.table("conversations").update(conversation_id, {"updated_at": stamp, "system": system,
                                                      "adapter": adapter})
 
@@ -107,4 +112,5 @@ def get_conversation(store: Store, conversation_id: int) -> Conversation:
                         [{"role": t["role"], "content": t["content"]} for t in kept],
                         [t["position"] for t in kept],
                         [t["adapter"] if t["role"] == "assistant" else None for t in kept],
-                        [json.loads(t["prompt"]) if t.get("prompt") else None for t in kept])
+                        [json.loads(t["prompt"]) if t.get("prompt") else None for t in kept],
+                        [json.loads(t["drew_on"]) if t.get("drew_on") else None for t in kept])

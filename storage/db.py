@@ -216,6 +216,18 @@ def m011_runs_frozen_in_batches(db: Database) -> None:
                "'[]'))")
 
 
+@migrations()
+def m012_facts(db: Database) -> None:
+    """What is true about the user's business, in passages placed in prompts
+    (services/facts.py); which facts and examples each reply drew on; examples the user
+    marked as a facts check (the report card scores answers to them against the facts)."""
+    db.table("facts").create(
+        {"id": int, "source": str, "position": int, "text": str, "created_at": str},
+        pk="id")
+    db.table("turns").add_column("drew_on", str)
+    db.table("examples").add_column("facts_check", int, not_null_default=0)
+
+
 @dataclass(frozen=True)
 class Store:
     """The data home; hands out short-lived connections (one per unit of work), which

@@ -74,6 +74,9 @@ class Example:
     must_keep: bool = False
     """A "must not change" check (test only too): every report card asks the base and
     the adapter its prompt and checks the answer still matches."""
+    facts_check: bool = False
+    """A facts check: the answer to its question must agree with the user's facts (the
+    report card scores answers to it against them). Still trained on, unless test only."""
 
     @property
     def prompt(self) -> str:
@@ -618,14 +621,16 @@ def get_example(store: Store, example_id: int) -> Example:
     """One live example; ExampleNotFound when it was deleted (in another tab, say)."""
     with store.read() as db:
         row = db.execute("SELECT id, messages, source, rejected, conversation_id, "
-                         "created_at, test_only, must_keep FROM examples WHERE id = ? AND "
-                         "deleted_at IS NULL", [example_id]).fetchone()
+                         "created_at, test_only, must_keep, facts_check FROM examples "
+                         "WHERE id = ? AND deleted_at IS NULL", [example_id]).fetchone()
     if row is None:
         raise ExampleNotFound(f"Example #{example_id} is gone (deleted, perhaps in another "
                               "tab). Refresh the table.")
-    id_, messages, source, rejected, conversation_id, created, test_only, must_keep = row
+    (id_, messages, source, rejected, conversation_id, created, test_only, must_keep,
+     facts_check) = row
     return Example(id_, json.loads(messages), source, rejected, conversation_id, created,
-                   test_only=bool(test_only), must_keep=bool(must_keep))
+                   test_only=bool(test_only), must_keep=bool(must_keep),
+                   facts_check=bool(facts_check))
 
 
 def set_test_only(store: Store, example_id: int, test_only: bool) -> None:
@@ -646,19 +651,38 @@ def set_must_keep(store: Store, example_id: int, must_keep: bool) -> None:
             {"test_only": 1} if must_keep else {}))
 
 
+def set_facts_check(store: Store, example_id: int, facts_check: bool) -> None:
+    """Mark an example as a facts check (its question's answer must agree with the
+    user's facts), or unmark it. A facts check is kept for testing only, like a
+    must-not-change check: a card never checks a model on what it trained on."""
+    with store.connect() as db:
+        _require(db, example_id)
+        db.table("examples").update(example_id, {"facts_check": int(facts_check)} | (
+            {"test_only": 1} if facts_check else {}))
+
+
 def list_examples(store: Store, search: str = "", source: str = "all",
                   sources: tuple[str, ...] = SOURCES, test_only: bool | None = None,
                   limit: int | None = None, offset: int = 0,
-                  must_keep: bool | None = None) -> list[Example]:
+                  must_keep: bool | None = None,
+                  facts_check: bool | None = None) -> list[Example]:
     """Newest first; `search` matches any message text, case-insensitively; `test_only`
-    True or False keeps only the test examples or only the others (`must_keep` likewise
-    for the must-not-change checks); `limit` and `offset` give one page."""
+    True or False keeps only the test examples or only the others (`must_keep` and
+    `facts_check` likewise for the must-not-change checks and the facts checks); `limit`
+    and `offset` give one page."""
     where, params = _filter(search, source, sources, test_only)
-    if must_keep is not None:
-        where += " AND e.must_keep = ?"
-        params.append(int(must_keep))
+    for column, wanted in (("must_keep", must_keep), ("facts_check", facts_check)):
+        if wanted is not None:
+            where += f" AND e.{column} = ?"
+            params.append(int(wanted))
     with store.read() as db:
         return _page(db, where, params, limit, offset)[0]
+
+
+def facts_checks(store: Store) -> list[Example]:
+    """The live examples marked as a facts check, newest first (the report card scores
+    answers to their questions against the user's facts)."""
+    return list_examples(store, facts_check=True)
 
 
 def page_of_examples(store: Store, search: str = "", source: str = "all", size: int = 50,
@@ -695,12 +719,12 @@ def _page(db: Database, where: str, params: list, limit: int | None,
             "o.prompt_key IN (e.near_key, e.prompt_key)))")
     rows = db.execute(
         f"SELECT id, messages, source, rejected, conversation_id, created_at, {twin}, "
-        f"test_only, must_keep FROM examples e WHERE id IN (SELECT value FROM json_each(?))"
-        f" ORDER BY id DESC", [json.dumps([id_ for id_, _ in picked])]).fetchall()
+        f"test_only, must_keep, facts_check FROM examples e WHERE id IN (SELECT value FROM "
+        f"json_each(?)) ORDER BY id DESC", [json.dumps([id_ for id_, _ in picked])]).fetchall()
     return [Example(id_, json.loads(messages), src, rejected, conv, created, twin_id,
-                    bool(test), bool(keep))
-            for id_, messages, src, rejected, conv, created, twin_id, test, keep in rows], \
-        picked[0][1]
+                    bool(test), bool(keep), bool(facts))
+            for id_, messages, src, rejected, conv, created, twin_id, test, keep, facts
+            in rows], picked[0][1]
 
 
 def _filter(search: str, source: str, sources: tuple[str, ...],

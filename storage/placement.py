@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from core.adapters import split_name
 from storage import examples, runs
 from storage.db import Store
 from storage.examples import TRAINABLE, near_keys
@@ -165,7 +166,7 @@ def held_out_prompts(store: Store, sources: tuple[str, ...],
     by the stable rank of their examples (the digest is the same hash as `rank`)."""
     parent = runs.run_of_adapter(store, continue_from) if continue_from else None
     lineage = trained_by_lineage(store, parent)  # what an adapter continued trained on
-    in_use = runs.run_of_adapter(store, runs.default_adapter(store))
+    in_use = runs.run_of_adapter(store, split_name(runs.default_adapter(store))[0])
     held_before = set(held_out_by_newest_run(store)) | {
         e.example_id for e in (runs.run_examples(store, in_use["id"], "held_out")
                                if in_use else [])}

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from core.adapters import split_name
 from core.errors import UserError
 from core.processes import owner_gone, this_host
 from storage.conversations import now
@@ -445,8 +446,8 @@ def settle_default(store: Store, decision: dict, expected: str) -> dict | None:
         last = setting(DECISION_KEY, "")
         if last and json.loads(last)["run"] >= decision["run"]:
             return None
-        current = setting(DEFAULT_ADAPTER_KEY, "base")
-        if current != expected:
+        current = setting(DEFAULT_ADAPTER_KEY, "")
+        if _chosen_model(current) != _chosen_model(expected):
             decision = {**decision, "adopted": False, "in_use": current, "why": "chosen"}
         rows = [{"key": DECISION_KEY, "value": json.dumps(decision)}]
         if decision["adopted"]:
@@ -456,8 +457,16 @@ def settle_default(store: Store, decision: dict, expected: str) -> dict | None:
     return decision
 
 
+def _chosen_model(name: str) -> str:
+    """The model a stored default serves: none chosen ("") is the plain model, and the
+    user's facts and examples it draws on make no other choice."""
+    return split_name(name or "base")[0]
+
+
 def default_adapter(store: Store) -> str:
-    return get_setting(store, DEFAULT_ADAPTER_KEY, "base")
+    """The model chosen for new chats (by a report card or the user); "" before any
+    choice (services/models.chat_default says what that means)."""
+    return get_setting(store, DEFAULT_ADAPTER_KEY, "")
 
 
 def promote(store: Store, adapter: str) -> None:
@@ -468,7 +477,7 @@ def promote(store: Store, adapter: str) -> None:
 
 def roll_back(store: Store) -> str:
     """Restore the default before the last promotion; returns it."""
-    previous = get_setting(store, PREVIOUS_DEFAULT_KEY, "base")
+    previous = get_setting(store, PREVIOUS_DEFAULT_KEY, "")
     set_setting(store, PREVIOUS_DEFAULT_KEY, default_adapter(store))
     set_setting(store, DEFAULT_ADAPTER_KEY, previous)
     return previous

@@ -63,4 +63,5 @@ def wait_for(condition, timeout: float, every: float = 0.1):
 def finished_turn(chat, message, conversation_id=None, system="", model="base"):
     """Send a message through the Chat tab's handlers and let the reply finish: the
     conversation's id."""
-    return list(chat.send(message, conversation_id, model, system))[0][2]
+    shown = ["the page shows the conversation"] if conversation_id is not None else []
+    return list(chat.send(message, conversation_id, model, system, shown))[0][2]

@@ -15,6 +15,7 @@ KEYS = {
                             "training_same_priority_reply_s"},
     "time_to_adapter": {"time_to_adapter_s", "launch_s", "first_step_s", "trained_s",
                         "answer_s"},
+    "time_to_effect": {"time_to_effect_s", "correct_s", "reply_s", "overhead_s"},
 }
 PROBE = {"load_s", "step_s", "train_tokens_per_s", "peak_rss_mb", "decode_tokens_per_s",
          "time_to_adapter_45_s_estimated"}
@@ -39,3 +40,30 @@ def test_bench_writes_every_key(tiny_model_dir, tmp_path, capsys):
     assert all(row["steps"] > 0 for row in report["scaling"]["data"].values())
     table = capsys.readouterr().out
     assert "training tokens/s" in table and "cold start" in table
+    assert "time to effect" in table
+
+
+def test_time_to_effect_corrects_then_asks_the_paraphrase(tiny_model_dir, tmp_path):
+    """The plumbing on the tiny model (which cannot carry a correction): the examples
+    and the correction are stored, the paraphrase is asked with the chat's model, and
+    every time is measured."""
+    from bench.time_to_effect import CORRECTION, SEED, bench_time_to_effect
+    from storage import examples
+    from storage.db import Store
+
+    result = bench_time_to_effect(str(tiny_model_dir), tmp_path, repeats=1)
+    assert result["model"] == "base+examples"
+    assert 0 < result["correct_s"] < result["time_to_effect_s"]
+    assert result["reply_s"] > 0 and isinstance(result["carried"], bool)
+    stored = examples.list_examples(Store(tmp_path / "time-to-effect"))
+    assert len(stored) == len(SEED) + 1 == result["examples"]
+    assert stored[0].source == "corrected" and stored[0].answer == CORRECTION
+
+
+def test_a_reply_carries_the_correction_by_its_distinctive_phrase():
+    from bench.time_to_effect import carries
+
+    assert carries("Sorry, our studio is PETS FREE.")
+    assert carries("Dogs can’t join class.")  # a curly apostrophe is punctuation too
+    assert carries("Dogs can't  join   class, I'm afraid!")
+    assert not carries("Of course, bring your dog! We love pets.")

@@ -45,7 +45,7 @@ def test_wilson_interval_matches_the_textbook_value():
 
 
 def test_promote_and_roll_back(store):
-    assert runs.default_adapter(store) == "base"
+    assert runs.default_adapter(store) == ""  # none chosen: models.chat_default decides
     runs.promote(store, "run-1")
     runs.promote(store, "run-2")
     assert runs.default_adapter(store) == "run-2"

@@ -37,12 +37,12 @@ def chat(ctx):
 
 
 def first_turn(chat, message="Say hello."):
-    return list(chat.send(message, None, "base", "", Request()))[0][2]
+    return list(chat.send(message, None, "base", "", [], request=Request()))[0][2]
 
 
 def test_stop_ends_the_reply_at_the_next_token_and_keeps_what_was_shown(chat, store):
-    chat.validate("What colour is the sky?", None, "base", "", Request())
-    stream = chat.send("What colour is the sky?", None, "base", "", Request())
+    chat.validate("What colour is the sky?", None, "base", "", [], request=Request())
+    stream = chat.send("What colour is the sky?", None, "base", "", [], request=Request())
     _, _, conversation_id = next(stream)
     shown, _, _ = next(stream)
     chat.stop(Request())
@@ -55,22 +55,24 @@ def test_stop_ends_the_reply_at_the_next_token_and_keeps_what_was_shown(chat, st
 
 def test_stop_pressed_right_after_enter_answers_nothing_and_gives_the_message_back(chat,
                                                                                   store):
-    chat.validate("Say hello.", None, "base", "", Request())
+    chat.validate("Say hello.", None, "base", "", [], request=Request())
     chat.stop(Request())  # before the reply began
     *_, (shown, box, conversation_id) = list(chat.send("Say hello.", None, "base", "",
-                                                       Request()))
+                                                       [], request=Request()))
     assert box == "Say hello." and shown == []
     assert conversations.list_conversations(store) == []
     # Stop pressed when nothing streams does not stop the next message.
-    chat.validate("Say hello.", conversation_id, "base", "", Request())
-    *_, (shown, _, _) = list(chat.send("Say hello.", conversation_id, "base", "", Request()))
+    chat.validate("Say hello.", conversation_id, "base", "", shown, request=Request())
+    *_, (shown, _, _) = list(chat.send("Say hello.", conversation_id, "base", "", shown,
+                                       request=Request()))
     assert shown[-1]["content"] == "Hello! How can I help you today?"
 
 
 def test_another_tabs_stop_does_not_stop_this_one(chat):
-    chat.validate("Say hello.", None, "base", "", Request("mine"))
+    chat.validate("Say hello.", None, "base", "", [], request=Request("mine"))
     chat.stop(Request("theirs"))
-    *_, (shown, _, _) = list(chat.send("Say hello.", None, "base", "", Request("mine")))
+    *_, (shown, _, _) = list(chat.send("Say hello.", None, "base", "", [],
+                                       request=Request("mine")))
     assert shown[-1]["content"] == "Hello! How can I help you today?"
 
 
@@ -109,7 +111,7 @@ def test_thumbs_down_opens_the_correction_box_with_the_original(chat, store):
 
 def test_a_reopened_conversation_shows_its_thumbs(chat, store):
     conversation_id = first_turn(chat)
-    list(chat.send("Name a fruit.", conversation_id, "base", "", Request()))
+    list(chat.send("Name a fruit.", conversation_id, "base", "", ["shown"], request=Request()))
     chat.judge(conversation_id, like(1, True))
     chat.judge(conversation_id, like(3, False))
     shown, _, _, _, note = chat.reopen(conversation_id)
@@ -125,7 +127,7 @@ def test_notes_count_examples_the_same_way_everywhere(chat, ctx, store):
     meter, *_ = ExampleHandlers(ctx).overview()
     assert "1 of 20 examples for the first run" in meter
     assert "1 of 20 examples for the first run" in chat.intro()
-    list(chat.send("Name a fruit.", conversation_id, "base", "", Request()))
+    list(chat.send("Name a fruit.", conversation_id, "base", "", ["shown"], request=Request()))
     note = chat.judge(conversation_id, like(3, False))[0]
     assert note.endswith("If you know a better answer, write it below.")
     assert "1 of 20 examples for the first run" in chat.intro()  # a thumbs-down is not one

@@ -123,7 +123,8 @@ def test_app_builds_with_its_api_names(ctx):
     assert names == {"chat", "adapters", "examples", "add_example", "correct",
                      "delete_example", "restore_example", "import_examples",
                      "export_examples", "compare", "vote", "train", "cancel_run",
-                     "resume_run", "run_status", "eval", "add_check"}
+                     "resume_run", "run_status", "eval", "add_check", "mark_facts_check",
+                     "facts_add", "facts_list", "facts_delete"}
 
 
 def test_app_builds_without_training(ctx, tiny_engine, store):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from services import chat, compare, contenders, examples, models, report, training
+from services import chat, compare, contenders, examples, facts, models, report, training
 from services.compare import Pair
 from services.context import Context
 from web.common import shown_to_user
@@ -80,10 +80,34 @@ def add_routes(ctx: Context) -> None:
         when the answer contains `answer` (its words in order, or /a regex/)."""
         return examples.add_check(ctx, prompt, answer, system)
 
+    def mark_facts_check(example_id: int, on: bool) -> str:
+        """Mark an example as a facts check (the answer to its question must agree with
+        your facts; the report card scores answers to it against them), or unmark it."""
+        return examples.mark_facts_check(ctx, int(example_id), bool(on))
+
     for fn, name in [(chat_, "chat"), (eval_, "eval"), (adapters, "adapters"),
                      (list_examples, "examples"),
                      (add_example, "add_example"), (correct, "correct"),
                      (delete_example, "delete_example"), (restore_example, "restore_example"),
                      (run_status, "run_status"), (compare_, "compare"), (vote, "vote"),
-                     (add_check, "add_check")]:
+                     (add_check, "add_check"), (mark_facts_check, "mark_facts_check")]:
+        gr.api(shown_to_user(fn), api_name=name)
+
+    def facts_add(text: str, source: str = facts.TYPED) -> int:
+        """Store facts about your business (plain text or Markdown, split into passages
+        of about a paragraph); how many were new."""
+        return len(facts.add_text(ctx, text, source))
+
+    def facts_list() -> list[dict]:
+        """Every fact, in the order added: id, source ("typed" or a file's name), text."""
+        return [{"id": f.id, "source": f.source, "text": f.text}
+                for f in facts.list_facts(ctx)]
+
+    def facts_delete(fact_id: int) -> str:
+        """Delete one fact."""
+        facts.delete(ctx, int(fact_id))
+        return f"Deleted fact #{int(fact_id)}."
+
+    for fn, name in [(facts_add, "facts_add"), (facts_list, "facts_list"),
+                     (facts_delete, "facts_delete")]:
         gr.api(shown_to_user(fn), api_name=name)

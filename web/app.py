@@ -7,11 +7,12 @@ import gradio as gr
 
 from services import models, names
 from services.context import Context
-from web import api, chat, compare, examples, train
+from web import api, chat, compare, examples, facts, train
 from web.common import NEWEST, Ui
 
 TABS = [("Chat", "chat", chat.build), ("Examples", "examples", examples.build),
-        ("Train", "train", train.build), ("Compare", "compare", compare.build)]
+        ("Facts", "facts", facts.build), ("Train", "train", train.build),
+        ("Compare", "compare", compare.build)]
 CSS = chat.CSS
 """The page's own styles, handed to launch() (Gradio 6 takes them there)."""
 

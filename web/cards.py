@@ -15,7 +15,8 @@ from services.names import AS_IS, Names
 
 CARD_HEADERS = ["model", "score (0-100)", "likely range", "question length it reads (word pieces)",
                 "time per answer (ms)", "training time (s)"]
-BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa"}
+BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa",
+              "base+facts": "#34d399", "base+facts+examples": "#34d399"}
 ADAPTER_COLOR = "#f97316"
 MEASURE_WORDS = {
     "style": "whether each answer keeps what most of your answers share (a greeting, a "
@@ -100,6 +101,13 @@ def summary_markdown(card: dict, say: Names = AS_IS) -> str:
                             for c in card["contenders"])
         lines.append(f"Style: most of your answers have \"{html.escape(phrase)}\"; the share "
                      f"of answers that have it: {carried}.")
+    checked = card.get("facts_check") or {}
+    if checked.get("n"):
+        agreed = ", ".join(f"{say(name)} {share:.0f}%"
+                           for name, share in checked["scores"].items())
+        lines.append(f"Facts check: answers to your {checked['n']} facts checks that agree "
+                     f"with your facts (no claim your facts do not back, none of yours "
+                     f"left out): {agreed}.")
     for skipped in card.get("skipped", []):
         why = SKIPPED_WORDS.get(skipped["name"], skipped["why"])
         lines.append(f"Not measured: {say(skipped['name'])}, because {why}.")

@@ -183,7 +183,7 @@ class ChatHandlers:
         answered, the prompt's box, the prompt)."""
         last = chat.latest(self.ctx)
         if last is None:
-            return (gr.skip(),) * 4 + (self.earlier_conversations(),) + (gr.skip(),) * 3
+            return (gr.skip(),) * 4 + (self.earlier_conversations(),) + (gr.skip(),) * 4
         shown, conversation_id, system, _, judged = self.reopen(last.id)
         note = ("Your last conversation, where you left it. *+ New conversation* starts "
                 "another." + (f" {judged}" if judged else ""))
@@ -201,26 +201,28 @@ class ChatHandlers:
         return gr.Chatbot(value=messages, feedback_value=feedback)  # type: ignore[arg-type]
 
     def reply_info(self, conversation_id: int | None):
-        """(who wrote the last reply, the prompt a baseline built for it)."""
+        """(who wrote the last reply, and what it drew on; the box with what it read;
+        the facts and examples it drew on; the prompt a baseline built for it)."""
+        hidden = "", gr.Accordion(visible=False), "", ""
         if conversation_id is None:
-            return "", gr.Accordion(visible=False), ""
+            return hidden
         stored = chat.reopen(self.ctx, conversation_id)
         last = max((i for i, m in enumerate(stored.messages) if m["role"] == "assistant"),
                    default=None)
         if last is None:
-            return "", gr.Accordion(visible=False), ""
+            return hidden
         model, prompt = stored.models[last], stored.prompts[last]
+        found = chat.sources(self.ctx, stored, last)
+        said = f"Answered by **{names.label(self.ctx, model or '')}**"
+        drew = [f"{len(found.facts)} of your facts"] * bool(found.facts) + \
+            [f"{len(found.examples)} of your examples"] * bool(found.examples)
+        said += f", drawing on {' and '.join(drew)} (see *What it read*)." if drew else "."
+        if found.invented:
+            said += (" ⚠ Not in your facts: " + ", ".join(f"**{c}**" for c in found.invented)
+                     + ". If it is wrong, correct the reply with ✏.")
         if not prompt:
-            return (f"Answered by **{names.label(self.ctx, model or '')}**.",
-                    gr.Accordion(visible=False), "")
-        shots = sum(m["role"] == "assistant" for m in prompt) - sum(
-            m["role"] == "assistant" for m in stored.messages[:last])
-        what = (f"{shots} of your examples placed before your messages" if shots else
-                "a system prompt placed first")
-        return (f"Answered by **{names.label(self.ctx, model or '')}**: the plain model, "
-                f"with {what}. The prompt it read "
-                "is below, to copy into your own system.", gr.Accordion(visible=True),
-                contenders.describe(prompt))
+            return said, gr.Accordion(visible=False), "", ""
+        return said, gr.Accordion(visible=True), _drew_on(found), contenders.describe(prompt)
 
     def start_over(self, chosen: str | None = None, picked: list | None = None):
         """A new conversation on the model the user picked in the list (`picked`, from
@@ -230,12 +232,8 @@ class ChatHandlers:
         mine, then = picked if picked and picked[0] == chosen else (None, None)
         model, is_pick = chat.starting_model(self.ctx, mine, then)
         shown = names.label(self.ctx, model)
-        if is_pick and model != models.chat_default(self.ctx):
-            why = ", the one you picked"
-        elif model == models.BASE and not models.adapter_names(self.ctx):
-            why = ", no tuned model is in use yet"
-        else:
-            why = ": new chats use it (see the Train tab)"
+        why = ", the one you picked" if is_pick and model != models.chat_default(self.ctx) \
+            else chat.why_default(self.ctx, model)
         return ([], None, None, model, f"New conversation with **{shown}**{why}. Pick another "
                 "in the *Model* list.", gr.Column(visible=False), "",
                 gr.Accordion(visible=False))
@@ -264,7 +262,10 @@ class ChatHandlers:
                 if auto.enabled else "start a training run in the Train tab")
         return ("**Chat with the model, and teach it your way of answering.** Under each "
                 "reply: 👍 keeps it as a training example, the ✏️ pencil fixes it (your "
-                "fix is what it learns), 👎 marks it as bad. " + when[0].upper() + when[1:] + "; "
+                "fix is what it learns, and counts in the next answer to a question like "
+                "it), 👎 marks it as bad. What is true about your business goes in the "
+                "*Facts* tab: the chat reads it before answering. "
+                + when[0].upper() + when[1:] + "; "
                 "the new model then appears in the *Model* list, and the *Compare* tab "
                 "shows whether it was worth it. "
                 f"({training.progress_line(self.ctx)}.)")
@@ -272,6 +273,15 @@ class ChatHandlers:
 
 def _session(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "api"
+
+
+def _drew_on(found: chat.Sources) -> str:
+    """The facts and examples a reply drew on, as a person reads them."""
+    lines = [f"- Fact #{f.id} ({f.source}): {f.text}" for f in found.facts]
+    lines += [f"- Example #{id_}: “{question}”" for id_, question in found.examples]
+    return ("It read these of yours before answering:\n" + "\n".join(lines) if lines else
+            "It read none of your facts or examples for this reply.") + \
+        "\n\nThe whole prompt, to copy into your own system:"
 
 
 def _continued(conversation_id: int | None, shown: list | None) -> int | None:
@@ -311,8 +321,9 @@ def build(ui: Ui) -> None:
                                  placeholder="Say something to start a conversation.")
             note = gr.Markdown(elem_id="chat-note")
             answered = gr.Markdown(elem_id="answered-by")
-            with gr.Accordion("Show the prompt", open=False, visible=False,
+            with gr.Accordion("What it read", open=False, visible=False,
                               elem_id="built-prompt") as prompt_box:
+                drew = gr.Markdown(elem_id="drew-on")
                 built = gr.Code(language="json", interactive=False, elem_id="built-prompt-text")
             with gr.Column(visible=False, elem_id=CORRECTION_BOX) as correction_box:
                 with gr.Row():
@@ -341,7 +352,7 @@ def build(ui: Ui) -> None:
                 api_visibility="private", validator=handlers.validate,
                 show_progress="hidden", trigger_mode="always_last") \
             .then(handlers.stored_chat, conversation_id, chatbot, api_visibility="private") \
-            .then(handlers.reply_info, conversation_id, [answered, prompt_box, built],
+            .then(handlers.reply_info, conversation_id, [answered, prompt_box, drew, built],
                   api_visibility="private") \
             .then(refresh, conversation_id, earlier, api_visibility="private")
     stop_button.click(handlers.stop, None, None, api_visibility="private",
@@ -378,11 +389,11 @@ def build(ui: Ui) -> None:
                   api_visibility="private", show_progress="hidden")
     earlier.input(shown_to_user(handlers.reopen), earlier,
                   [chatbot, conversation_id, system, model, note], api_visibility="private") \
-        .then(handlers.reply_info, conversation_id, [answered, prompt_box, built],
+        .then(handlers.reply_info, conversation_id, [answered, prompt_box, drew, built],
               api_visibility="private")
     # A reload reopens the most recent conversation, and lists it as the one open.
     ui.on_load(handlers.resume, None, [chatbot, conversation_id, system, note, earlier,
-                                       answered, prompt_box, built])
+                                       answered, prompt_box, drew, built])
     ui.on_load(handlers.intro, None, intro)
     assert ui.tab is not None  # its counts follow examples added in other tabs
     ui.tab.select(handlers.intro, None, intro, api_visibility="private",

@@ -70,7 +70,8 @@ def table_rows(found, held_out: dict[int, int] | None = None) -> list[list]:
 
 
 def _check(example, held_out: dict[int, int]) -> str:
-    notes = ["test only (never trained on)"] if example.test_only else []
+    notes = ["facts check (test only)"] if example.facts_check else \
+        ["test only (never trained on)"] if example.test_only else []
     if example.id in held_out:
         notes.append(HELD_OUT.format(run=held_out[example.id]))
     if example.near_duplicate_of:
@@ -139,6 +140,10 @@ class ExampleHandlers:
         return (chosen.id, title, messages, gr.Column(visible=True), chosen.test_only,
                 chosen.must_keep)
 
+    def is_facts_check(self, example_id: int | None) -> bool:
+        """The facts-check box of the example just opened."""
+        return example_id is not None and examples.get(self.ctx, example_id).facts_check
+
     def set_test_only(self, example_id: int | None, test_only: bool) -> str:
         if example_id is None:
             return "Pick an example in the table first."
@@ -150,6 +155,11 @@ class ExampleHandlers:
             return "Pick an example in the table first.", gr.skip()
         note = examples.set_must_keep(self.ctx, example_id, bool(must_keep))
         return note, (True if must_keep else gr.skip())
+
+    def set_facts_check(self, example_id: int | None, on: bool) -> str:
+        if example_id is None:
+            return "Pick an example in the table first."
+        return examples.mark_facts_check(self.ctx, example_id, bool(on))
 
     def save(self, example_id: int | None, roles: list[str], *texts: str) -> str:
         """Save the editor's boxes as they are on the screen (roles in order)."""
@@ -293,6 +303,8 @@ def build(ui: Ui) -> None:
                                 "when an answer no longer has yours (its words in order, or "
                                 "/a regex/)",
                                 elem_id="must-keep")
+        facts_check = gr.Checkbox(label="Facts check: the answer to this question must "
+                                  "agree with my facts", elem_id="facts-check")
         delete = gr.Button("Delete example", variant="stop")
     with gr.Accordion("Import and export", open=False):
         with gr.Row():
@@ -344,14 +356,18 @@ def build(ui: Ui) -> None:
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
     table.select(shown_to_user(handlers.select), None,
                  [selected, title, editing, editor, test_only, must_keep],
-                 api_visibility="private").success(None, js=SCROLL_TO_EDITOR,
-                                                   api_visibility="private")
+                 api_visibility="private").success(
+        shown_to_user(handlers.is_facts_check), selected, facts_check,
+        api_visibility="private", show_progress="hidden").success(
+        None, js=SCROLL_TO_EDITOR, api_visibility="private")
     test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
                     api_visibility="private").success(**show).success(
         lambda keep, test: keep and test, [must_keep, test_only], must_keep,
         api_visibility="private")
     must_keep.input(shown_to_user(handlers.set_must_keep), [selected, must_keep],
                     [note, test_only], api_visibility="private").success(**show)
+    facts_check.input(shown_to_user(handlers.set_facts_check), [selected, facts_check], note,
+                      api_visibility="private").success(**show)
     delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],

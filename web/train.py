@@ -365,6 +365,8 @@ def look(ctx: Context) -> Seen:
     rows = training.history(ctx, HISTORY_ROWS)
     decided, in_use, measured = report.last_decision(ctx), models.chat_default(ctx), \
         measured_now(ctx)
+    if decided:  # as new chats would use it now (with the facts she has added since)
+        decided = {**decided, "adapter": models.with_help(ctx, decided["adapter"])}
     wanted = [models.BASE, in_use] + [r["adapter"] for r in rows if r["adapter"]] + \
         ([decided["adapter"], decided["in_use"]] if decided else []) + \
         ([measured["adapter"]] if measured else [])
@@ -460,8 +462,11 @@ def _why(decided: dict, say: names.Names) -> str:
     before, why = say(decided["in_use"]), decided.get("why", "scores")
     if why == "scores":
         verb = "did at least as well as" if decided["adopted"] else "did worse than"
+        facts = "" if decided.get("facts") is None or decided.get("their_facts") is None \
+            else (f", and agreed with your facts in {decided['facts']:.0f}% of your facts "
+                  f"checks against {decided['their_facts']:.0f}%")
         return (f"it {verb} {before} ({decided['score']:.0f} against "
-                f"{decided['their_score']:.0f} on its report card)")
+                f"{decided['their_score']:.0f} on its report card{facts})")
     if why == "chosen":
         return f"you chose {before} while its report card was measured"
     if why == "not_on_card":
