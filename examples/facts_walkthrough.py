@@ -180,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="contenders to ask, comma-separated")
     parser.add_argument("--rescore", action="store_true",
                         help="score the answers in --out again (after the rules changed)")
+    parser.add_argument("--sweep-passages", metavar="HOME",
+                        help="on a home this script trained: ask the chat's default with "
+                             "1, 2 and 3 fact passages placed (services.facts.FACTS_K)")
     args = parser.parse_args(argv)
     if args.rescore:
         return rescore(Path(args.out))
+    if args.sweep_passages:
+        return sweep_passages(Path(args.sweep_passages))
     problems = check_data()
     if problems:
         print("\n".join(problems), file=sys.stderr)
@@ -229,6 +234,30 @@ def main(argv: list[str] | None = None) -> int:
            "chat_default": default, "card": _card_summary(card), "goal": GOAL,
            "sign_off": SIGN_OFF, "voice_examples": len(voice_examples()),
            "fact_passages": passages}, results, Path(args.out))
+    return 0
+
+
+def sweep_passages(home: Path, out: Path = HERE / "results" / "facts-passages.json") -> int:
+    """How many fact passages to place: the chat's default asked the 12 questions with
+    1, 2 and 3 (services.facts.FACTS_K is what the app places)."""
+    from core.hardware import describe_machine
+    from services import facts, models
+    from services.context import Context
+
+    ctx = Context.open(home, engine=True)
+    support = support_texts([fact.text for fact in facts.list_facts(ctx)])
+    default, asked, results = models.chat_default(ctx), questions(), []
+    for k in (1, 2, 3):
+        facts.FACTS_K = k  # read when a model name is turned into a contender
+        answers, seconds = ask_all(ctx, default, asked)
+        result = score_answers(f"{default}, {k} passages", asked, answers, support)
+        result["answer_s"] = round(seconds, 1)
+        results.append(result)
+    print_table(results)
+    out.write_text(json.dumps({"machine": describe_machine(), "date":
+                               datetime.date.today().isoformat(), "model": default,
+                               "results": results}, indent=1, ensure_ascii=False) + "\n")
+    print(f"results: {out}")
     return 0
 
 

@@ -52,8 +52,10 @@ def _label(ctx: Context, name: str, found: dict[str, tuple[dict, str]]) -> str:
         return f"Your assistant tuned {found[name][1]}"
     served, with_facts, with_examples = split_name(name)
     if served != name and (served == BASE or served in found or _is_folder(ctx, served)):
-        return " + ".join([_label(ctx, served, found)] + ["your facts"] * with_facts
-                          + [SHOTS] * with_examples)
+        if with_facts:  # examples then only where close to the question: no count
+            return f"{_label(ctx, served, found)} + your facts" + \
+                " and examples" * with_examples
+        return f"{_label(ctx, served, found)} + {SHOTS}"
     if _is_folder(ctx, name):
         return f"The assistant “{name}”"
     return name
@@ -100,7 +102,9 @@ def details(ctx: Context, name: str) -> str:
         return f"the LoRA adapter that run #{found[name][0]['id']} trained on your examples"
     served, with_facts, with_examples = split_name(name)
     if served != name and (served == BASE or served in found or _is_folder(ctx, served)):
-        added = [_with_facts()] * with_facts + [_few_shot()] * with_examples
+        added = [_with_facts()] * with_facts + [
+            "with those of your examples close to the question (a correction of it) before "
+            "it" if with_facts else _few_shot()] * with_examples
         return ("the base model" if served == BASE else f"the adapter {served}") + \
             " " + ", and ".join(added)
     if _is_folder(ctx, name):

@@ -43,23 +43,6 @@ def test_bench_writes_every_key(tiny_model_dir, tmp_path, capsys):
     assert "time to effect" in table
 
 
-def test_time_to_effect_corrects_then_asks_the_paraphrase(tiny_model_dir, tmp_path):
-    """The plumbing on the tiny model (which cannot carry a correction): the examples
-    and the correction are stored, the paraphrase is asked with the chat's model, and
-    every time is measured."""
-    from bench.time_to_effect import CORRECTION, SEED, bench_time_to_effect
-    from storage import examples
-    from storage.db import Store
-
-    result = bench_time_to_effect(str(tiny_model_dir), tmp_path, repeats=1)
-    assert result["model"] == "base+examples"
-    assert 0 < result["correct_s"] < result["time_to_effect_s"]
-    assert result["reply_s"] > 0 and isinstance(result["carried"], bool)
-    stored = examples.list_examples(Store(tmp_path / "time-to-effect"))
-    assert len(stored) == len(SEED) + 1 == result["examples"]
-    assert stored[0].source == "corrected" and stored[0].answer == CORRECTION
-
-
 def test_a_reply_carries_the_correction_by_its_distinctive_phrase():
     from bench.time_to_effect import carries
 

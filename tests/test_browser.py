@@ -65,8 +65,9 @@ def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model
         page.locator("#chat-note").get_by_text("Correction saved as example #2").wait_for()
 
         page.get_by_role("button", name="+ New conversation").click()
-        page.locator("#chat-note").get_by_text(
-            "New conversation with The plain model, no tuned model is in use yet").wait_for()
+        page.locator("#chat-note").get_by_text(  # a correction counts in the next answer
+            "New conversation with The plain model + 4 of your examples, no tuned model is "
+            "in use yet: it reads your examples").wait_for()
 
         page.get_by_role("tab", name="Examples").click()
         table = page.locator("#examples-table")
@@ -148,7 +149,7 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
             "Your assistant tuned")
         page.get_by_role("tab", name="Chat").click()
         page.get_by_label("Model").click()
-        page.get_by_role("option", name="Your assistant tuned").click()
+        page.get_by_role("option", name=re.compile(r"^Your assistant tuned [^+]*$")).click()
         send(page, "Say hello number 5.")
         page.locator(".bot").filter(has_text="Cheers").wait_for()  # the tuned voice
         page.get_by_role("tab", name="Train").click()
@@ -158,7 +159,7 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         page.get_by_role("tab", name="Compare").click()
         page.locator("#compare-prompt textarea").fill("Say hello number 7.")
         page.get_by_label("The other model").click()
-        page.get_by_role("option", name="Your assistant tuned").click()
+        page.get_by_role("option", name=re.compile(r"^Your assistant tuned [^+]*$")).click()
         page.locator("#compare-button").click()
         expect(page.locator("#label-a")).to_have_text("Model A")  # names hidden
         expect(page.locator("#answer-a textarea")).not_to_have_value("")

@@ -57,7 +57,7 @@ def test_a_page_load_reopens_the_most_recent_conversation(chat, ctx):
     finished_turn(chat, "Say hello.")
     conversation_id = finished_turn(chat, "Name a fruit.", system="Be brief.")
     finished_turn(chat, "Say hello.", conversation_id, system="Be brief.")
-    shown_chat, opened, system, note, earlier, answered, prompt_box, _ = chat.resume()
+    shown_chat, opened, system, note, earlier, answered, prompt_box, *_ = chat.resume()
     assert opened == conversation_id and system == "Be brief."
     assert [m["content"] for m in shown(shown_chat)] == [
         m["content"] for m in conversations.get_conversation(ctx.store, opened).messages]

@@ -354,12 +354,12 @@ def build(ui: Ui) -> None:
     assert ui.tab is not None
     ui.tab.select(**show)  # kept and corrected replies appear when the tab is opened
     ui.on_load(**{k: v for k, v in show.items() if k != "api_visibility"})
-    table.select(shown_to_user(handlers.select), None,
-                 [selected, title, editing, editor, test_only, must_keep],
-                 api_visibility="private").success(
-        shown_to_user(handlers.is_facts_check), selected, facts_check,
-        api_visibility="private", show_progress="hidden").success(
-        None, js=SCROLL_TO_EDITOR, api_visibility="private")
+    chosen = table.select(shown_to_user(handlers.select), None,
+                          [selected, title, editing, editor, test_only, must_keep],
+                          api_visibility="private")
+    chosen.success(None, js=SCROLL_TO_EDITOR, api_visibility="private")
+    chosen.success(shown_to_user(handlers.is_facts_check), selected, facts_check,
+                   api_visibility="private", show_progress="hidden")
     test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
                     api_visibility="private").success(**show).success(
         lambda keep, test: keep and test, [must_keep, test_only], must_keep,
