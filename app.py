@@ -205,6 +205,11 @@ def _add_facts_commands(commands, common: argparse.ArgumentParser) -> None:
     remove.add_argument("fact_id", type=int, nargs="?", metavar="ID")
     remove.add_argument("--source", metavar="NAME",
                         help="remove every fact from this file name (or \"typed\")")
+    check = actions.add_parser(
+        "check", parents=[common], help="mark an example as a facts check: every report "
+        "card scores answers to its question against your facts (kept for testing only)")
+    check.add_argument("example_id", type=int, metavar="EXAMPLE_ID")
+    check.add_argument("--off", action="store_true", help="unmark it")
 
 
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -551,15 +556,19 @@ def facts_command(settings: Settings, args: argparse.Namespace) -> None:
         found = facts.list_facts(ctx)
         for fact in found:
             print(f"#{fact.id:<5} {fact.source:<16} {' '.join(fact.text.split())}")
-        print(f"{_n_facts(len(found))}." if found else
+        print(f"{facts.n_facts(len(found))}." if found else
               "No facts yet. Add some: tunechat facts add FILE|TEXT")
+    elif args.facts_command == "check":
+        from services import examples
+
+        print(examples.mark_facts_check(ctx, args.example_id, not args.off).lstrip("✓ "))
     elif args.source is not None and args.fact_id is None:
         gone = facts.delete_source(ctx, args.source)
         if not gone:
             sources = sorted({fact.source for fact in facts.list_facts(ctx)})
             raise BadFlag(f"No facts come from {args.source!r}. The sources are: "
                           f"{', '.join(sources) or 'none yet'}.")
-        print(f"Removed {_n_facts(gone)} from {args.source}.")
+        print(f"Removed {facts.n_facts(gone)} from {args.source}.")
     elif args.fact_id is not None and args.source is None:
         facts.delete(ctx, args.fact_id)
         print(f"Removed fact #{args.fact_id}.")
@@ -580,17 +589,13 @@ def _add_facts(ctx, item: str) -> str:
         replaces = sum(fact.source == source for fact in facts.list_facts(ctx))
         name, added = facts.add_file(ctx, item)
         replaced = f", replacing the {replaces} it had before" if replaces else ""
-        return f"Added {_n_facts(added)} from {name}{replaced}."
+        return f"Added {facts.n_facts(added)} from {name}{replaced}."
     if re.fullmatch(r"\S+\.(txt|text|md|markdown|csv|tsv|pdf)", item, re.IGNORECASE):
         raise BadFlag(f"There is no file {item} here ({Path.cwd()}). Give the file's path; "
                       "to add text, write it in a sentence.")
     added = len(facts.add_text(ctx, sys.stdin.read() if item == "-" else item))
-    return (f"Added {_n_facts(added)}." if added else
+    return (f"Added {facts.n_facts(added)}." if added else
             "Nothing new: those facts are stored already.")
-
-
-def _n_facts(n: int) -> str:
-    return f"{n} fact" if n == 1 else f"{n} facts"
 
 
 COMMANDS = {"ask": ask, "import": import_examples, "export": export_examples, "train": train,

@@ -129,7 +129,7 @@ def support_texts(passages: list[str]) -> list[str]:
 def score_answers(name: str, asked: list[dict], answers: list[str],
                   support: list[str]) -> dict:
     from services import claims
-    from services.chat import FLAGGED
+    from services.claims import FLAGGED
 
     rows = []
     for q, answer in zip(asked, answers):
@@ -145,7 +145,7 @@ def score_answers(name: str, asked: list[dict], answers: list[str],
             "invents": sum(bool(r["flags"]) for r in rows),
             "no_invention": sum(not r["flags"] for r in rows),
             "flagged_claims": sum(len(r["flags"]) for r in rows),
-            # what the chat flags (services/chat.FLAGGED): the kinds whose flags were right
+            # what the chat flags (services/claims.FLAGGED): the kinds whose flags were right
             "flagged_in_chat": sum(any(f["kind"] in FLAGGED for f in r["flags"])
                                    for r in rows),
             "answers": rows}

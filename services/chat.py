@@ -144,16 +144,11 @@ class Sources:
     she has facts (without any, every claim would be flagged)."""
 
 
-FLAGGED = ("price", "number", "time")
-"""The kinds of claims the chat flags: on the model's real answers their flags were
-right every time, those on names and yes/no policies about half the time or less
-(examples/claims_check.py, examples/results/claims_check.json)."""
-
 
 def sources(ctx: Context, stored: Conversation, index: int) -> Sources:
     """What the reply at `index` of a stored conversation drew on (its prompt as built
     then), and its claims that her facts do not back (claims.py, against all her facts,
-    the examples most like the question and the conversation's own messages)."""
+    the examples most like the question, the system prompt and her own messages)."""
     drew = (stored.drew_on[index] if index < len(stored.drew_on) else None) or {}
     wanted = set(drew.get("facts", []))
     known = facts.list_facts(ctx)
@@ -163,10 +158,12 @@ def sources(ctx: Context, stored: Conversation, index: int) -> Sources:
     if known:
         earlier = stored.messages[:index]
         near = contenders.live_pool(ctx).nearest(earlier, fewshot.K)
-        support = ([f.text for f in known] + [m["content"] for m in earlier]
+        # her own words only: a claim the model invented earlier is no support
+        support = ([f.text for f in known] + [stored.system]
+                   + [m["content"] for m in earlier if m["role"] == "user"]
                    + [m["content"] for _, example in near for m in example])
         invented = [c.text for c in claims.unsupported(stored.messages[index]["content"],
-                                                       support) if c.kind in FLAGGED]
+                                                       support) if c.kind in claims.FLAGGED]
     return Sources([f for f in known if f.id in wanted], placed, invented)
 
 
@@ -190,7 +187,6 @@ def why_default(ctx: Context, model: str) -> str:
                 "before it answers, so a correction counts in the very next answer")
     found = runs.get_setting(ctx.store, runs.DECISION_KEY, "")
     decided = json.loads(found) if found else None
-    if decided and decided.get("adopted") and \
-            models.with_help(ctx, decided["adapter"]) == model:
+    if decided and decided.get("adopted") and decided["adapter"] == model:
         return f": it did best on the report card of run #{decided['run']} (Compare tab)"
-    return ": new chats use it (see the Train tab)"
+    return ", as chosen in the Compare or Train tab"

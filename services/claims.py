@@ -19,6 +19,13 @@ from typing import TypeAlias, Union, cast
 KINDS = ("price", "number", "time", "name", "policy")
 
 
+FLAGGED = ("price", "number", "time")
+"""The kinds of claims shown to a user (the chat's flags, the report card's facts
+check): on the model's real answers their flags were right every time, those on names
+and yes/no policies about half the time or less (examples/claims_check.py,
+examples/results/claims_check.json)."""
+
+
 @dataclass(frozen=True)
 class Claim:
     text: str   # the words as they appear in the answer ("£100", "6am", "hot yoga")

@@ -77,17 +77,22 @@ def helped(ctx: Context) -> str:
     """What a model can draw on now: "+facts+examples", "+facts", "+examples" or ""
     (the user has no facts and no examples yet)."""
     return (WITH_FACTS if facts.count(ctx) else "") + (
-        WITH_EXAMPLES if examples.counts(ctx.store)["trainable"] else "")
+        WITH_EXAMPLES if examples.any_trainable(ctx.store) else "")
 
 
-def baseline_names(ctx: Context) -> list[str]:
+def forms(served: str, help_now: str) -> list[str]:
+    """The names a model is offered and measured under, given what the user has
+    (`helped`): itself, with her examples, and with her facts and examples."""
+    found = [served] + [served + WITH_EXAMPLES] * (WITH_EXAMPLES in help_now)
+    return found + [served + help_now] * (WITH_FACTS in help_now)
+
+
+def baseline_names(ctx: Context, help_now: str | None = None) -> list[str]:
     """The prompting baselines that can answer now: base+prompt once a baseline prompt
-    is set, base+examples once there are training examples, and the base with all the
-    user's facts and examples once there are facts."""
-    names = [PROMPT] if baseline_prompt(ctx) else []
-    names += [EXAMPLES] if examples.counts(ctx.store)["trainable"] else []
-    with_facts = BASE + helped(ctx)
-    return names + ([with_facts] if WITH_FACTS in with_facts else [])
+    is set, then the base's forms with the user's examples and facts (base+examples
+    once there are training examples, base+facts+examples once there are facts)."""
+    help_now = helped(ctx) if help_now is None else help_now
+    return [PROMPT] * bool(baseline_prompt(ctx)) + forms(BASE, help_now)[1:]
 
 
 def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:

@@ -324,6 +324,11 @@ def delete_source(ctx: Context, source: str) -> int:
     return store_facts.delete_source(ctx.store, source)
 
 
+def n_facts(n: int) -> str:
+    """"1 fact", "12 facts": as every edge says it."""
+    return f"{n} fact" if n == 1 else f"{n} facts"
+
+
 def count(ctx: Context) -> int:
     return store_facts.count(ctx.store)
 

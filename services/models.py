@@ -15,11 +15,11 @@ LATEST = "latest"
 def model_names(ctx: Context) -> list[str]:
     """The names a request may pick: "base", the prompting baselines that can answer
     (base+prompt, base+examples, base+facts+examples), then adapters, oldest first,
-    each followed by itself with the user's facts and examples (contenders.helped)."""
-    helped = contenders.helped(ctx)
-    return [BASE] + contenders.baseline_names(ctx) + [
-        name for adapter in adapter_names(ctx)
-        for name in ([adapter, adapter + helped] if helped else [adapter])]
+    each followed by its forms with the user's examples and facts (contenders.forms:
+    those the report card measures and may choose for new chats)."""
+    help_now = contenders.helped(ctx)
+    return [BASE] + contenders.baseline_names(ctx, help_now) + [
+        name for adapter in adapter_names(ctx) for name in contenders.forms(adapter, help_now)]
 
 
 def adapter_names(ctx: Context) -> list[str]:
@@ -28,15 +28,6 @@ def adapter_names(ctx: Context) -> list[str]:
     unfinished = runs.unfinished_adapters(ctx.store)
     return [folder.name for folder in adapter_folders(ctx.adapters_dir)
             if folder.name not in unfinished]
-
-
-def with_help(ctx: Context, name: str) -> str:
-    """A model that draws on the user's facts or examples draws on all she has now (a
-    default chosen before she added facts takes them too); other names as they are."""
-    served, with_facts, with_examples = split_name(name)
-    if name == contenders.PROMPT or not (with_facts or with_examples):
-        return name
-    return served + contenders.helped(ctx)
 
 
 def contender(ctx: Context, name: str | None) -> Contender:
@@ -84,24 +75,28 @@ def resolve_adapter(ctx: Context, name: str, purpose: str) -> str:
 
 def chat_default(ctx: Context) -> str:
     """The model new chats start with: the one the newest report card found best or the
-    user promoted (see Compare), with the facts and examples she has now (with_help);
-    before either, the plain model with her facts and examples, so that a correction
-    counts in the very next answer."""
-    helped = BASE + contenders.helped(ctx)
+    user promoted (see Compare); before either, the plain model with her facts and
+    examples, so that a correction counts in the very next answer. A chosen form that
+    is no longer offered (its facts deleted since) gives way to the model's form with
+    what she has now."""
     chosen = runs.default_adapter(ctx.store)
-    if not chosen:
-        return helped
-    chosen = with_help(ctx, chosen)
-    return chosen if chosen in model_names(ctx) else helped
+    names = model_names(ctx)
+    if chosen in names:
+        return chosen
+    help_now = contenders.helped(ctx)
+    served = split_name(chosen or BASE)[0]
+    return next(name for name in (served + help_now, BASE + help_now, BASE) if name in names)
 
 
 def promote(ctx: Context, name: str) -> str:
-    """Make a model the chat's default; the one it replaces is kept for a roll back."""
-    name = resolve(ctx, name)
-    runs.promote(ctx.store, name)
-    return name
+    """Make a model the chat's default; the one it replaces is kept for a roll back.
+    Returns what new chats use now."""
+    runs.promote(ctx.store, resolve(ctx, name))
+    return chat_default(ctx)
 
 
 def roll_back(ctx: Context) -> str:
-    """Restore the default before the last promotion; returns it."""
-    return runs.roll_back(ctx.store)
+    """Restore the default before the last promotion; returns what new chats use now
+    (none chosen before: the plain model with her facts and examples)."""
+    runs.roll_back(ctx.store)
+    return chat_default(ctx)

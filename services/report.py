@@ -66,11 +66,11 @@ def choose_measure(ctx: Context, name: str) -> str:
     return name
 
 
-def lineup(ctx: Context, adapter: str, run: dict | None,
-           in_use: str | None = None) -> tuple[list[str], list[dict]]:
+def lineup(ctx: Context, adapter: str, run: dict | None, in_use: str | None = None,
+           helped: str = "") -> tuple[list[str], list[dict]]:
     """(contenders to measure, those skipped with the reason); `in_use`: the older
-    adapter new chats use, measured beside the new one. With facts, the base and the
-    adapter with the user's facts and examples too (contenders.helped)."""
+    adapter new chats use, measured beside the new one. With facts (`helped`, from
+    contenders.helped), the base and the adapter with her facts and examples too."""
     names = [BASE]
     skipped = []
     if contenders.baseline_prompt(ctx):
@@ -79,7 +79,6 @@ def lineup(ctx: Context, adapter: str, run: dict | None,
         skipped.append({"name": contenders.PROMPT, "why": (
             "no baseline system prompt is set: write the best prompt you would use instead "
             "of fine-tuning in the Train tab, or pass `tunechat eval --system TEXT`")})
-    helped = contenders.helped(ctx)
     with_facts = [helped] if WITH_FACTS in helped else []
     names += [contenders.EXAMPLES] + [BASE + h for h in with_facts]
     for beside in (_sft_only_beside(ctx, run), in_use):
@@ -128,10 +127,12 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
     run = runs.run_of_adapter(ctx.store, adapter)
     chosen_before = runs.default_adapter(ctx.store)  # a choice made meanwhile stays
     in_use = in_use_beside(ctx, adapter, run)
-    tests = placement.test_set(ctx.store, run,
-                               runs.run_of_adapter(ctx.store, in_use) if in_use else None)
+    # read once, before measuring: facts added meanwhile change nothing on this card
+    in_use_now, helped = in_use or models.chat_default(ctx), contenders.helped(ctx)
+    tests = placement.test_set(ctx.store, run, runs.run_of_adapter(
+        ctx.store, split_name(in_use)[0]) if in_use else None)
     cases = tests.cases
-    names, skipped = lineup(ctx, adapter, run, in_use)
+    names, skipped = lineup(ctx, adapter, run, in_use, helped)
     scored = len(cases) >= MIN_TEST
     questions = general.questions(ctx)
     corrections = _trained_corrections(ctx, run)
@@ -154,8 +155,7 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
         ctx, adapter, corrections, steps,
         card["style_phrases"] or scoring.style_phrases([e.messages[-1]["content"]
                                                         for e in corrections]))
-    card["in_use"] = in_use or models.chat_default(ctx)
-    card["helped"] = contenders.helped(ctx)
+    card["in_use"], card["helped"] = in_use_now, helped
     steps.finish()
     card["verdict"] = verdict(card, adapter) if scored else \
         f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
@@ -256,22 +256,22 @@ def decide_in_use(card: dict, run: dict) -> dict:
 
 def facts_check(ctx: Context, card: dict) -> dict:
     """Of the card's test examples the user marked as a facts check, how many answers
-    of each contender agree with her facts: they state no claim her facts (or the
-    question) do not back, and leave out none of the reference answer's claims beyond
-    its style (claims.py). {"n", "scores": {name: percent}, "ids"}."""
+    of each contender agree with her facts: they state no price, number or time her
+    facts, the question or her answer do not back, and leave out none of her answer's
+    (claims.FLAGGED: the kinds whose flags were right). {"n", "scores": {name:
+    percent}, "ids"}."""
     checks = {e.id for e in examples.facts_checks(ctx.store)}
     rows = [row for row in card["rows"] if row["id"] in checks]
     if not rows:
         return {"n": 0, "scores": {}, "ids": []}
     known = [f.text for f in facts.list_facts(ctx)]
-    phrases = card.get("style_phrases") or []
+
+    def flagged(text: str, support: list[str]) -> bool:
+        return any(c.kind in claims.FLAGGED for c in claims.unsupported(text, support))
 
     def agrees(answer: str, row: dict) -> bool:
-        reference = row["reference"]
-        for phrase in phrases:
-            reference = reference.replace(phrase, " ")
-        return not claims.unsupported(answer, known + [row["prompt"], row["reference"]]) \
-            and not claims.unsupported(reference, [answer, row["prompt"]])
+        return not flagged(answer, known + [row["prompt"], row["reference"]]) \
+            and not flagged(row["reference"], [answer, row["prompt"]])
 
     names = [c["name"] for c in card["contenders"]]
     return {"n": len(rows), "ids": [row["id"] for row in rows],

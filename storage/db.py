@@ -221,9 +221,9 @@ def m012_facts(db: Database) -> None:
     """What is true about the user's business, in passages placed in prompts
     (services/facts.py); which facts and examples each reply drew on; examples the user
     marked as a facts check (the report card scores answers to them against the facts)."""
-    db.table("facts").create(
-        {"id": int, "source": str, "position": int, "text": str, "created_at": str},
-        pk="id")
+    # AUTOINCREMENT: a reply names the facts it drew on by id, so an id is never reused
+    db.execute("CREATE TABLE facts (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, "
+               "position INTEGER, text TEXT, created_at TEXT)")
     db.table("turns").add_column("drew_on", str)
     db.table("examples").add_column("facts_check", int, not_null_default=0)
 

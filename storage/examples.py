@@ -635,11 +635,11 @@ def get_example(store: Store, example_id: int) -> Example:
 
 def set_test_only(store: Store, example_id: int, test_only: bool) -> None:
     """Keep an example for testing only (never trained on), or give it back to training
-    (then it is no must-not-change check either)."""
+    (then it is no must-not-change check or facts check either)."""
     with store.connect() as db:
         _require(db, example_id)
         db.table("examples").update(example_id, {"test_only": int(test_only)} | (
-            {} if test_only else {"must_keep": 0}))
+            {} if test_only else {"must_keep": 0, "facts_check": 0}))
 
 
 def set_must_keep(store: Store, example_id: int, must_keep: bool) -> None:
@@ -739,6 +739,16 @@ def _filter(search: str, source: str, sources: tuple[str, ...],
         where += " AND instr(e.search_text, ?) > 0"
         params.append(needle)
     return where, params
+
+
+def any_trainable(store: Store) -> bool:
+    """Is there a live example SFT trains on? (counts()'s "trainable" > 0, without
+    counting: the model lists ask every second.)"""
+    marks = ", ".join("?" * len(TRAINABLE))
+    with store.read() as db:
+        return db.execute(f"SELECT EXISTS (SELECT 1 FROM examples WHERE deleted_at IS NULL "
+                          f"AND test_only = 0 AND source IN ({marks}))",
+                          list(TRAINABLE)).fetchone()[0] == 1
 
 
 def counts(store: Store) -> dict[str, int]:

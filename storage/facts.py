@@ -71,7 +71,7 @@ def count(store: Store) -> int:
 
 def facts_version(store: Store) -> int:
     """Changes on every add and delete (a counter, so a delete followed by an add that
-    reuses the same id still counts as a change)."""
+    adds the same text again still counts as a change)."""
     with store.read() as db:
         row = db.execute("SELECT version FROM data_versions WHERE name = ?",
                          [VERSION_NAME]).fetchone()

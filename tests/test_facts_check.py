@@ -59,8 +59,10 @@ def test_a_facts_check_is_kept_for_testing_only(store, two):
     assert examples.get_example(store, dog).test_only
     examples.set_facts_check(store, dog, False)
     assert examples.get_example(store, dog).test_only  # unmarking leaves the test alone
-    examples.set_test_only(store, dog, False)
+    examples.set_facts_check(store, dog, True)
+    examples.set_test_only(store, dog, False)  # trained on again: no facts check either
     assert examples.counts(store)["trainable"] == 2
+    assert not examples.get_example(store, dog).facts_check
 
 
 def test_the_service_says_what_the_mark_means(store, two):
@@ -74,8 +76,9 @@ def test_the_service_says_what_the_mark_means(store, two):
 def test_the_editor_box_and_the_table_show_the_mark(store, two):
     dog, _ = two
     tab = ExampleHandlers(Context(store))
-    assert tab.set_facts_check(None, True).startswith("Pick an example")
-    assert "is a facts check" in tab.set_facts_check(dog, True)
+    assert tab.set_facts_check(None, True)[0].startswith("Pick an example")
+    note, test_only = tab.set_facts_check(dog, True)
+    assert "is a facts check" in note and test_only is True  # the box follows
     assert tab.is_facts_check(dog) is True  # the box is ticked when the example is opened
     assert tab.is_facts_check(None) is False
     rows = table_rows(examples.list_examples(store))
@@ -93,3 +96,15 @@ def test_the_api_route_marks_the_example(store, two):
     assert [e.id for e in examples.facts_checks(store)] == [dog]
     with pytest.raises(gr.Error):
         route.fn(999, True)
+
+
+def test_the_command_line_marks_and_unmarks(store, two, capsys):
+    import app
+
+    dog, _ = two
+    assert app.main(["facts", "check", str(dog), "--home", str(store.home)]) == 0
+    assert "is a facts check" in capsys.readouterr().out
+    assert [e.id for e in examples.facts_checks(store)] == [dog]
+    assert app.main(["facts", "check", str(dog), "--off", "--home", str(store.home)]) == 0
+    assert examples.facts_checks(store) == []
+    assert app.main(["facts", "check", "999", "--home", str(store.home)]) != 0

@@ -107,8 +107,8 @@ def test_the_model_list_moves_to_the_model_new_chats_use_when_it_changes(chat, c
     assert chat.follow_in_use("base", "base", "run-1")[1:] == (gr.skip(), gr.skip())
     seen, moved, note = chat.follow_in_use("run-1", "base", "base")
     assert (seen, moved) == ("run-1", "run-1")
-    assert note.startswith(f"New chats use **{names.label(ctx, 'run-1')}** now (see the "
-                           "Train tab), so the *Model* list moved to it")
+    assert note.startswith(f"New chats use **{names.label(ctx, 'run-1')}** now, as chosen "
+                           "in the Compare or Train tab. The *Model* list moved to it")
     assert chat.follow_in_use("run-1", "base", "run-1")[1:] == (gr.skip(), gr.skip())
     # only her own choice is a pick: .input (a load, a reopen or the move fire .change)
     [pick] = event(app, "chat-model", "input")

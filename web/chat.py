@@ -119,6 +119,13 @@ class ChatHandlers:
     def stop(self, request: gr.Request | None = None) -> None:
         self.stops.stop(_session(request))
 
+    def leave_reply(self, chosen: str | None = None, picked: list | None = None,
+                    request: gr.Request | None = None):
+        """A new conversation: the reply streaming in this page stops where it is (it
+        would otherwise come back over the emptied chat)."""
+        self.stops.stop(_session(request))
+        return [gr.validate(True, "")] * 2
+
     def judge(self, conversation_id: int | None, like: gr.LikeData):
         """Thumbs up keeps the reply; thumbs down records it as bad and opens the
         correction box; pressing a lit thumb again undoes it. Returns (note, the
@@ -252,9 +259,9 @@ class ChatHandlers:
         if in_use is None or seen is None or in_use == seen or current == in_use:
             return in_use, gr.skip(), gr.skip()
         return in_use, in_use, (
-            f"New chats use **{names.label(self.ctx, in_use)}** now (see the Train tab), so "
-            "the *Model* list moved to it: it answers your next message. Pick another in "
-            "the list to go on with another.")
+            f"New chats use **{names.label(self.ctx, in_use)}** now"
+            f"{chat.why_default(self.ctx, in_use)}. The *Model* list moved to it: it "
+            "answers your next message. Pick another in the list to go on with another.")
 
     def intro(self) -> str:
         auto = training.auto_start(self.ctx)
@@ -357,8 +364,10 @@ def build(ui: Ui) -> None:
             .then(refresh, conversation_id, earlier, api_visibility="private")
     stop_button.click(handlers.stop, None, None, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden")
+    # validator: runs as the click arrives, in order with the messages sent, so a reply
+    # still streaming stops (and is kept as shown) while a message sent after goes on
     start_over: dict[str, Any] = dict(
-        fn=handlers.start_over, inputs=[model, picked],
+        fn=handlers.start_over, inputs=[model, picked], validator=handlers.leave_reply,
         outputs=[chatbot, conversation_id, earlier, model, note, correction_box, answered,
                  prompt_box],
         api_visibility="private")

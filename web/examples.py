@@ -156,10 +156,12 @@ class ExampleHandlers:
         note = examples.set_must_keep(self.ctx, example_id, bool(must_keep))
         return note, (True if must_keep else gr.skip())
 
-    def set_facts_check(self, example_id: int | None, on: bool) -> str:
+    def set_facts_check(self, example_id: int | None, on: bool):
+        """(note, the test-only box: a facts check is kept for testing only)"""
         if example_id is None:
-            return "Pick an example in the table first."
-        return examples.mark_facts_check(self.ctx, example_id, bool(on))
+            return "Pick an example in the table first.", gr.skip()
+        note = examples.mark_facts_check(self.ctx, example_id, bool(on))
+        return note, (True if on else gr.skip())
 
     def save(self, example_id: int | None, roles: list[str], *texts: str) -> str:
         """Save the editor's boxes as they are on the screen (roles in order)."""
@@ -362,12 +364,13 @@ def build(ui: Ui) -> None:
                    api_visibility="private", show_progress="hidden")
     test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
                     api_visibility="private").success(**show).success(
-        lambda keep, test: keep and test, [must_keep, test_only], must_keep,
+        lambda keep, check, test: (keep and test, check and test),
+        [must_keep, facts_check, test_only], [must_keep, facts_check],
         api_visibility="private")
     must_keep.input(shown_to_user(handlers.set_must_keep), [selected, must_keep],
                     [note, test_only], api_visibility="private").success(**show)
-    facts_check.input(shown_to_user(handlers.set_facts_check), [selected, facts_check], note,
-                      api_visibility="private").success(**show)
+    facts_check.input(shown_to_user(handlers.set_facts_check), [selected, facts_check],
+                      [note, test_only], api_visibility="private").success(**show)
     delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],

@@ -35,11 +35,7 @@ def count_line(found: list[facts.Fact]) -> str:
     for fact in found:
         by_source[fact.source] = by_source.get(fact.source, 0) + 1
     sources = ", ".join(f"{html.escape(source)} ({n})" for source, n in by_source.items())
-    return f"**{_n_facts(len(found))}** from {sources}. Click a fact to select it."
-
-
-def _n_facts(n: int) -> str:
-    return f"{n} fact" if n == 1 else f"{n} facts"
+    return f"**{facts.n_facts(len(found))}** from {sources}. Click a fact to select it."
 
 
 def _problem(error: UserError) -> str:
@@ -74,7 +70,7 @@ class FactHandlers:
             return _problem(error), gr.skip()
         if not added:
             return "Nothing new: those facts are stored already.", ""
-        return f"✓ Added {_n_facts(added)}.", ""
+        return f"✓ Added {facts.n_facts(added)}.", ""
 
     def add_upload(self, upload: str | None):
         """(note, the file box: emptied, ready for the next file)"""
@@ -87,7 +83,7 @@ class FactHandlers:
         except UserError as error:
             return _problem(error), None
         replaced = f", replacing the {before} it had before" if before else ""
-        return f"✓ Added {_n_facts(added)} from {html.escape(name)}{replaced}.", None
+        return f"✓ Added {facts.n_facts(added)} from {html.escape(name)}{replaced}.", None
 
     def select(self, event: gr.SelectData):
         """(the selected fact's id, note)"""
@@ -113,7 +109,7 @@ class FactHandlers:
         gone = facts.delete_source(self.ctx, source)
         if not gone:
             return f"No facts come from {html.escape(source)} any more.", None
-        return f"✓ Deleted {_n_facts(gone)} from {html.escape(source)}.", None
+        return f"✓ Deleted {facts.n_facts(gone)} from {html.escape(source)}.", None
 
 
 def build(ui: Ui) -> None:

@@ -365,8 +365,6 @@ def look(ctx: Context) -> Seen:
     rows = training.history(ctx, HISTORY_ROWS)
     decided, in_use, measured = report.last_decision(ctx), models.chat_default(ctx), \
         measured_now(ctx)
-    if decided:  # as new chats would use it now (with the facts she has added since)
-        decided = {**decided, "adapter": models.with_help(ctx, decided["adapter"])}
     wanted = [models.BASE, in_use] + [r["adapter"] for r in rows if r["adapter"]] + \
         ([decided["adapter"], decided["in_use"]] if decided else []) + \
         ([measured["adapter"]] if measured else [])
