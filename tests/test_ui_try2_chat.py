@@ -54,8 +54,8 @@ def test_a_new_conversation_takes_the_model_in_use_unless_she_picked_another(cha
     models.promote(ctx, "run-1")
     _, _, _, model, note, *_ = chat.start_over("base")  # the list, as a page load set it
     assert model == "run-1"
-    assert note.startswith(f"New conversation with **{first}**: new chats use it (see the "
-                           "Train tab).")
+    assert note.startswith(f"New conversation with **{first}**, as chosen in the Compare "
+                           "or Train tab.")
     # she picks the plain model herself: new conversations keep it
     picked, cleared = chat.pick("base")
     assert cleared == ""  # the note that spoke of the model before goes
@@ -65,14 +65,14 @@ def test_a_new_conversation_takes_the_model_in_use_unless_she_picked_another(cha
     second = tuned(ctx, store, "run-2")
     models.promote(ctx, "run-2")
     _, _, _, model, note, *_ = chat.start_over("base", picked)
-    assert model == "run-2" and f"**{second}**: new chats use it" in note
+    assert model == "run-2" and f"**{second}**, as chosen in" in note
     # picked since: it holds, until the list is set to another model on its own (reopen)
     picked, _ = chat.pick("run-1")
     assert chat.start_over("run-1", picked)[3] == "run-1"
     assert chat.start_over("base", picked)[3] == "run-2"
     # picking the model in use is said as the model in use
     picked, _ = chat.pick("run-2")
-    assert ": new chats use it" in chat.start_over("run-2", picked)[4]
+    assert ", as chosen in the Compare or Train tab" in chat.start_over("run-2", picked)[4]
 
 
 def test_before_any_tuned_model_a_new_conversation_says_so(chat, ctx):
