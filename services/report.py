@@ -225,11 +225,11 @@ def decide_in_use(card: dict, run: dict) -> dict:
     answers the old way."""
     adapter, in_use = card["adapter"], card["in_use"]
     scores = {c["name"]: c["score"] for c in card.get("contenders", [])}
-    facts = (card.get("facts_check") or {}).get("scores") or {}
+    agreed = (card.get("facts_check") or {}).get("scores") or {}
     cost = {c["name"]: c.get("prompt_tokens", 0) for c in card.get("contenders", [])}
 
     def total(name: str) -> float | None:
-        return None if scores.get(name) is None else scores[name] + facts.get(name, 0.0)
+        return None if scores.get(name) is None else scores[name] + agreed.get(name, 0.0)
 
     forms = [name for name in scores if split_name(name)[0] == adapter]
     form = max(forms, key=lambda n: (total(n), -cost[n]), default=None)
@@ -244,7 +244,7 @@ def decide_in_use(card: dict, run: dict) -> dict:
                        if m["name"] == adapter), {})
     return {"run": run["id"], "adapter": form, "in_use": in_use, "adopted": adopted,
             "why": why, "score": scores.get(form), "their_score": scores.get(in_use),
-            "facts": facts.get(form), "their_facts": facts.get(in_use),
+            "facts": agreed.get(form), "their_facts": agreed.get(in_use),
             "measure": (card.get("measure") or {}).get("name"),
             "forgot": mine.get("lost", 0) if mine.get("forgot") else 0,
             "general": (card.get("general") or {}).get("n", 0),

@@ -248,7 +248,9 @@ def _sharegpt_turns(turns, name: str = "conversations") -> list[dict]:
         raise InvalidExample(name, "must be a list of {from, value} turns")
     messages = []
     for i, turn in enumerate(turns):
-        sender = turn.get("from") if isinstance(turn, dict) else turn
+        if not isinstance(turn, dict):  # e.g. [[]]: a bad row, told as one
+            raise InvalidExample(f"{name}[{i}]", "must be a {from, value} turn")
+        sender = turn.get("from")
         if sender in ("function_call", "observation", "tool"):
             raise InvalidExample(f"{name}[{i}].from", "tool calls and tool results are not "
                                                       "trained on; remove them or the row")

@@ -174,6 +174,8 @@ GOOD2 = GOOD.replace('"A"', '"B"')
     ("not an object", b"[1, 2]", "auto", "item 1: cannot tell the format"),
     ("bad row at the end", (GOOD + "\n" + GOOD2 + "\n" + '{"messages": []}').encode(), "auto",
      "line 3, field messages: must be a non-empty list"),
+    ("a sharegpt turn that is no object", b'{"conversations": [[]]}', "auto",
+     r"conversations\[0\]: must be a \{from, value\} turn"),
 ])
 def test_bad_files_are_clear_errors_and_change_nothing(name, content, fmt, expected, store,
                                                        tmp_path):
