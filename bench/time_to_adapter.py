@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.run import DEFAULT_DATA, free_port, watch_log
@@ -30,18 +32,10 @@ QUESTION = "Do you have oat milk?"
 
 
 def bench_time_to_adapter(spec: str | None, data: Path, work: Path) -> dict:
-    from gradio_client import Client
 
     home = work / "time-to-adapter"
     _tunechat("import", str(data), "--home", str(home), "--threshold", "0")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--home", str(home), "--port", str(port),
-         "--threshold", "0"] + (["--model", spec] if spec else []),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_until_ready(server)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with served(home, spec) as client:
         started = time.perf_counter()
         client.predict(api_name="/train")
         store = Store(home)
@@ -65,6 +59,22 @@ def bench_time_to_adapter(spec: str | None, data: Path, work: Path) -> dict:
         eval_losses = run.get("eval_losses") or [{}]
         return {"time_to_adapter_s": phases["answer_s"], **phases,
                 "steps": run.get("total_steps"), "eval_loss": eval_losses[-1].get("loss")}
+
+
+@contextmanager
+def served(home: Path, spec: str | None) -> Iterator:
+    """`tunechat serve` on `home` (auto-start off), once its model and trainer are
+    ready: a gradio_client Client to it; the server stops when the block ends."""
+    from gradio_client import Client
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--home", str(home), "--port", str(port),
+         "--threshold", "0"] + (["--model", spec] if spec else []),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_ready(server)
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
         server.terminate()
         server.wait(timeout=30)

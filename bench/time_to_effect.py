@@ -26,14 +26,11 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.run import free_port
-from bench.time_to_adapter import _wait_until_ready
+from bench.time_to_adapter import served
 
 SEED = [
     ("What time does the studio open?",
@@ -62,17 +59,8 @@ def carries(reply: str, marks: tuple[str, ...] = MARKS) -> bool:
 
 
 def bench_time_to_effect(spec: str | None, work: Path, repeats: int = 3) -> dict:
-    from gradio_client import Client
-
     home = work / "time-to-effect"
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--home", str(home), "--port", str(port),
-         "--threshold", "0"] + (["--model", spec] if spec else []),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_until_ready(server)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with served(home, spec) as client:
         for question, answer in SEED:
             client.predict([{"role": "user", "content": question},
                             {"role": "assistant", "content": answer}], "added",
@@ -106,9 +94,6 @@ def bench_time_to_effect(spec: str | None, work: Path, repeats: int = 3) -> dict
                 "changed": normalised(after) != normalised(before), "model": model,
                 "examples": len(SEED) + 1, "reply": after, "reply_before": before,
                 "reply_exact": exact}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def chat_model(home: Path) -> str:
