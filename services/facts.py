@@ -348,24 +348,11 @@ class _Index:
     """The facts as they were at one facts_version, indexed for BM25."""
 
     def __init__(self, version: int, facts: list[Fact]):
-        import bm25s
-
         self.version, self.facts = version, facts
-        self._lock = threading.Lock()
-        self._bm25 = None
-        tokens = fewshot._tokenize([fact.text for fact in facts]) if facts else None
-        if tokens is not None and tokens.vocab:  # bm25s refuses a corpus of no words
-            self._bm25 = bm25s.BM25()
-            self._bm25.index(tokens, show_progress=False)
+        self._texts = fewshot.TextIndex([fact.text for fact in facts])
 
     def search(self, query: str, k: int) -> list[Fact]:
-        if self._bm25 is None:
-            return []
-        with self._lock:
-            found, scores = self._bm25.retrieve(fewshot._tokenize([query]),
-                                                k=min(k, len(self.facts)),
-                                                show_progress=False)
-        return [self.facts[i] for i, score in zip(found[0], scores[0]) if score > 0]
+        return [self.facts[i] for i in self._texts.search(query, k)]
 
 
 _indexes: dict[Path, _Index] = {}

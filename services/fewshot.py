@@ -25,6 +25,38 @@ def query_of(messages: list[dict]) -> str:
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
 
+class TextIndex:
+    """BM25 over a list of texts, built on the first search; safe across threads."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self._bm25 = None
+        self._built = False
+        self._lock = threading.Lock()
+
+    def search(self, query: str, k: int) -> list[int]:
+        """The indices of up to k texts most like `query`, most alike first; none that
+        shares no word with it."""
+        if not self.texts or k <= 0:
+            return []
+        with self._lock:
+            if not self._built:
+                import bm25s
+
+                tokens = _tokenize(self.texts)
+                if tokens.vocab:  # bm25s refuses a corpus of no words (stopwords only)
+                    index = bm25s.BM25()
+                    index.index(tokens, show_progress=False)
+                    self._bm25 = index
+                self._built = True
+            if self._bm25 is None:
+                return []
+            found, scores = self._bm25.retrieve(_tokenize([query]),
+                                                k=min(k, len(self.texts)),
+                                                show_progress=False)
+        return [int(i) for i, score in zip(found[0], scores[0]) if score > 0]
+
+
 @dataclass
 class ExamplePool:
     """Examples that may be placed in a prompt, indexed once."""
@@ -33,26 +65,13 @@ class ExamplePool:
     ids: list[int]
 
     def __post_init__(self):
-        self._index = None
-        self._lock = threading.Lock()
+        self._index = TextIndex([query_of(e) for e in self.examples])
 
     def nearest(self, messages: list[dict], k: int = K) -> list[tuple[int, list[dict]]]:
         """Up to k (id, example) most like the request, most alike first; none when
         nothing in the pool shares a word with it."""
-        if not self.examples or k <= 0:
-            return []
-        with self._lock:
-            if self._index is None:
-                import bm25s
-
-                self._index = bm25s.BM25()
-                self._index.index(_tokenize([query_of(e) for e in self.examples]),
-                                  show_progress=False)
-            found, scores = self._index.retrieve(_tokenize([query_of(messages)]),
-                                                 k=min(k, len(self.examples)),
-                                                 show_progress=False)
         return [(self.ids[i], self.examples[i])
-                for i, score in zip(found[0], scores[0]) if score > 0]
+                for i in self._index.search(query_of(messages), k)]
 
 
 CLOSE = 0.5
