@@ -12,6 +12,7 @@ so anything it cannot read (a synonym, an inference) passes rather than being fl
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeAlias, Union, cast
@@ -95,12 +96,17 @@ _NUMBER_WORD = r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:
 _WORD = re.compile(r"(?<![\w'])[A-Za-z]+(?:'[A-Za-z]+)*")
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    """One Snowball stemmer, built on first use: "dogs"/"dog", "classes"/"class"."""
-    import Stemmer
+_local = threading.local()
 
-    return Stemmer.Stemmer("english")
+
+def _stemmer():
+    """A Snowball stemmer per thread ("dogs"/"dog", "classes"/"class"): PyStemmer's
+    stemmers are not safe to share between threads, and the chat's are many."""
+    if not hasattr(_local, "stemmer"):
+        import Stemmer
+
+        _local.stemmer = Stemmer.Stemmer("english")
+    return _local.stemmer
 
 
 def _stem(word: str) -> str:
