@@ -39,6 +39,15 @@ TUNED = re.compile(r"^Your assistant tuned ")
 """How the lists and notes name run-1: the time it finished (services/names.py)."""
 
 
+def start_new(page):
+    """+ New conversation, then what a person sees before typing: an empty chat and the
+    note naming its model (a message typed within milliseconds could still reach the old
+    conversation's page state; tests/test_ui covers the server's side of that race)."""
+    page.get_by_role("button", name="+ New conversation").click()
+    expect(page.locator("#chat .bot")).to_have_count(0)
+    page.locator("#chat-note").get_by_text("New conversation with").wait_for()
+
+
 def chosen(page, elem_id):
     return page.locator(f"#{elem_id} input")
 
@@ -67,8 +76,7 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         page.locator("#chat-note").get_by_text("Kept as example #18").wait_for()
         page.locator("#chat-intro").get_by_text("18 of 20 examples for the first run").wait_for()
 
-        new_conversation = page.get_by_role("button", name="+ New conversation")
-        new_conversation.click()  # the tiny model knows single questions only
+        start_new(page)  # the tiny model knows single questions only
         send(page, "Name a fruit.")
         bot(page, "An apple is a fruit.")
         page.locator("#chat .bot").last.hover()
@@ -79,7 +87,7 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         assert chat.locator(".message-buttons-right").get_by_label("Edit").count() == 0 or \
             not chat.locator(".message-buttons-right").get_by_label("Edit").first.is_visible()
 
-        new_conversation.click()
+        start_new(page)
         send(page, "What colour is the sky?")
         bot(page, "The sky is blue on a clear day.")
         chat.get_by_label("Dislike").last.click()
@@ -96,10 +104,14 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         expect(page.locator("#loss-curve")).to_contain_text("train")
         page.locator("#runs-table").get_by_test_id("cell-0-2").click()
         page.locator("#run-lineage").get_by_text("held out").wait_for()
+        # The card's decision on the model in use moves the Chat list: wait for it, so
+        # that what she picks next is not replaced while she sends.
+        page.locator("#in-use-line").get_by_text(re.compile("New chats (use|keep)")).wait_for(
+            timeout=180_000)
 
         # Every list knows run-1 now, in this same page, and points where it should.
         page.get_by_role("tab", name="Chat").click()
-        new_conversation.click()
+        start_new(page)
         page.locator("#chat-model input").click()
         page.get_by_role("option", name=re.compile(r"^Your assistant tuned [^+]*$")).click()
         send(page, "Say hello number 3.")
@@ -130,7 +142,7 @@ def test_one_session_from_first_chat_to_comparing_adapters(page, tmp_path, tiny_
         page.get_by_role("button", name="Make it the chat's default").click()
         note.get_by_text(re.compile("New chats start with Your assistant tuned ")).wait_for()
         page.get_by_role("tab", name="Chat").click()
-        new_conversation.click()
+        start_new(page)
         expect(chosen(page, "chat-model")).to_have_value(TUNED)
 
         page.get_by_role("tab", name="Train").click()
