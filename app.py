@@ -373,7 +373,8 @@ def wait_with_progress(ctx, run_id: int) -> dict:
             print(f"\nCancelling run #{run_id}...", file=sys.stderr)
             run = ctx.jobs.wait(run_id)
     if run["status"] != "succeeded":
-        raise TrainingFailed(f"Run #{run_id} {run['status']}: {run['error'] or ''}".strip())
+        why = f": {run['error']}" if run["error"] else ""
+        raise TrainingFailed(f"Run #{run_id} {run['status']}{why}")
     return run
 
 

@@ -296,8 +296,8 @@ def trainer_gone(run: dict, at: float | None = None) -> str | None:
         return None
     if run.get("pid") and owner_gone(run["pid"], run.get("host")):
         return (f"The trainer process (pid {run['pid']}) ended without recording an end: "
-                "it was killed, ran out of memory, or the machine restarted. Resume to "
-                "continue from the last checkpoint.")
+                "it was killed, ran out of memory, or the machine restarted. Resume (Train "
+                "tab) to continue from the last checkpoint.")
     # Silence judges only a trainer whose process cannot be checked here (another
     # machine, or none recorded: under a launcher of the user's); one alive on this
     # machine may just have slept with it.
@@ -305,8 +305,8 @@ def trainer_gone(run: dict, at: float | None = None) -> str | None:
     quiet = (at or time.time()) - run["heartbeat_at"] if run.get("heartbeat_at") else 0.0
     if run["status"] == "running" and not checkable and quiet > STALE_S:
         return (f"The trainer (pid {run['pid']} on {run.get('host') or 'this machine'}) has "
-                f"not reported for {quiet:.0f} s: it hung, or its machine went away. Resume "
-                "to continue from the last checkpoint.")
+                f"not reported for {quiet:.0f} s: it hung, or its machine went away. Resume (Train "
+                "tab) to continue from the last checkpoint.")
     return None
 
 
