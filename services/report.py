@@ -734,3 +734,15 @@ class ReportWorker:
                     run["id"] not in reported and run["id"] not in self.failed:
                 return run
         return None
+
+
+REPLAYED = 12
+"""How many of a card's prompts an export replays: each costs a greedy answer per file."""
+
+
+def replay_prompts(ctx: Context, adapter: str) -> list[str]:
+    """What an export replays to check itself: the prompts of the adapter's report card,
+    then (a small card, or none yet) the general check's questions; REPLAYED in all."""
+    card = reports.latest_report(ctx.store, adapter)
+    prompts = [row["prompt"] for row in (card or {}).get("rows", [])]
+    return (prompts + [q.text for q in general.shipped()])[:REPLAYED]
