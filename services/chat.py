@@ -11,7 +11,7 @@ from assistant.engine import EmptyMessage, GenerationSettings
 from core.adapters import split_name
 from core.chatformat import with_system
 from core.errors import UserError
-from services import claims, contenders, facts, fewshot, models
+from services import claims, contenders, facts, fewshot, models, report
 from services.context import Context
 from storage import conversations, examples, runs
 from storage.conversations import Conversation, ConversationSummary
@@ -188,5 +188,8 @@ def why_default(ctx: Context, model: str) -> str:
     found = runs.get_setting(ctx.store, runs.DECISION_KEY, "")
     decided = json.loads(found) if found else None
     if decided and decided.get("adopted") and decided["adapter"] == model:
+        if report.caveated(decided):
+            return (f": run #{decided['run']}'s report card chose it, though it is not sure "
+                    "of it yet (the Train tab says why)")
         return f": it did best on the report card of run #{decided['run']} (Compare tab)"
     return ", as chosen in the Compare or Train tab"

@@ -158,6 +158,23 @@ def _model(name: str, questions: list[Question], answers: dict[str, list[str]],
                       for i in sorted(lost + gained)]}
 
 
+def versus(mine: dict, theirs: dict) -> tuple[int, int, float]:
+    """(worse, better, p) of one model against another, each a card's general entry
+    (flips against the same base): the shipped questions `mine` gets wrong that `theirs`
+    gets right, the other way round, and the sign test's p. Only the shipped set counts:
+    the user's own checks may have changed between the two cards. A question flipped in
+    both went the same way for both (a flip is always away from the base's answer)."""
+    def flips(model: dict) -> dict[str, str]:
+        return {f["id"]: f["now"] for f in model.get("flips", []) if not f["id"].startswith("#")}
+
+    ours, others = flips(mine), flips(theirs)
+    worse = sum(now == "wrong" for q, now in ours.items() if q not in others) + \
+        sum(now == "right" for q, now in others.items() if q not in ours)
+    better = sum(now == "right" for q, now in ours.items() if q not in others) + \
+        sum(now == "wrong" for q, now in others.items() if q not in ours)
+    return worse, better, scoring.sign_test(better, worse)
+
+
 def line(general: dict, adapter: str) -> str:
     """"general knowledge: base 67/100, run-3 61/100 (forgot 7, learned 1)"."""
     models = {m["name"]: m for m in general["models"]}

@@ -156,6 +156,7 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
         card["style_phrases"] or scoring.style_phrases([e.messages[-1]["content"]
                                                         for e in corrections]))
     card["in_use"], card["helped"] = in_use_now, helped
+    card["in_use_general"] = _general_entry(ctx, in_use)
     steps.finish()
     card["verdict"] = verdict(card, adapter) if scored else \
         f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
@@ -167,6 +168,16 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
         card["decision"] = decided or (earlier or {}).get("decision")
         reports.save_report(ctx.store, run["id"], adapter, card)
     return card
+
+
+def _general_entry(ctx: Context, in_use: str | None) -> dict | None:
+    """The general check of the adapter in use, from its own newest card (the base's
+    answers are the same on every card, so its flips compare with this card's)."""
+    served = split_name(in_use)[0] if in_use else BASE
+    used = runs.run_of_adapter(ctx.store, served) if served != BASE else None
+    found = cards_by_run(ctx).get(used["id"]) if used else None
+    return next((m for m in ((found or {}).get("general") or {}).get("models", [])
+                 if m["name"] == served), None)
 
 
 def _trained_corrections(ctx: Context, run: dict | None) -> list[runs.RunExample]:
@@ -234,16 +245,23 @@ def decide_in_use(card: dict, run: dict) -> dict:
     forms = [name for name in scores if split_name(name)[0] == adapter]
     form = max(forms, key=lambda n: (total(n), -cost[n]), default=None)
     ours, theirs = (total(form) if form else None), total(in_use)
+    mine: dict = next((m for m in (card.get("general") or {}).get("models", [])
+                       if m["name"] == adapter), {})
+    worse, better, p = general.versus(mine, card["in_use_general"]) \
+        if mine and card.get("in_use_general") else (0, 0, 1.0)
     if ours is not None and theirs is not None:
         adopted, why = ours >= theirs, "scores"
+        # as good on her examples is not enough when it forgot more than the model in use
+        # (a tie), or clearly more (a sign test over the questions they answer differently)
+        if adopted and worse > better and (ours == theirs or p < scoring.ALPHA):
+            adopted, why = False, "forgot_more"
     else:
         form = adapter + card.get("helped", "")
         adopted, why = split_name(in_use)[0] == BASE, \
             "too_few" if ours is None else "not_on_card"
-    mine: dict = next((m for m in (card.get("general") or {}).get("models", [])
-                       if m["name"] == adapter), {})
     return {"run": run["id"], "adapter": form, "in_use": in_use, "adopted": adopted,
             "why": why, "score": scores.get(form), "their_score": scores.get(in_use),
+            "versus": {"worse": worse, "better": better},
             "facts": agreed.get(form), "their_facts": agreed.get(in_use),
             "measure": (card.get("measure") or {}).get("name"),
             "forgot": mine.get("lost", 0) if mine.get("forgot") else 0,
@@ -252,6 +270,15 @@ def decide_in_use(card: dict, run: dict) -> dict:
             "answer": answer(card)["answer"], "tests": card.get("n", 0),
             "old_way": len((card.get("corrections") or {}).get("old_way") or []),
             "corrections": (card.get("corrections") or {}).get("n", 0)}
+
+
+def caveated(decided: dict) -> bool:
+    """Did a run take over with something against it on its card: an answer other than
+    "yes" (too few tests, or an option without training as good or better), general
+    questions it forgot, corrections it still answers the old way? A decision recorded
+    before these were (a key missing) counts as unknown, so as caveated."""
+    return not (decided.get("answer") == "yes" and decided.get("forgot") == 0
+                and decided.get("old_way") == 0)
 
 
 def facts_check(ctx: Context, card: dict) -> dict:

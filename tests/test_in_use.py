@@ -4,7 +4,7 @@ says when a correction it trained on is still answered the old way."""
 
 import shutil
 
-from services import models, report
+from services import chat, models, report
 from services.context import Context
 from storage import examples, runs
 from trainer.config import TrainConfig
@@ -60,9 +60,55 @@ def test_a_run_at_least_as_good_takes_over_and_roll_back_undoes_it(ctx, store, t
     assert models.chat_default(ctx) == "lumen"
     line = train.in_use_line(ctx, {})[0]  # its card has no test rows: too few to be sure
     assert line.startswith("New chats use **the assistant “lumen”**") and "✓" not in line
+    # the chat's note passes the card's doubt on, instead of "it did best"
+    assert chat.why_default(ctx, "lumen") == (
+        ": run #2's report card chose it, though it is not sure of it yet (the Train tab "
+        "says why)")
     assert models.roll_back(ctx) == "brewster"
     assert train.in_use_line(ctx, {})[0] == \
         "New chats use **the assistant “brewster”**, as you chose."
+
+
+def with_general(card: dict, lost: int, in_use_lost: int) -> dict:
+    """The card's general check: the new run and the model in use each got the first
+    `lost` / `in_use_lost` shipped questions wrong that the base got right."""
+    def wrong(count: int) -> list[dict]:
+        return [{"id": f"g{i}", "now": "wrong"} for i in range(count)]
+
+    card["general"] = {"n": 100, "models": [
+        {"name": "base", "right": 95, "lost": 0, "flips": []},
+        {"name": card["adapter"], "right": 95 - lost, "lost": lost, "forgot": True,
+         "flips": wrong(lost)}]}
+    card["in_use_general"] = {"name": card["in_use"], "lost": in_use_lost,
+                              "flips": wrong(in_use_lost)}
+    return card
+
+
+def test_a_run_as_good_that_forgot_more_does_not_take_over(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    models.promote(ctx, "brewster")
+    decision = decide(ctx, with_general(card_of("lumen", "brewster", 100, 100), 28, 23), 2)
+    assert not decision["adopted"] and decision["why"] == "forgot_more"
+    assert models.chat_default(ctx) == "brewster"
+    line, offer = train.in_use_line(ctx, {})
+    assert "is not used, as it forgot more than the assistant “brewster”" in line
+    assert "it gets 5 wrong that the assistant “brewster” gets right, and only 0" in line
+    assert offer == "lumen"
+
+
+def test_a_clearly_better_run_that_forgot_a_little_more_takes_over(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    models.promote(ctx, "brewster")
+    # 5 questions against 0 is within chance (sign test p = 0.06); 100 against 80 is not
+    decision = decide(ctx, with_general(card_of("lumen", "brewster", 100, 80), 28, 23), 2)
+    assert decision["adopted"] and models.chat_default(ctx) == "lumen"
+
+
+def test_forgetting_clearly_more_keeps_the_model_in_use(ctx, store, two_adapters):
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    models.promote(ctx, "brewster")
+    decision = decide(ctx, with_general(card_of("lumen", "brewster", 100, 80), 30, 20), 2)
+    assert not decision["adopted"] and decision["versus"] == {"worse": 10, "better": 0}
 
 
 def test_a_choice_made_while_the_card_was_measured_stays(ctx, store, two_adapters):
@@ -87,6 +133,7 @@ def test_a_card_that_cannot_score_replaces_only_the_plain_model(ctx, store, two_
 def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
     fill(store, 24)
     first = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=1, batch_size=8)))
+    first_general = report.evaluate(ctx, first["adapter"])["general"]["models"][1]
     models.promote(ctx, first["adapter"])
     for i in range(6):
         examples.add_example(store, [{"role": "user", "content": f"Say goodbye {i}."},
@@ -101,7 +148,9 @@ def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
     decided = card["decision"]
     assert decided["run"] == second["id"] and decided["in_use"] == first["adapter"]
     score = {c["name"]: c["score"] for c in card["contenders"]}
-    assert decided["adopted"] == (score[second["adapter"]] >= score[first["adapter"]])
+    assert decided["adopted"] == (score[second["adapter"]] >= score[first["adapter"]]
+                                  and decided["why"] != "forgot_more")
+    assert card["in_use_general"] == first_general
     assert models.chat_default(ctx) == \
         (second["adapter"] if decided["adopted"] else first["adapter"])
     again = report.evaluate(ctx, second["adapter"])  # measured again: nothing more decided

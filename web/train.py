@@ -398,7 +398,7 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
     if decided["adopted"]:
         if in_use != adapter:  # rolled back, or another chosen since
             return f"New chats use **{say(in_use)}**, as you chose.", None
-        if not caveated(decided):
+        if not report.caveated(decided):
             return (f"✓ New chats use **{say(adapter)}**: {_why(decided, say)}, and the "
                     "Compare tab's card says Yes: it does better than every option that "
                     "needs no training.", None)
@@ -409,15 +409,6 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
             f"{_why(decided, say)}.", None
     return (f"New chats keep **{say(in_use)}**: {say(adapter)} is not used, as "
             f"{_why(decided, say)}.", adapter)
-
-
-def caveated(decided: dict) -> bool:
-    """Did a run take over with something against it on its card: an answer other than
-    "yes" (too few tests, or an option without training as good or better), general
-    questions it forgot, corrections it still answers the old way? A decision recorded
-    before these were (a key missing) counts as unknown, so as caveated."""
-    return not (decided.get("answer") == "yes" and decided.get("forgot") == 0
-                and decided.get("old_way") == 0)
 
 
 def _caveats(decided: dict, say: names.Names) -> str:
@@ -452,7 +443,7 @@ def says_old_way(decided: dict | None, in_use: str) -> bool:
     """Does the line on the model in use already count the corrections the run still
     answers the old way (so the corrections line only names them)?"""
     return bool(decided and decided["adopted"] and in_use == decided["adapter"]
-                and caveated(decided) and decided.get("old_way"))
+                and report.caveated(decided) and decided.get("old_way"))
 
 
 def _why(decided: dict, say: names.Names) -> str:
@@ -465,6 +456,12 @@ def _why(decided: dict, say: names.Names) -> str:
                   f"checks against {decided['their_facts']:.0f}%")
         return (f"it {verb} {before} ({decided['score']:.0f} against "
                 f"{decided['their_score']:.0f} on its report card{facts})")
+    if why == "forgot_more":
+        versus = decided.get("versus") or {}
+        return (f"it forgot more than {before}: of the general questions, it gets "
+                f"{versus.get('worse', '?')} wrong that {before} gets right, and only "
+                f"{versus.get('better', '?')} the other way round (on your examples it "
+                f"scored {decided['score']:.0f} against {decided['their_score']:.0f})")
     if why == "chosen":
         return f"you chose {before} while its report card was measured"
     if why == "not_on_card":
