@@ -106,9 +106,18 @@ def latest(ctx: Context) -> Conversation | None:
 
 def resumed_model(ctx: Context) -> str:
     """The model the chat is set to on a page load: the one the most recent conversation
-    is on (it is reopened), else the one new chats start with."""
-    last = latest(ctx)
-    return last.adapter if last is not None else models.chat_default(ctx)
+    is on (it is reopened), else the one new chats start with. A run that took over after
+    its last message moved the list of the open page to that run ("it answers your next
+    message"), so a reload shows that run too."""
+    found = recent(ctx, 1)
+    in_use = models.chat_default(ctx)
+    if not found:
+        return in_use
+    decided = report.last_decision(ctx) or {}
+    if decided.get("adopted") and decided["adapter"] == in_use and \
+            decided.get("at", "") > found[0].updated_at:
+        return in_use
+    return reopen(ctx, found[0].id).adapter
 
 
 def starting_model(ctx: Context, picked: str | None = None,

@@ -260,7 +260,7 @@ def decide_in_use(card: dict, run: dict) -> dict:
         adopted, why = split_name(in_use)[0] == BASE, \
             "too_few" if ours is None else "not_on_card"
     return {"run": run["id"], "adapter": form, "in_use": in_use, "adopted": adopted,
-            "why": why, "score": scores.get(form), "their_score": scores.get(in_use),
+            "at": now(), "why": why, "score": scores.get(form), "their_score": scores.get(in_use),
             "versus": {"worse": worse, "better": better},
             "facts": agreed.get(form), "their_facts": agreed.get(in_use),
             "measure": (card.get("measure") or {}).get("name"),

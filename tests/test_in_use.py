@@ -6,7 +6,7 @@ import shutil
 
 from services import chat, models, report
 from services.context import Context
-from storage import examples, runs
+from storage import conversations, examples, runs
 from trainer.config import TrainConfig
 from web import train
 
@@ -53,11 +53,18 @@ def test_a_worse_run_does_not_take_over_and_the_train_tab_says_so(ctx, store, tw
     assert "as you chose" in line and offer is None
 
 
-def test_a_run_at_least_as_good_takes_over_and_roll_back_undoes_it(ctx, store, two_adapters):
+def test_a_run_at_least_as_good_takes_over_and_roll_back_undoes_it(ctx, store, two_adapters,
+                                                                   monkeypatch):
     ctx = with_two_adapters(ctx, store, two_adapters)
     models.promote(ctx, "brewster")
+    talk = conversations.start_conversation(store, "Hi", adapter="brewster")
+    conversations.add_exchange(store, talk, "Hi", "Hello!", "brewster", "")
+    assert chat.resumed_model(ctx) == "brewster"
+    monkeypatch.setattr(report, "now", lambda: "2999-01-01T00:00:00+00:00")  # decided later
     decide(ctx, card_of("lumen", "brewster", 32, 32), 2)
     assert models.chat_default(ctx) == "lumen"
+    # the open page's list moved to lumen ("it answers your next message"): a reload too
+    assert chat.resumed_model(ctx) == "lumen"
     line = train.in_use_line(ctx, {})[0]  # its card has no test rows: too few to be sure
     assert line.startswith("New chats use **the assistant “lumen”**") and "✓" not in line
     # the chat's note passes the card's doubt on, instead of "it did best"

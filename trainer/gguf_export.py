@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -377,8 +378,8 @@ def _llama_replays(base_gguf: Path, out_dir: Path, merged: list[str], texts: lis
                       n_ctx=2048, verbose=False, seed=0)
         answers = []
         for text in texts:
-            out = model.create_completion(text, max_tokens=REPLAY_TOKENS, temperature=0.0,
-                                          top_k=1)
+            out: Any = model.create_completion(text, max_tokens=REPLAY_TOKENS,
+                                               temperature=0.0, top_k=1)
             answers.append(out["choices"][0]["text"].strip())
             tick()
         model.close()
