@@ -1,10 +1,11 @@
-"""Model names in plain words, for a person who is not an engineer: "Your assistant tuned
-Dec 1 10:32" for run-1, "The plain model + 4 of your examples" for base+examples. The
+"""Model names in plain words, for a person who is not an engineer: "Your assistant #1,
+tuned Dec 1 10:32" for run-1, "The plain model + your examples" for base+examples. The
 technical name (what the API and the command line take) stays the value of every list
 and one click away in the web app; only what a person reads changes.
 
-A run's label comes from the time it finished, which never changes once the run exists:
-lists that follow new adapters can send their labels again without moving anything."""
+A run's label comes from its number and the time it finished, which never change once
+the run exists: lists that follow new adapters can send their labels again without
+moving anything."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from storage import runs
 
 LATEST = "latest"
 PLAIN = "The plain model"
-SHOTS = f"{fewshot.K} of your examples"
-"""What the few-shot contenders add: fewshot.K examples, always (fewer only when they do
-not fit, which the details say), so that the label never changes under a list."""
+SHOTS = "your examples"
+"""What the few-shot contenders add: up to fewshot.K of them, the most like each question
+(how many, the details say); no count, so the label never changes under a list, nor
+says 4 when she has one."""
 
 
 def label(ctx: Context, name: str) -> str:
@@ -49,7 +51,7 @@ def _label(ctx: Context, name: str, found: dict[str, tuple[dict, str]]) -> str:
     if name == LATEST:
         return "Your newest assistant"
     if name in found:
-        return f"Your assistant tuned {found[name][1]}"
+        return f"Your assistant {found[name][1]}"
     served, with_facts, with_examples = split_name(name)
     if served != name and (served == BASE or served in found or _is_folder(ctx, served)):
         if with_facts:  # examples then only where close to the question: no count
@@ -66,19 +68,14 @@ def _is_folder(ctx: Context, name: str) -> bool:
 
 
 def _runs_by_adapter(ctx: Context) -> dict[str, tuple[dict, str]]:
-    """Adapter -> (the run that trained it, when: "Dec 1 10:32"). A run that finished in
-    the same minute as an earlier one also says its number, so no two labels are alike
-    and an earlier run's label never changes."""
+    """Adapter -> (the run that trained it, "#3, tuned Dec 1 10:32"): the run's number,
+    which the Train tab's runs table shows, and when it finished."""
     succeeded = sorted((r for r in runs.list_runs(ctx.store, 100_000)
                         if r["status"] == "succeeded" and r["adapter"]), key=lambda r: r["id"])
-    found: dict[str, tuple[dict, str]] = {}
-    taken: set[str] = set()
-    for run in succeeded:
-        when = tuned_at(run.get("finished_at") or run["created_at"])
-        shown = f"{when} (run #{run['id']})" if when in taken else when
-        taken.add(when)
-        found[run["adapter"]] = (run, shown)  # a reused name: its newest run, as the engine
-    return found
+    # a reused name: its newest run, as the engine
+    return {run["adapter"]: (run, f"#{run['id']}, tuned "
+                                  f"{tuned_at(run.get('finished_at') or run['created_at'])}")
+            for run in succeeded}
 
 
 def tuned_at(stamp: str) -> str:

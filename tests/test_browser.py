@@ -66,8 +66,12 @@ def test_keep_correct_delete_and_undo_like_a_new_user(page, tmp_path, tiny_model
 
         page.get_by_role("button", name="+ New conversation").click()
         page.locator("#chat-note").get_by_text(  # a correction counts in the next answer
-            "New conversation with The plain model + 4 of your examples, no tuned model is "
-            "in use yet: it reads your examples").wait_for()
+            "New conversation with The plain model + your examples, no tuned model is in "
+            "use yet: it reads your examples").wait_for()
+        send(page, "Name a fruit.")  # an answer drawing on examples: the notes grow
+        page.locator("#answered-by").get_by_text("drawing on").wait_for()
+        box = page.get_by_placeholder("Type a message and press Enter").bounding_box()
+        assert box and box["y"] + box["height"] <= page.viewport_size["height"]
 
         page.get_by_role("tab", name="Examples").click()
         table = page.locator("#examples-table")
@@ -146,10 +150,10 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         run = Client(server.url, verbose=False).predict(0, api_name="/run_status")
         assert run["status"] == "succeeded" and len(run["losses"]) == run["total_steps"]
         expect(page.locator("#runs-table").get_by_test_id("cell-0-2")).to_contain_text(
-            "Your assistant tuned")
+            "Your assistant #")
         page.get_by_role("tab", name="Chat").click()
         page.get_by_label("Model").click()
-        page.get_by_role("option", name=re.compile(r"^Your assistant tuned [^+]*$")).click()
+        page.get_by_role("option", name=re.compile(r"^Your assistant #\d+, tuned [^+]*$")).click()
         send(page, "Say hello number 5.")
         page.locator(".bot").filter(has_text="Cheers").wait_for()  # the tuned voice
         page.get_by_role("tab", name="Train").click()
@@ -159,7 +163,7 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         page.get_by_role("tab", name="Compare").click()
         page.locator("#compare-prompt textarea").fill("Say hello number 7.")
         page.get_by_label("The other model").click()
-        page.get_by_role("option", name=re.compile(r"^Your assistant tuned [^+]*$")).click()
+        page.get_by_role("option", name=re.compile(r"^Your assistant #\d+, tuned [^+]*$")).click()
         page.locator("#compare-button").click()
         expect(page.locator("#label-a")).to_have_text("Model A")  # names hidden
         expect(page.locator("#answer-a textarea")).not_to_have_value("")
@@ -169,7 +173,7 @@ def test_train_chat_compare_blind_and_vote(page, tmp_path, tiny_model_dir,
         page.get_by_role("button", name="A is better" if tuned_is_a else "B is better").click()
         page.locator("#compare-note").get_by_text("Vote stored").wait_for()
         expect(page.locator("#label-a")).to_have_text(
-            re.compile("A: Your assistant tuned ") if tuned_is_a else "A: The plain model")
+            re.compile("A: Your assistant #") if tuned_is_a else "A: The plain model")
         expect(page.locator("#win-rates").get_by_test_id("cell-0-6")).to_have_text("100%")
 
         # The report card, computed by itself after the run, with the general check.

@@ -47,11 +47,11 @@ def test_every_model_name_reads_in_plain_words(store, clock):
                               "(a new adapter)"]) == {
         "base": "The plain model",
         "base+prompt": "The plain model + your instructions",
-        "base+examples": "The plain model + 4 of your examples",
-        "run-1": "Your assistant tuned Dec 1 10:32",  # the time on this machine's clock
-        "run-1+examples": "Your assistant tuned Dec 1 10:32 + 4 of your examples",
+        "base+examples": "The plain model + your examples",
+        "run-1": "Your assistant #1, tuned Dec 1 10:32",  # the time on this machine's clock
+        "run-1+examples": "Your assistant #1, tuned Dec 1 10:32 + your examples",
         "lumen": "The assistant “lumen”",  # a folder no run of this home trained
-        "lumen+examples": "The assistant “lumen” + 4 of your examples",
+        "lumen+examples": "The assistant “lumen” + your examples",
         "latest": "Your newest assistant",
         "(a new adapter)": "(a new adapter)"}  # no model: as it is
 
@@ -63,15 +63,15 @@ def test_a_run_label_is_fixed_once_the_run_exists(store, clock):
     finished_run(store, "run-2", "2025-12-01T08:32:50+00:00")  # the same minute
     finished_run(store, "run-3", "2025-12-02T09:00:00+00:00")
     assert names.labels(ctx, ["run-1", "run-2", "run-3"]) == {
-        "run-1": before, "run-2": "Your assistant tuned Dec 1 10:32 (run #2)",
-        "run-3": "Your assistant tuned Dec 2 11:00"}
+        "run-1": before, "run-2": "Your assistant #2, tuned Dec 1 10:32",
+        "run-3": "Your assistant #3, tuned Dec 2 11:00"}
 
 
 def test_a_list_shows_the_label_and_hands_over_the_technical_name(store, clock):
     ctx = Context(store)
     finished_run(store, "run-1", "2025-12-01T08:32:00+00:00")
     assert names.choices(ctx, ["base", "run-1"]) == [
-        ("The plain model", "base"), ("Your assistant tuned Dec 1 10:32", "run-1")]
+        ("The plain model", "base"), ("Your assistant #1, tuned Dec 1 10:32", "run-1")]
 
 
 def test_the_details_say_what_each_technical_name_is(ctx, store):
@@ -87,8 +87,8 @@ def test_the_details_say_what_each_technical_name_is(ctx, store):
 def test_sentences_name_models_in_plain_words_or_as_they_are(store, clock):
     finished_run(store, "run-1", "2025-12-01T08:32:00+00:00")
     say = names.plain(Context(store), ["base", "run-1", "gone"])
-    assert say("run-1") == "your assistant tuned Dec 1 10:32"
-    assert say.first("run-1") == "Your assistant tuned Dec 1 10:32"
+    assert say("run-1") == "your assistant #1, tuned Dec 1 10:32"
+    assert say.first("run-1") == "Your assistant #1, tuned Dec 1 10:32"
     assert say("base") == "the plain model" and say("gone") == say.first("gone") == "gone"
     assert names.AS_IS("run-1") == "run-1" and names.AS_IS("base") == "the base"
     assert names.AS_IS.first("base") == "The base"

@@ -200,7 +200,7 @@ def test_model_lists_show_plain_words_and_hand_over_technical_names(ctx, store):
     (ctx.adapters_dir / "run-1" / "adapter_config.json").write_text("{}")
     update = ui.lists[0].update(ctx)
     tuned = names.label(ctx, "run-1")
-    assert tuned.startswith("Your assistant tuned ")
+    assert tuned.startswith("Your assistant #")
     assert update.choices == [("The plain model", "base"), (tuned, "run-1")]
     assert update.value == "run-1"  # the technical name: every handler keeps working
     assert ui.lists[0].update(ctx).choices == update.choices  # a run's label is fixed
@@ -263,5 +263,5 @@ def test_the_report_card_speaks_plain_words_with_the_technical_ones_folded(ctx, 
                       "run-1 beats every option", "p = ", "(chrF)"):
         assert technical in folded, technical
     assert [row[0] for row in table] == ["The plain model",
-                                         "The plain model + 4 of your examples", tuned]
+                                         "The plain model + your examples", tuned]
     assert f">{tuned}</text>" in chart

@@ -110,6 +110,9 @@ def test_the_model_list_moves_to_the_model_new_chats_use_when_it_changes(chat, c
     assert note.startswith(f"New chats use **{names.label(ctx, 'run-1')}** now, as chosen "
                            "in the Compare or Train tab. The *Model* list moved to it")
     assert chat.follow_in_use("run-1", "base", "run-1")[1:] == (gr.skip(), gr.skip())
+    # on a line of its own: what a keep, a correction or a new conversation said stays
+    assert "chat-moved" in {getattr(b, "elem_id", None) for b in follow.outputs}
+    assert "chat-note" not in {getattr(b, "elem_id", None) for b in follow.outputs}
     # only her own choice is a pick: .input (a load, a reopen or the move fire .change)
     [pick] = event(app, "chat-model", "input")
     assert name_of(pick) == "pick"
@@ -133,7 +136,7 @@ def test_the_model_list_is_wide_enough_for_the_longest_label(ctx):
         column = column.parent
     assert column.min_width == MODEL_WIDTH
     # about 7 px a letter in the page's font, and the arrow and padding around it
-    for label in ("Your assistant tuned Dec 12 13:47", "The plain model + 4 of your examples"):
+    for label in ("Your assistant #12, tuned Dec 12 13:47", "The plain model + your examples"):
         assert 7 * len(label) + 80 <= MODEL_WIDTH
 
 
@@ -160,8 +163,9 @@ def test_a_sent_message_or_a_picked_model_clears_the_note(ctx):
     app = build_app(ctx)
     for elem_id, name in (("chat-message", "submit"), ("chat-send", "click")):
         cleared = [d for d in event(app, elem_id, name)
-                   if d.fn is None and [b.elem_id for b in d.outputs] == ["chat-note"]]
-        assert len(cleared) == 1 and cleared[0].js and "''" in cleared[0].js
+                   if d.fn is None and [b.elem_id for b in d.outputs] == ["chat-note",
+                                                                        "chat-moved"]]
+        assert len(cleared) == 1 and cleared[0].js and "['', '']" in cleared[0].js
     [pick] = event(app, "chat-model", "input")
     assert "chat-note" in {getattr(b, "elem_id", None) for b in pick.outputs}
 

@@ -25,10 +25,9 @@ CSS = """
 #chat textarea.edit-textarea { min-width: min(40em, 70vw) !important;
                                min-height: 8em !important; }
 """
-MODEL_WIDTH = 340
-"""The Model list's least width in pixels: its longest labels whole ("Your assistant tuned
-Dec 12 13:47", "The plain model + 4 of your examples"), beside the list's arrow. Two tuned
-models differ only in their last digits."""
+MODEL_WIDTH = 360
+"""The Model list's least width in pixels: its longest labels whole ("Your assistant #12,
+tuned Dec 12 13:47", "The plain model + your examples"), beside the list's arrow."""
 CORRECTION_BOX = "correction-box"
 # A thumbs-down opens the correction box under the chat, below the fold on a laptop:
 # bring it into view (only as far as needed) once it is drawn; a thumb up hides it.
@@ -243,7 +242,7 @@ class ChatHandlers:
             else chat.why_default(self.ctx, model)
         return ([], None, None, model, f"New conversation with **{shown}**{why}. Pick another "
                 "in the *Model* list.", gr.Column(visible=False), "",
-                gr.Accordion(visible=False))
+                gr.Accordion(visible=False), "")
 
     def pick(self, model: str | None):
         """The user chose a model in the list (only their own choice fires this): new
@@ -253,9 +252,10 @@ class ChatHandlers:
 
     def follow_in_use(self, in_use: str | None, seen: str | None, current: str | None):
         """The model new chats use changed: the Model list moves to it, whatever was
-        picked before, and says so. The first call, on a page load, only notes it (the
-        load sets the list to the reopened conversation's model). (the model seen, the
-        list, the note)."""
+        picked before, and says so in a line of its own (it comes on a timer, and would
+        otherwise replace what a keep, a correction or a new conversation just said). The
+        first call, on a page load, only notes it (the load sets the list to the reopened
+        conversation's model). (the model seen, the list, the line)."""
         if in_use is None or seen is None or in_use == seen or current == in_use:
             return in_use, gr.skip(), gr.skip()
         return in_use, in_use, (
@@ -326,7 +326,15 @@ def build(ui: Ui) -> None:
                                  feedback_options=("Like", "Dislike"),
                                  buttons=["copy", "copy_all"], elem_id="chat",
                                  placeholder="Say something to start a conversation.")
+            # right under the chat: the notes below it grow, the message box stays put
+            with gr.Row():
+                message = gr.Textbox(label="Message", show_label=False, scale=6, autofocus=True,
+                                     placeholder="Type a message and press Enter",
+                                     elem_id="chat-message")
+                send_button = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+                stop_button = gr.Button("Stop", scale=1, elem_id="stop")
             note = gr.Markdown(elem_id="chat-note")
+            moved = gr.Markdown(elem_id="chat-moved")
             answered = gr.Markdown(elem_id="answered-by")
             with gr.Accordion("What it read", open=False, visible=False,
                               elem_id="built-prompt") as prompt_box:
@@ -340,19 +348,13 @@ def build(ui: Ui) -> None:
                 with gr.Row():
                     save_fix = gr.Button("Save my correction", variant="primary")
                     close_fix = gr.Button("Not now")
-            with gr.Row():
-                message = gr.Textbox(label="Message", show_label=False, scale=6, autofocus=True,
-                                     placeholder="Type a message and press Enter",
-                                     elem_id="chat-message")
-                send_button = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
-                stop_button = gr.Button("Stop", scale=1, elem_id="stop")
 
     send_inputs = [message, conversation_id, model, system, chatbot]
     send_outputs = [chatbot, message, conversation_id]
     refresh = handlers.earlier_conversations
     for trigger in (message.submit, send_button.click):
         # the note spoke of the reply before (or of the new conversation): it goes, at once
-        trigger(None, None, note, js="() => ''", api_visibility="private",
+        trigger(None, None, [note, moved], js="() => ['', '']", api_visibility="private",
                 show_progress="hidden")
         # always_last: a message sent while a reply streams is answered after it.
         trigger(shown_to_user(handlers.send), send_inputs, send_outputs,
@@ -369,7 +371,7 @@ def build(ui: Ui) -> None:
     start_over: dict[str, Any] = dict(
         fn=handlers.start_over, inputs=[model, picked], validator=handlers.leave_reply,
         outputs=[chatbot, conversation_id, earlier, model, note, correction_box, answered,
-                 prompt_box],
+                 prompt_box, moved],
         api_visibility="private")
     # Cleared in the page at once: a message typed before start_over's answer arrives
     # goes to a new conversation all the same (send reads the empty chat)
@@ -394,7 +396,7 @@ def build(ui: Ui) -> None:
     # .input: the user's own choice only (.change fires on a load or a reopen too)
     model.input(handlers.pick, model, [picked, note], api_visibility="private",
                 show_progress="hidden")
-    in_use.change(handlers.follow_in_use, [in_use, seen, model], [seen, model, note],
+    in_use.change(handlers.follow_in_use, [in_use, seen, model], [seen, model, moved],
                   api_visibility="private", show_progress="hidden")
     earlier.input(shown_to_user(handlers.reopen), earlier,
                   [chatbot, conversation_id, system, model, note], api_visibility="private") \
