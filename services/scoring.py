@@ -151,8 +151,12 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """A bootstrap percentile interval for the mean of `values`."""
+def interval(values: list[float], level: float = 0.95,
+             scores: bool = True) -> tuple[float, float]:
+    """A bootstrap percentile interval for the mean of `values`. For `scores` (each
+    between 0 and 1) it is widened to the Wilson interval of the mean as a rate: alone, the
+    bootstrap collapses when every score is the same (5 answers of 5 right gave "likely
+    100 to 100"), and the Wilson interval stays honest at small n."""
     if not values:
         return 0.0, 0.0
     rng = random.Random(SEED)
@@ -160,12 +164,19 @@ def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     means = sorted(mean([values[rng.randrange(n)] for _ in range(n)])
                    for _ in range(BOOTSTRAP))
     tail = (1 - level) / 2
-    return means[int(tail * BOOTSTRAP)], means[min(BOOTSTRAP - 1, int((1 - tail) * BOOTSTRAP))]
+    low, high = means[int(tail * BOOTSTRAP)], means[min(BOOTSTRAP - 1,
+                                                         int((1 - tail) * BOOTSTRAP))]
+    if scores and all(0.0 <= v <= 1.0 for v in values):
+        from storage.runs import wilson_interval
+
+        rate_low, rate_high = wilson_interval(mean(values), n)
+        low, high = min(low, rate_low), max(high, rate_high)
+    return low, high
 
 
 def difference_interval(a: list[float], b: list[float]) -> tuple[float, float]:
     """95% interval of mean(a - b) over the same examples (a paired bootstrap)."""
-    return interval([x - y for x, y in zip(a, b)])
+    return interval([x - y for x, y in zip(a, b)], scores=False)
 
 
 def sign_test(wins: int, losses: int) -> float:

@@ -62,7 +62,9 @@ def test_edit_import_and_readiness_like_a_new_user(page, tmp_path, tiny_model_di
         expect(boxes.nth(1)).to_be_editable()
         boxes.nth(2).fill(FIXED)
         page.locator("#save-example").click()
-        expect(page.locator("#examples-note")).to_contain_text("Saved example #20")
+        saved = page.locator("#editor-note")  # beside Save, in view (the bike-shop try)
+        expect(saved).to_contain_text("Saved example #20")
+        expect(saved).to_be_in_viewport()
         table.get_by_text(FIXED).last.wait_for()
         table.get_by_text("Do you have mats?").last.click()  # what was typed stays with its row
         expect(boxes.nth(2)).to_have_value(STUDIO[0][1])

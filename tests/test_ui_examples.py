@@ -189,7 +189,10 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     assert "**bad rows:** 1" in looked and "row 3, column 'Answer': is empty. Import" in looked
     assert first.value["data"][0][:4] == ["row 2", "example", "When?", "At seven."]
     assert button.interactive is False  # refused unless bad rows are skipped
-    assert tab.preview(str(upload), "auto", "", True)[2].interactive is True
+    assert "Import refuses the file unless *Skip bad rows* is ticked." in looked
+    skipping, _, button = tab.preview(str(upload), "auto", "", True)
+    assert button.interactive is True  # and the line says so, not "refuses" still
+    assert "Import leaves out the 1 bad row and lists them in a report." in skipping
     assert examples.list_examples(store) == []  # a preview stores nothing
     with pytest.raises(gr.Error, match="faq.csv, row 3, column 'Answer': is empty"):
         shown_to_user(tab.import_upload)(str(upload), "auto")

@@ -319,3 +319,17 @@ def test_a_flipped_question_stays_on_one_line_in_unbroken_italics():
     assert set(words) <= set(flip["answer"].split())  # whole words only
     assert cards.clipped("short\n answer") == "short answer"
     assert cards._italics("") == "(no answer)"
+
+
+def test_a_run_note_goes_once_its_run_has_ended(ctx, store):
+    """Before (the bike-shop try): "Started run #2." stayed above "Run #2 is done", and
+    "Cancelling run #3 after its current step..." beside "cancelled"."""
+    handlers = train.TrainHandlers(ctx)
+    run_id = runs.create_run(store, {}, [])
+    for note in (f"Started run #{run_id}.", f"Cancelling run #{run_id} after its current "
+                 "step...", f"Resuming run #{run_id} from its last checkpoint."):
+        assert handlers.settled_note(note) == gr.skip()  # queued: it stays
+    runs.finish_run(store, run_id, "cancelled")
+    assert handlers.settled_note(f"Cancelling run #{run_id} after its current step...") == ""
+    assert handlers.settled_note("A run starts by itself after 20 new examples.") == gr.skip()
+    assert handlers.settled_note("") == gr.skip()

@@ -174,8 +174,9 @@ class ChatHandlers:
             return (gr.skip(),) * 5
         stored = chat.reopen(self.ctx, conversation_id)
         verdicts = [v for v in examples.verdicts(self.ctx, conversation_id) if v]
-        summary = ", ".join(f"{verdicts.count(v)} {examples.SAID[v]}"
-                            for v in ("kept", "corrected", "disliked") if v in verdicts)
+        summary = ", ".join(f"{verdicts.count(v)} {said}" for v, said in (
+            ("kept", "kept"), ("corrected", "corrected"), ("disliked", "marked as bad"))
+            if v in verdicts)
         note = (f"In this conversation: {summary}. A lit thumb pressed again undoes it."
                 if summary else "")
         return (self.stored_chat(conversation_id), stored.id, stored.system, stored.adapter,

@@ -306,7 +306,8 @@ def _report_card(ui: Ui, handlers: CompareHandlers) -> None:
     status = gr.Markdown(elem_id="card-status")
     summary = gr.Markdown(elem_id="card-summary")
     chart = gr.HTML(elem_id="card-chart")
-    table = gr.Dataframe(headers=cards.CARD_HEADERS, interactive=False, elem_id="card-table",
+    table = gr.Dataframe(headers=cards.CARD_HEADERS, interactive=False, wrap=True,
+                         elem_id="card-table",  # wrap: its headers whole, not "time per a…"
                          label="Score (0-100) of each model on the test examples, the "
                                "range its true score likely lies in, and what it costs")
     with gr.Accordion("Each test example (your corrections first)", open=False):

@@ -214,7 +214,7 @@ class ExampleHandlers:
         rows = [[where, item.kind, _preview(item.messages[-2]["content"]),
                  _preview(item.messages[-1]["content"]), _preview(item.rejected or "")]
                 for where, item in seen.first]
-        return "  \n".join(_preview_lines(upload, seen)), gr.Dataframe(
+        return "  \n".join(_preview_lines(upload, seen, skip_bad)), gr.Dataframe(
             value=rows, headers=["where", "kind", "prompt", "answer", "rejected"],
             visible=bool(rows)), gr.Button(interactive=importable)
 
@@ -237,9 +237,10 @@ class ExampleHandlers:
         return str(path), done.message()
 
 
-def _preview_lines(upload: str, seen: formats.Preview) -> list[str]:
+def _preview_lines(upload: str, seen: formats.Preview, skip_bad: bool = False) -> list[str]:
     """What importing the file would do: its format (for a spreadsheet, which column is
-    which role), what it would add and skip, and its first bad row."""
+    which role), what it would add and skip, and its first bad row (and whether Import
+    takes the file as *Skip bad rows* is set now)."""
     would = seen.would
     kinds = examples.kinds_line(would.added) or "nothing new"
     shown = f"{Path(upload).suffix[1:].upper()} columns" if seen.columns else would.fmt
@@ -252,8 +253,10 @@ def _preview_lines(upload: str, seen: formats.Preview) -> list[str]:
                  f"{len(would.bad)}")
     if would.bad:
         first = html.escape(str(would.bad[0]), quote=False)
-        lines.append(f"First bad row: {first}. Import refuses the file unless *Skip bad "
-                     "rows* is ticked.")
+        lines.append(f"First bad row: {first}. " + (
+            f"Import leaves out the {len(would.bad)} bad row{'s' * (len(would.bad) != 1)} "
+            "and lists them in a report." if skip_bad else
+            "Import refuses the file unless *Skip bad rows* is ticked."))
     return lines
 
 
@@ -294,9 +297,11 @@ def build(ui: Ui) -> None:
             roles = gr.State([m["role"] for m in messages])
             save = gr.Button("Save changes", variant="primary", elem_id="save-example")
             inputs: list[gr.components.Component] = [selected, roles, *boxes]
-            save.click(shown_to_user(handlers.save), inputs, note,
+            save.click(shown_to_user(handlers.save), inputs, edited,
                        api_visibility="private").success(**show)
 
+        # beside Save and the boxes below: the note above the table is out of view here
+        edited = gr.Markdown(elem_id="editor-note")
         test_only = gr.Checkbox(label="Keep for testing only: never trained on, never placed "
                                 "in a prompt; the report cards test every model on it",
                                 elem_id="test-only")
@@ -360,17 +365,19 @@ def build(ui: Ui) -> None:
                           [selected, title, editing, editor, test_only, must_keep],
                           api_visibility="private")
     chosen.success(None, js=SCROLL_TO_EDITOR, api_visibility="private")
+    chosen.success(lambda: "", None, edited, api_visibility="private",
+                   show_progress="hidden")  # it spoke of the example open before
     chosen.success(shown_to_user(handlers.is_facts_check), selected, facts_check,
                    api_visibility="private", show_progress="hidden")
-    test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], note,
+    test_only.input(shown_to_user(handlers.set_test_only), [selected, test_only], edited,
                     api_visibility="private").success(**show).success(
         lambda keep, check, test: (keep and test, check and test),
         [must_keep, facts_check, test_only], [must_keep, facts_check],
         api_visibility="private")
     must_keep.input(shown_to_user(handlers.set_must_keep), [selected, must_keep],
-                    [note, test_only], api_visibility="private").success(**show)
+                    [edited, test_only], api_visibility="private").success(**show)
     facts_check.input(shown_to_user(handlers.set_facts_check), [selected, facts_check],
-                      [note, test_only], api_visibility="private").success(**show)
+                      [edited, test_only], api_visibility="private").success(**show)
     delete.click(shown_to_user(handlers.delete), selected, [note, last_deleted, undo, editor],
                  api_visibility="private").success(**show)
     undo.click(shown_to_user(handlers.undo_delete), last_deleted, [note, last_deleted, undo],

@@ -11,6 +11,7 @@ import dataclasses
 import html
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,11 @@ NEW_WORDS = "a new assistant (start fresh)"
 """What the continue-from list shows for NEW_ADAPTER."""
 HISTORY_HEADERS = ["#", "status", "model", "score", "examples",
                    "error on examples it never saw, before", "after",
-                   "training speed (word pieces a second)", "time (s)", "started", "note"]
+                   "speed (word pieces a second)", "time (s)", "started", "note"]
 RUNS_DETAILS = (
     "<details><summary>details</summary>The technical names: <i>error on examples it never "
     "saw</i> is the held-out loss, on the examples its run set aside (lower is better), "
-    "before and after training; <i>training speed</i> is training tokens per second; "
+    "before and after training; <i>speed</i> is training tokens per second; "
     "<i>model</i> is the run's LoRA adapter, <code>run-N</code> in the API and the command "
     "line.</details>")
 CARD_SAYS = {"yes": "", "too_few": "",
@@ -49,14 +50,20 @@ COLORS = {TRAIN: "#2563eb", HELD_OUT: "#f97316", PREFERENCES: "#16a34a"}
 METHOD_WORDS = {"auto": "auto", "lora": "normal (lora)", "qlora": "low memory (qlora)"}
 OBJECTIVE_WORDS = {
     "auto": "auto: what was measured to help",
-    "sft": "your answers (sft)",
+    "sft": "your answers",
     "sft+dpo": "your answers, then your corrections and vote winners over what they "
-               "replaced (sft+dpo)",
-    "sft+kto": "your answers, then also what to avoid: thumbs-down and replaced answers "
-               "(sft+kto)",
-    "dpo": "only your preferences, on a model you choose (dpo)",
-    "kto": "only what to avoid, on a model you choose (kto)"}
-"""What each objective learns from, in plain words (the technical name in brackets)."""
+               "replaced",
+    "sft+kto": "your answers, then also what to avoid: thumbs-down and replaced answers",
+    "dpo": "only your preferences, on a model you choose",
+    "kto": "only what to avoid, on a model you choose"}
+"""What each objective learns from, in plain words; the technical names are under
+"details" (OBJECTIVE_DETAILS)."""
+OBJECTIVE_DETAILS = (
+    "<details><summary>details</summary>The technical names (<code>tunechat train "
+    "--objective</code>): " + "; ".join(f"<i>{words}</i>: <code>{name}</code>"
+                                         for name, words in OBJECTIVE_WORDS.items())
+    + ". sft is supervised fine-tuning, dpo direct preference optimization, kto "
+    "Kahneman-Tversky optimization.</details>")
 STAGES = {"sft": "learning your answers", "dpo": "learning your preferences: dpo stage",
           "kto": "learning what to avoid: kto stage"}
 HISTORY_ROWS = 50
@@ -575,6 +582,14 @@ class TrainHandlers:
                 gr.Button(interactive=not active), line, offer_button(seen, offer), offer,
                 resume_button(seen.rows))
 
+    def settled_note(self, note: str | None):
+        """The note under the buttons, on each tick: "Started run #2." (or Cancelling,
+        Resuming) goes once that run has ended, where the status box says how."""
+        found = re.match(r"(?:Started|Cancelling|Resuming) run #(\d+)", note or "")
+        if not found or training.status(self.ctx, int(found[1])).get("status") in ACTIVE:
+            return gr.skip()
+        return ""
+
     def set_baseline(self, text: str) -> str:
         saved = contenders.set_baseline_prompt(self.ctx, text)
         if not saved:
@@ -635,7 +650,8 @@ def build(ui: Ui) -> None:
     with gr.Accordion("What to learn from", open=False):
         objective = gr.Radio(
             [(OBJECTIVE_WORDS.get(name, name), name) for name in OBJECTIVES], value="auto",
-            label="What to learn from (objective)", elem_id="objective")
+            label="What to learn from", elem_id="objective")
+        gr.Markdown(OBJECTIVE_DETAILS)
         signals = gr.Markdown(elem_id="signals")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
@@ -665,8 +681,9 @@ def build(ui: Ui) -> None:
     offered = gr.State(None)
     status = gr.HTML(elem_id="train-status-box")
     curve = gr.HTML(loss_chart_html(None), elem_id="loss-curve")
-    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, label="Runs "
-                           "(click one to see what it trained on)", elem_id="runs-table")
+    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True,
+                           label="Runs (click one to see what it trained on)",
+                           elem_id="runs-table")  # wrap: headers whole, not "speed (word p…"
     gr.Markdown(RUNS_DETAILS)
     lineage = gr.Markdown(elem_id="run-lineage")
     scores = gr.HTML(elem_id="scores-chart")
@@ -680,7 +697,10 @@ def build(ui: Ui) -> None:
                                    outputs=[status, curve, history, scores, signals,
                                             start, in_use, use_anyway, offered, resume],
                                    api_visibility="private", show_progress="hidden")
-    gr.Timer(1.0).tick(**refresh)
+    timer = gr.Timer(1.0)
+    timer.tick(**refresh)
+    timer.tick(handlers.settled_note, note, note, api_visibility="private",
+               show_progress="hidden")
     # Their notes say what happened within a second: no "processing" overlay meanwhile.
     start.click(shown_to_user(handlers.start), [method, epochs, learning_rate, rank,
                                                 continue_from, objective], note,
