@@ -280,8 +280,10 @@ REPLAY_TOKENS = 48
 """Greedy tokens compared per prompt: enough for a sign-off or a first sentence to differ."""
 
 MATCH_NEEDED = 0.75
-"""The share of replayed prompts whose greedy answer from the 16-bit merged file must equal
-the in-app adapter's, else the export fails (see the README for what was measured)."""
+"""The share of replayed prompts whose greedy answer from the 16-bit merged file (read by
+transformers, and by llama.cpp where installed) must equal the in-app adapter's, else
+the export fails. bench/gguf_export.py measured every answer equal; the margin leaves
+room for fp16 rounding to tip a near tie (see the README)."""
 
 
 @dataclass
@@ -314,9 +316,9 @@ class ExportCheck:
         wrong = [] if self.adapter_exact else ["adapter.gguf does not hold the adapter's "
                                                "numbers"]
         for replay in self.replays:
-            if replay.file == MERGED_FILES["F16"] and replay.engine == "transformers" and \
+            if replay.file == MERGED_FILES["F16"] and \
                     replay.same(self.in_app) < MATCH_NEEDED * len(self.prompts):
-                wrong.append(f"{replay.file} gives the in-app answer on only "
+                wrong.append(f"{replay.file} ({replay.engine}) gives the in-app answer on only "
                              f"{replay.same(self.in_app)} of {len(self.prompts)} prompts "
                              f"(needed: {MATCH_NEEDED:.0%})")
         return wrong
