@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 
 from services import chat as chat_service
-from services import models, names
+from services import facts, models, names
 from storage import runs
 from web.app import build_app
 from web.chat import CORRECTION_BOX, MODEL_WIDTH, ChatHandlers
@@ -212,6 +212,11 @@ def test_after_an_import_the_preview_says_the_file_is_in(ctx, store, tmp_path):
     looked, rows, button = tab.imported()
     assert looked.startswith("**Imported:**") and "nothing new" not in looked
     assert rows.visible is False and button.interactive is False
+    # her prices belong in Facts too (the bike-shop try: a tuned model alone got them
+    # wrong); said until she has facts
+    assert "put them in the *Facts* tab too" in looked
+    facts.add_text(ctx, "A flat tyre fix is €12.")
+    assert "Facts" not in tab.imported()[0]
     app = build_app(ctx)
     [clicked] = event(app, "import-button", "click")
     [after] = [d for d in app.fns.values() if d.trigger_after == clicked._id

@@ -124,7 +124,9 @@ class CompareHandlers:
         if pair_id:
             note += (f" The winner's answer over the other is kept as a preference, #{pair_id}"
                      " in the Examples tab (source *vote*): runs that learn from your "
-                     "preferences learn from it (in the Train tab, *What to learn from*).")
+                     "preferences learn from it (in the Train tab, *What to learn from*). "
+                     "If the winner is wrong too, correct it there: a vote says only which "
+                     "answer is better.")
         return (note, gr.Markdown(f"A: {a}"), gr.Markdown(f"B: {b}"), dict(VOTED),
                 rate_rows(rates, say.first))
 

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from core.errors import UserError
-from services import examples, training
+from services import examples, facts, training
 from services.context import Context
 from storage import formats
 from storage.examples import SOURCES
@@ -224,9 +224,14 @@ class ExampleHandlers:
         say "nothing new, 25 already stored", as if nothing had happened. It now says
         that the file is in, and Import waits for another file (a new file, format or
         column mapping previews again)."""
-        return ("**Imported:** the ✓ line under *Import* says what was added. Choose "
-                "another file to import more.", gr.Dataframe(value=[], visible=False),
-                gr.Button(interactive=False))
+        said = ("**Imported:** the ✓ line under *Import* says what was added. Choose "
+                "another file to import more.")
+        if not facts.list_facts(self.ctx):  # a tuned model alone misremembered her hours
+            said += ("  \nHours, prices and policies in these answers: put them in the "
+                     "*Facts* tab too. The chat reads your facts before every answer, "
+                     "whichever model answers; training alone teaches the voice more "
+                     "surely than the facts.")
+        return said, gr.Dataframe(value=[], visible=False), gr.Button(interactive=False)
 
     def export_download(self, fmt: str):
         """(file to download, note)"""
