@@ -199,6 +199,10 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     note = tab.import_upload(str(upload), "auto", False, "", True)
     assert note.startswith("✓ Imported 1 example from faq.csv (1 repeated inside the file, "
                            "skipped). 1 bad row left out, the first: row 3, column 'Answer'")
+    # the report is a download in the page, not a path on the server (the bike-shop try)
+    report = tab.skipped_rows(note)
+    assert report.visible is True and "row 3" in Path(report.value["path"]).read_text()
+    assert tab.skipped_rows("✓ Imported 2 examples from more.csv.").visible is False
 
 
 def test_a_file_that_cannot_be_imported_says_why_once_beside_the_button(tab, tmp_path):

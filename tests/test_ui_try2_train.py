@@ -333,3 +333,18 @@ def test_a_run_note_goes_once_its_run_has_ended(ctx, store):
     assert handlers.settled_note(f"Cancelling run #{run_id} after its current step...") == ""
     assert handlers.settled_note("A run starts by itself after 20 new examples.") == gr.skip()
     assert handlers.settled_note("") == gr.skip()
+
+
+def test_a_run_on_the_same_examples_says_so(ctx, store, monkeypatch):
+    """Before (the bike-shop try): Start with "0 of 20 new examples" retrained on the
+    same data and said nothing."""
+    from services import training
+
+    handlers = train.TrainHandlers(ctx)
+    started: list = []
+    monkeypatch.setattr(training, "start", lambda ctx, config: started.append(config) or 7)
+    assert handlers.start("auto", 0, 2e-4, 16, train.NEW_ADAPTER) == "Started run #7."
+    adapter(ctx, store, "run-1")  # a run now exists, and no example came since
+    assert handlers.start("auto", 0, 2e-4, 16, train.NEW_ADAPTER) == (
+        "Started run #7. No examples were added since the last run: it learns the same "
+        "ones again (with the settings you chose).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import html
+import re
 import shutil
 import tempfile
 from functools import cache
@@ -197,6 +198,16 @@ class ExampleHandlers:
         return examples.import_file(self.ctx, upload, fmt, bool(test_only), mapping or None,
                                     bool(skip_bad)).message()
 
+    def skipped_rows(self, said: str):
+        """The download of the rows an import left out (its ✓ line names the report in
+        the data home, which a person in a browser cannot open), else hidden."""
+        found = re.search(r"Every one is listed in (.+\.skipped\.csv)\.", said or "")
+        if not found or not Path(found[1]).is_file():
+            return gr.DownloadButton(visible=False)
+        # served from the downloads folder: Gradio serves no file from the data home
+        copy = shutil.copy(found[1], export_folder() / Path(found[1]).name)
+        return gr.DownloadButton(value=str(copy), visible=True)
+
     def preview(self, upload: str | None, fmt: str, mapping: str = "",
                 skip_bad: bool = False):
         """(what the import would do, its first rows as they would be stored, the Import
@@ -341,6 +352,8 @@ def build(ui: Ui) -> None:
                                           label="The first rows, as they would be stored")
                 import_button = gr.Button("Import", elem_id="import-button")
                 imported = gr.Markdown(elem_id="import-result")
+                skipped = gr.DownloadButton("Download the rows left out", visible=False,
+                                            size="sm", elem_id="skipped-rows")
             with gr.Column():
                 export_format = gr.Dropdown(
                     export_choices(), value="csv", label="Format",
@@ -398,10 +411,12 @@ def build(ui: Ui) -> None:
                                [upload, import_format, import_test, mapping, skip_bad],
                                imported, api_name="import_examples")
     done.success(**show)
+    done.success(handlers.skipped_rows, imported, skipped, api_visibility="private")
     done.success(handlers.imported, None, [looked, first_rows, import_button],
                  api_visibility="private")
     for change in (upload.change, import_format.change, mapping.submit, skip_bad.change):
         change(**look)
-    upload.change(lambda: "", None, imported, api_visibility="private")  # a new file
+    upload.change(lambda: ("", gr.DownloadButton(visible=False)), None, [imported, skipped],
+                  api_visibility="private")  # a new file
     export_button.click(shown_to_user(handlers.export_download), export_format,
                         [download, note], api_name="export_examples")

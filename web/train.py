@@ -526,10 +526,16 @@ class TrainHandlers:
                              learning_rate=float(learning_rate), rank=int(rank),
                              continue_from=None if continue_from in (None, NEW_ADAPTER)
                              else continue_from, objective=objective or "auto")
+        same = bool(training.history(self.ctx, 1)) and \
+            training.auto_start(self.ctx).new_examples == 0  # read before the run exists
         try:
-            return f"Started run #{training.start(self.ctx, config)}."
+            started = f"Started run #{training.start(self.ctx, config)}."
         except RunActive as busy:  # a second click, or another tab: no error badge
             return f"Run #{busy.run_id} is {busy.state}: wait for it to finish, or press Cancel."
+        if same:
+            started += (" No examples were added since the last run: it learns the same ones "
+                        "again (with the settings you chose).")
+        return started
 
     def cancel(self) -> str:
         run_id = training.cancel(self.ctx)
