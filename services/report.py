@@ -259,6 +259,12 @@ def decide_in_use(card: dict, run: dict) -> dict:
         form = adapter + card.get("helped", "")
         adopted, why = split_name(in_use)[0] == BASE, \
             "too_few" if ours is None else "not_on_card"
+    learned = card.get("corrections") or {}
+    old_way = len(learned.get("old_way") or [])
+    if adopted and learned.get("n") and 2 * old_way >= learned["n"]:
+        # her corrections are what she taught by hand: a model that still answers most
+        # of them the old way does not replace one she relies on, whatever its score
+        adopted, why = False, "old_way"
     return {"run": run["id"], "adapter": form, "in_use": in_use, "adopted": adopted,
             "at": now(), "why": why, "score": scores.get(form), "their_score": scores.get(in_use),
             "versus": {"worse": worse, "better": better},

@@ -118,6 +118,24 @@ def test_forgetting_clearly_more_keeps_the_model_in_use(ctx, store, two_adapters
     assert not decision["adopted"] and decision["versus"] == {"worse": 10, "better": 0}
 
 
+def test_a_run_that_answers_most_corrections_the_old_way_does_not_take_over(
+        ctx, store, two_adapters):
+    """The plant-nursery try: run #2 took over while it still answered both of her
+    corrections ("We don't deliver") the old way."""
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    card = card_of("lumen", "base+examples", 100, 80)
+    card["corrections"] = {"n": 2, "old_way": [{"id": 4}, {"id": 5}]}
+    decision = decide(ctx, card, 2)
+    assert not decision["adopted"] and decision["why"] == "old_way"
+    assert models.chat_default(ctx) != "lumen"
+    assert "it still answers 2 of your 2 corrections the old way" in \
+        train.in_use_line(ctx, {})[0]
+    card["corrections"] = {"n": 2, "old_way": [{"id": 4}]}  # half: still not
+    assert not report.decide_in_use(card, {"id": 3})["adopted"]
+    card["corrections"] = {"n": 3, "old_way": [{"id": 4}]}
+    assert report.decide_in_use(card, {"id": 3})["adopted"]
+
+
 def test_a_choice_made_while_the_card_was_measured_stays(ctx, store, two_adapters):
     ctx = with_two_adapters(ctx, store, two_adapters)
     card = card_of("lumen", "base", 90, 10)  # measured while base was in use ...

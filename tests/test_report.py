@@ -413,3 +413,14 @@ def test_the_votes_it_could_not_score_say_why(store):
         "between models not on this card; 1 vote where both answers scored the same, so the "
         "score picks no winner; 1 vote on a question that is no test example, with no style "
         "to look for.")
+
+
+def test_a_shipped_answer_pattern_does_not_take_a_wrong_answer():
+    """The plain-nursery try: "The freezing point of water is -18.0°C" counted as right
+    (the 0 of 18.0), and then as "now wrong" for the tuned model."""
+    from services import general
+
+    [freeze] = [q for q in general.shipped() if "water freeze" in q.text]
+    assert freeze.right("Water freezes at 0°C (32°F).") and freeze.right("At zero degrees.")
+    assert not freeze.right("The freezing point of water is -18.0°C")
+    assert not freeze.right("Water freezes at 29°C (84°F)")

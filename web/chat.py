@@ -20,10 +20,14 @@ FEEDBACK = {"kept": "Like", "disliked": "Dislike"}
 # The pencil corrects the model's replies; on the user's own messages it would only be
 # refused, so it is not offered there. The inline editor gets room to write in: Gradio
 # sizes it to the reply it replaces (inline styles), a few words wide for a short one.
+# The runs and report-card tables wrap their headers between words, never inside one
+# ("sc/or/e" in a column whose cells are short).
 CSS = """
 #chat .message-buttons-right button[aria-label="Edit"] { display: none; }
 #chat textarea.edit-textarea { min-width: min(40em, 70vw) !important;
                                min-height: 8em !important; }
+#runs-table thead *, #card-table thead * { overflow-wrap: normal !important;
+                                           word-break: keep-all !important; }
 """
 MODEL_WIDTH = 360
 """The Model list's least width in pixels: its longest labels whole ("Your assistant #12,

@@ -278,7 +278,7 @@ def build(ui: Ui) -> None:
     gr.Markdown(RATES_DETAILS)
     with gr.Accordion("Chat default", open=False):
         with gr.Row():
-            chosen = ui.model_list("Model for new chats", follow=NEWEST,
+            chosen = ui.model_list("Choose a model for new chats", follow=NEWEST,
                                    elem_id="promote-model")
             promote = gr.Button("Make it the chat's default")
             roll_back = gr.Button("Roll back")

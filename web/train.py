@@ -469,6 +469,9 @@ def _why(decided: dict, say: names.Names) -> str:
                 f"{versus.get('worse', '?')} wrong that {before} gets right, and only "
                 f"{versus.get('better', '?')} the other way round (on your examples it "
                 f"scored {decided['score']:.0f} against {decided['their_score']:.0f})")
+    if why == "old_way":
+        return (f"it still answers {decided.get('old_way')} of your "
+                f"{decided.get('corrections')} corrections the old way")
     if why == "chosen":
         return f"you chose {before} while its report card was measured"
     if why == "not_on_card":
