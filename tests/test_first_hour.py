@@ -116,7 +116,7 @@ def test_a_reopened_conversation_shows_its_thumbs(chat, store):
     chat.judge(conversation_id, like(3, False))
     shown, _, _, _, note = chat.reopen(conversation_id)
     assert shown.feedback_value == ["Like", "Dislike"]
-    assert note.startswith("In this conversation: 1 kept, 1 a bad answer")
+    assert note.startswith("In this conversation: 1 kept, 1 marked as bad")
 
 
 def test_notes_count_examples_the_same_way_everywhere(chat, ctx, store):

@@ -83,7 +83,7 @@ def test_a_run_that_took_over_on_too_few_tests_says_what_its_card_says(ctx, stor
     models.promote(ctx, "run-1")
     second = adapter(ctx, store, "run-2")
     card = card_of("run-2", "run-1", 100, 80, TESTS_TOO_FEW, baseline=100, forgot=13,
-                   old_way=2, corrections=2)
+                   old_way=2, corrections=5)  # 2 of 5: it still takes over, with caveats
     decision = decided(ctx, store, card, second)
     assert decision["adopted"] and models.chat_default(ctx) == "run-2"
     headline = cards.headline(card, names.plain(ctx, cards.card_names(card)))
@@ -97,7 +97,7 @@ def test_a_run_that_took_over_on_too_few_tests_says_what_its_card_says(ctx, stor
         f"{plain(ctx, 'run-1')}, but on only 3 tests, too few to be sure (the Compare "
         "tab's card: Too early to say).")
     assert "It forgot 13 of 100 general questions the plain model knew" in line
-    assert "It still answers 2 of your 2 corrections the old way." in line
+    assert "It still answers 2 of your 5 corrections the old way." in line
     # the corrections line names them, without counting them a second time
     assert "Those it still answers the old way: “Can you fix motor 0?” (#30)" in line
     assert line.count("corrections the old way") == 1

@@ -29,6 +29,10 @@ HELD_OUT = "set aside to test run #{run}"
 SPREADSHEET = "Spreadsheet (CSV)"
 """The export a spreadsheet user wants: first in the list, and chosen."""
 EDITOR = "example-editor"
+# Saving redraws the table above the editor, which can push the note under Save out of
+# view: bring it back (only as far as needed).
+SCROLL_TO_SAVED = ("() => document.getElementById('editor-note')"
+                   "?.scrollIntoView({block: 'nearest'})")
 # Selecting a row opens the editor below the table, out of view on a laptop: bring it
 # into view (only as far as needed), once it is drawn.
 SCROLL_TO_EDITOR = (f"() => setTimeout(() => document.getElementById('{EDITOR}')"
@@ -313,8 +317,10 @@ def build(ui: Ui) -> None:
             roles = gr.State([m["role"] for m in messages])
             save = gr.Button("Save changes", variant="primary", elem_id="save-example")
             inputs: list[gr.components.Component] = [selected, roles, *boxes]
-            save.click(shown_to_user(handlers.save), inputs, edited,
-                       api_visibility="private").success(**show)
+            saved = save.click(shown_to_user(handlers.save), inputs, edited,
+                               api_visibility="private")
+            saved.success(**show)
+            saved.success(None, js=SCROLL_TO_SAVED, api_visibility="private")
 
         # beside Save and the boxes below: the note above the table is out of view here
         edited = gr.Markdown(elem_id="editor-note")
