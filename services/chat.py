@@ -3,7 +3,6 @@ conversations."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 
@@ -194,8 +193,7 @@ def why_default(ctx: Context, model: str) -> str:
         read = " and ".join(["your facts"] * with_facts + ["your examples"] * with_examples)
         return (f", no tuned model is in use yet: it reads {read} most like each message "
                 "before it answers, so a correction counts in the very next answer")
-    found = runs.get_setting(ctx.store, runs.DECISION_KEY, "")
-    decided = json.loads(found) if found else None
+    decided = report.last_decision(ctx)
     if decided and decided.get("adopted") and decided["adapter"] == model:
         if report.caveated(decided):
             return (f": run #{decided['run']}'s report card chose it, though it is not sure "

@@ -174,8 +174,7 @@ def _general_entry(ctx: Context, in_use: str | None) -> dict | None:
     """The general check of the adapter in use, from its own newest card (the base's
     answers are the same on every card, so its flips compare with this card's)."""
     served = split_name(in_use)[0] if in_use else BASE
-    used = runs.run_of_adapter(ctx.store, served) if served != BASE else None
-    found = cards_by_run(ctx).get(used["id"]) if used else None
+    found = card_for(ctx, served) if served != BASE else None
     return next((m for m in ((found or {}).get("general") or {}).get("models", [])
                  if m["name"] == served), None)
 
@@ -274,8 +273,7 @@ def decide_in_use(card: dict, run: dict) -> dict:
             "general": (card.get("general") or {}).get("n", 0),
             # the caveats a person weighs before relying on it (the Train tab's line)
             "answer": answer(card)["answer"], "tests": card.get("n", 0),
-            "old_way": len((card.get("corrections") or {}).get("old_way") or []),
-            "corrections": (card.get("corrections") or {}).get("n", 0)}
+            "old_way": old_way, "corrections": learned.get("n", 0)}
 
 
 def caveated(decided: dict) -> bool:
