@@ -20,6 +20,7 @@ import json
 import re
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from sweep_defaults import load, train  # noqa: E402
+from sweep_defaults import general_right, load  # noqa: E402
 
 SYSTEM = "You are the assistant of Lumen Bikes, a friendly bicycle shop."
 CORRECTIONS = [
@@ -51,6 +52,19 @@ CORRECTIONS = [
      r"book"),
 ]
 
+# The same six questions as another customer would put them, and what an answer that
+# follows her correction says to them: does a learned correction carry over to words she
+# did not train on?
+PARAPHRASES = [
+    ("Is my dog allowed inside with me?", r"can't|cannot|can not|not allowed|no dogs"),
+    ("Can I come by on a Sunday?", r"closed|(can't|cannot) come"),
+    ("Can I pay in cash?", r"card only|no cash|(can't|cannot|don't|do not) (pay|accept|take)"),
+    ("Do you have skateboards?", r"only (sell|have) bikes|(don't|do not) (sell|have)"),
+    ("Can you bring the bike to my house?",
+     r"(don't|do not|can't|cannot) (deliver|bring)|picked up at the shop"),
+    ("Can I just walk in and try a bike?", r"book"),
+]
+
 
 def follows(answer: str, pattern: str) -> bool:
     return re.search(pattern, answer, re.IGNORECASE) is not None
@@ -60,13 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.engine import ChatEngine
     from assistant.models import load_model, resolve_model
     from core.hardware import describe_machine
+    from services.general import shipped
     from storage.placement import choose_held_out
     from storage.runs import RunExample
     from trainer.config import TrainConfig
     from trainer.dataset import RunData, answer_characters
+    from trainer.sft import run_sft
+
+    class Quiet:
+        def started(self, *args): ...
+        def progress(self, *args): ...
+        def cancelled(self): return False
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", default="1,3,5")
+    parser.add_argument("--ways", default="1,3,5,1+drill,3+drill",
+                        help="comma-separated: how many times SFT sees each correction, "
+                             "+drill for the steps after the epochs (trainer/corrections.py)")
     parser.add_argument("--json", default=str(HERE / "corrections_stick.json"))
     args = parser.parse_args(argv)
     base = resolve_model(None)[1]
@@ -89,17 +112,34 @@ def main(argv: list[str] | None = None) -> int:
                                         zip(first, CORRECTIONS)),
                     "base_answers": first, "rows": []}
     data = RunData(split.train + fixes, split.held_out, corrected=fixes)
-    for repeats in [int(r) for r in args.repeats.split(",")]:
-        config = replace(TrainConfig(), correction_repeats=repeats)
+    paraphrased = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}]
+                   for p, _ in PARAPHRASES]
+    general = shipped()
+    base_right = general_right(engine, "base", general)
+    report["base_general_right"] = sum(base_right)
+    for way in args.ways.split(","):
+        repeats, _, drilled = way.partition("+")
+        config = replace(TrainConfig(), correction_repeats=int(repeats),
+                         correction_steps=TrainConfig().correction_steps if drilled else 0)
         config = replace(config, epochs=config.epochs_for(answer_characters(data.train)))
-        name = f"repeats-{repeats}"
-        seconds = train(config, data, base, adapters / name, work)
+        name = f"repeats-{repeats}" + ("-drilled" if drilled else "")
+        started = time.monotonic()
+        metrics = run_sft(config, data, base, adapters / name, work / name, Quiet()).metrics
+        seconds = time.monotonic() - started
         answers = engine.reply_many(asked, name, 80)
-        row = {"repeats": repeats, "follows": sum(follows(a, p) for a, (_, _, p) in
-                                                  zip(answers, CORRECTIONS)),
-               "train_seconds": round(seconds, 1), "answers": answers}
+        others = engine.reply_many(paraphrased, name, 80)
+        right = general_right(engine, name, general)
+        row = {"way": way, "repeats": int(repeats), "drilled": bool(drilled),
+               "follows": sum(follows(a, p) for a, (_, _, p) in zip(answers, CORRECTIONS)),
+               "follows_paraphrased": sum(follows(a, p) for a, (_, p) in
+                                          zip(others, PARAPHRASES)),
+               "general_right": sum(right),
+               "general_forgot": sum(b and not r for b, r in zip(base_right, right)),
+               "train_seconds": round(seconds, 1),
+               **{k: v for k, v in metrics.items() if k.startswith("correction")},
+               "answers": answers, "paraphrased_answers": others}
         report["rows"].append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
     Path(args.json).write_text(json.dumps(report, indent=1, ensure_ascii=False))
     return 0
 

@@ -240,7 +240,7 @@ def with_plain_loss_on_cpu(trainer_class):
             # may want the logits, and label smoothing or a custom loss need them.
             if (return_outputs or self.accelerator.num_processes > 1
                     or self.label_smoother is not None or self.compute_loss_func is not None
-                    or not _head_is_the_logits(model)):
+                    or not head_is_the_logits(model)):
                 return Trainer.compute_loss(self, model, inputs, return_outputs,
                                             num_items_in_batch)
             with self.accelerator.autocast():  # bf16 where fast, as the model's forward has
@@ -250,7 +250,7 @@ def with_plain_loss_on_cpu(trainer_class):
     return OnCpu
 
 
-def _head_is_the_logits(model) -> bool:
+def head_is_the_logits(model) -> bool:
     return (hasattr(model, "get_base_model")
             and getattr(model.config, "model_type", None) in HEAD_IS_THE_LOGITS)
 

@@ -59,6 +59,9 @@ class TrainConfig:
     correction_repeats: int = 3
     """How many times SFT sees each correction you made (the pencil): once, the voice of
     the other examples outweighed it (examples/corrections_stick.py, in the README)."""
+    correction_steps: int = 30
+    """After the epochs, at most this many more optimizer steps on the corrections the
+    adapter would not yet answer in your words (trainer/corrections.py); 0 turns it off."""
     batch_size: int = 8
     """Examples per optimizer step."""
     max_length: int = 1024
@@ -92,6 +95,8 @@ class TrainConfig:
         if self.correction_repeats < 1:
             raise ConfigError("correction_repeats must be at least 1 (each correction seen "
                                 "once or more).")
+        if self.correction_steps < 0:
+            raise ConfigError("correction_steps must be 0 (off) or more.")
         if self.method not in METHODS:
             raise ConfigError(f"method must be auto, lora or qlora, not {self.method!r}.")
         if self.epochs is not None and not 1 <= self.epochs <= 100:

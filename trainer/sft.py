@@ -4,13 +4,14 @@ carries progress out and the cancel request in."""
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from core.chatformat import token_count
 from core.paths import model_cache_dir
-from trainer import replay
+from trainer import corrections, replay
 from trainer.common import (
     Reporter,
     Trained,
@@ -82,6 +83,13 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     seconds = time.monotonic() - started
     if reporter.cancelled():
         return Trained(out_dir, metrics)
+    if data.corrected and config.correction_steps and args.world_size == 1:
+        others = [m for m in data.train if m not in data.corrected] + replayed
+        random.Random(config.seed).shuffle(others)
+        metrics.update(corrections.drill(trainer.model, tokenizer, data.corrected, others,
+                                         config.learning_rate, config.correction_steps,
+                                         reporter.cancelled))
+        seconds = time.monotonic() - started
     metrics["train_seconds"] = round(seconds, 1)
     tokens = sum(token_count(tokenizer, m) for m in data.train + replayed) * \
         args.num_train_epochs
