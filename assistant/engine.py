@@ -232,17 +232,24 @@ class ChatEngine:
 
     def stream(self, messages: list[dict], adapter: str = BASE,
                settings: GenerationSettings = GenerationSettings(),
-               stop: Callable[[], bool] | None = None) -> Generator[str, None, None]:
+               stop: Callable[[], bool] | None = None,
+               cut: Callable[[str], None] | None = None) -> Generator[str, None, None]:
         """Yield the reply in pieces as they are generated (only new text, no prompt).
 
         Closing the iterator early (a closed tab) stops generation at the next token; so
-        does `stop()` turning true, also before the first piece has arrived.
+        does `stop()` turning true, also before the first piece has arrived. A reply
+        that ends before its end-of-turn token for a reason of the engine's calls
+        `cut(why)` once it is over: "loop" (it had started repeating itself) or
+        "length" (it reached its token budget).
         """
         self.check_adapter(adapter)
         inputs = self.encode(messages)
         budget = min(settings.max_new_tokens, self.context_window - inputs["input_ids"].shape[1])
         with self._slots, self.using(adapter):
-            yield from _Generation(self, inputs, budget, settings, adapter, stop).run()
+            generation = _Generation(self, inputs, budget, settings, adapter, stop)
+            yield from generation.run()
+        if generation.cut and cut is not None:
+            cut(generation.cut)
 
     def reply(self, messages: list[dict], adapter: str = BASE,
               settings: GenerationSettings = GenerationSettings()) -> str:
@@ -332,6 +339,9 @@ class _Generation:
         self.stop = stop
         self.cancelled = threading.Event()
         self.error: BaseException | None = None
+        self.cut = ""
+        """Why the engine ended the reply early: "loop", "length", or "" (it ended)."""
+        self.prompt_length, self.budget = inputs["input_ids"].shape[1], budget
         self.streamer = TextIteratorStreamer(
             engine.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
@@ -339,13 +349,17 @@ class _Generation:
 
         prompt_length = inputs["input_ids"].shape[1]
         stop_loops = settings.stop_loops
+        generation = self
 
         class StopWhenCancelled(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
                 if cancelled.is_set() or (stop is not None and stop()):
                     return True
                 tail = input_ids[0, max(prompt_length, input_ids.shape[1] - LOOP_WINDOW):]
-                return stop_loops and repeats_at_end(tail.tolist())
+                if stop_loops and repeats_at_end(tail.tolist()):
+                    generation.cut = "loop"
+                    return True
+                return False
 
         sampling = (
             {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
@@ -379,7 +393,12 @@ class _Generation:
         _routing.adapter_names = self.routing
         try:
             with torch.inference_mode():
-                self.engine.model.generate(**self.kwargs)
+                out = self.engine.model.generate(**self.kwargs)
+            # the whole budget written, without an end of turn: cut at the longest reply
+            # (unless the stream was closed or stopped before; the stop criteria say)
+            if out.shape[1] - self.prompt_length >= self.budget and \
+                    out[0, -1].item() not in self.engine.stop_token_ids:
+                self.cut = self.cut or "length"
         except BaseException as error:  # handed to the consumer, never lost in the thread
             self.error = error
             self.streamer.end()

@@ -28,6 +28,9 @@ class Turn:
     """What the model read, where a baseline built it; None where it read the chat."""
     drew_on: dict | None = None
     """The ids of the user's facts and examples placed in the prompt, if any."""
+    cut: str = ""
+    """Set on the last Turn when the engine ended the reply early: "loop" (it had
+    started repeating itself) or "length" (it reached the longest reply)."""
 
 
 def prompt_for(ctx: Context, conversation_id: int | None, message: str, model: str,
@@ -67,12 +70,15 @@ def stream_reply(ctx: Context, conversation_id: int | None, message: str, model:
     drew_on = built.drew_on()
     if conversation_id is None:
         conversation_id = conversations.start_conversation(ctx.store, message, system, model)
-    reply = ""
+    reply, cut = "", list[str]()
     try:
         yield Turn(conversation_id, "", model, shown, drew_on)
-        for piece in ctx.engine.stream(built.prompt, chosen.adapter, settings, stop):
+        for piece in ctx.engine.stream(built.prompt, chosen.adapter, settings, stop,
+                                       cut.append):
             reply += piece
             yield Turn(conversation_id, reply, model, shown, drew_on)
+        if cut:
+            yield Turn(conversation_id, reply, model, shown, drew_on, cut[0])
     finally:
         if reply.strip():
             conversations.add_exchange(ctx.store, conversation_id, message, reply.strip(),

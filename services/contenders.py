@@ -15,7 +15,6 @@ that work wherever a model name does (chat, compare, the API, the command line).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from core.adapters import BASE, WITH_EXAMPLES, WITH_FACTS, UnknownAdapter, split_name
@@ -187,6 +186,10 @@ def _fits(ctx: Context, prompt: list[dict]) -> bool:
     return token_count(ctx.engine.tokenizer, prompt) + min(REPLY_ROOM, window // 4) <= window
 
 
+ROLE_WORDS = {"system": "Instructions", "user": "You", "assistant": "Assistant"}
+
+
 def describe(prompt: list[dict]) -> str:
-    """A built prompt as text a user can read and copy."""
-    return json.dumps(prompt, ensure_ascii=False, indent=1)
+    """A built prompt as text a user can read and copy: who says what, in order."""
+    return "\n\n".join(f"{ROLE_WORDS.get(m['role'], m['role'])}:\n{m['content']}"
+                         for m in prompt)

@@ -465,6 +465,11 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
                        [corrected, conversation_id, position])
             _carry_correction(db, conversation_id, position, index,
                               {original, rejected or original}, messages[-1]["content"])
+        if previous_id is None and (undone := _undone(db, conversation_id, position)):
+            # a thumb pressed, taken back and pressed again: the same example, its number
+            # not used up by each press
+            db.table("examples").update(undone, {**row, "deleted_at": None})
+            return Judgement(undone, None)
         if previous_id is None:
             return Judgement(new_id(db.table("examples").insert(row)), None)
         row.pop("created_at")
@@ -478,6 +483,15 @@ def _judged(db: Database, conversation_id: int, position: int) -> tuple[int | No
                      "turn_position = ? AND deleted_at IS NULL",
                      [conversation_id, position]).fetchone()
     return (row[0], row[1]) if row else (None, None)
+
+
+def _undone(db: Database, conversation_id: int, position: int) -> int | None:
+    """The newest example made from this reply and taken back with its thumb (deleted
+    softly), if any."""
+    row = db.execute("SELECT id FROM examples WHERE conversation_id = ? AND turn_position "
+                     "= ? AND deleted_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                     [conversation_id, position]).fetchone()
+    return row[0] if row else None
 
 
 def _undo(store: Store, conversation_id: int, position: int) -> Judgement:

@@ -43,8 +43,8 @@ def first_turn(chat, message="Say hello."):
 def test_stop_ends_the_reply_at_the_next_token_and_keeps_what_was_shown(chat, store):
     chat.validate("What colour is the sky?", None, "base", "", [], request=Request())
     stream = chat.send("What colour is the sky?", None, "base", "", [], request=Request())
-    _, _, conversation_id = next(stream)
-    shown, _, _ = next(stream)
+    _, _, conversation_id, _ = next(stream)
+    shown, *_ = next(stream)
     chat.stop(Request())
     rest = list(stream)
     assert len(rest) <= 1  # at most the piece already on its way
@@ -57,13 +57,13 @@ def test_stop_pressed_right_after_enter_answers_nothing_and_gives_the_message_ba
                                                                                   store):
     chat.validate("Say hello.", None, "base", "", [], request=Request())
     chat.stop(Request())  # before the reply began
-    *_, (shown, box, conversation_id) = list(chat.send("Say hello.", None, "base", "",
+    *_, (shown, box, conversation_id, _) = list(chat.send("Say hello.", None, "base", "",
                                                        [], request=Request()))
     assert box == "Say hello." and shown == []
     assert conversations.list_conversations(store) == []
     # Stop pressed when nothing streams does not stop the next message.
     chat.validate("Say hello.", conversation_id, "base", "", shown, request=Request())
-    *_, (shown, _, _) = list(chat.send("Say hello.", conversation_id, "base", "", shown,
+    *_, (shown, *_) = list(chat.send("Say hello.", conversation_id, "base", "", shown,
                                        request=Request()))
     assert shown[-1]["content"] == "Hello! How can I help you today?"
 
@@ -71,7 +71,7 @@ def test_stop_pressed_right_after_enter_answers_nothing_and_gives_the_message_ba
 def test_another_tabs_stop_does_not_stop_this_one(chat):
     chat.validate("Say hello.", None, "base", "", [], request=Request("mine"))
     chat.stop(Request("theirs"))
-    *_, (shown, _, _) = list(chat.send("Say hello.", None, "base", "", [],
+    *_, (shown, *_) = list(chat.send("Say hello.", None, "base", "", [],
                                        request=Request("mine")))
     assert shown[-1]["content"] == "Hello! How can I help you today?"
 
@@ -94,7 +94,12 @@ def test_a_lit_thumb_pressed_again_undoes_it(chat, store):
     note = chat.judge(conversation_id, like(1, ""))[0]  # Gradio sends "" when unlit
     assert note.startswith("✓ Undone: #1 (kept)")
     assert examples.list_examples(store) == []
-    assert "Kept as example #2" in chat.judge(conversation_id, like(1, True))[0]
+    # pressed again: the same example, its number not used up by the press taken back
+    assert "Kept as example #1" in chat.judge(conversation_id, like(1, True))[0]
+    chat.judge(conversation_id, like(1, ""))
+    assert "bad answer (#1)" in chat.judge(conversation_id, like(1, False))[0]
+    [disliked] = examples.list_examples(store)
+    assert (disliked.id, disliked.source) == (1, "disliked")
 
 
 def test_thumbs_down_opens_the_correction_box_with_the_original(chat, store):
@@ -200,6 +205,29 @@ def test_a_looping_reply_is_ended(tiny_engine):
                                                                     stop_loops=False))
     stopped = tiny_engine.reply(prompt, settings=GenerationSettings(max_new_tokens=200))
     assert endless.startswith(stopped) and len(stopped) < len(endless)
+    # and says so: a reply cut mid-sentence is never cut in silence
+    cuts: list[str] = []
+    "".join(tiny_engine.stream(prompt, settings=GenerationSettings(max_new_tokens=200),
+                               cut=cuts.append))
+    assert cuts == ["loop"]
+    "".join(tiny_engine.stream(prompt, settings=GenerationSettings(max_new_tokens=3,
+                                                                   stop_loops=False),
+                               cut=cuts.append))
+    assert cuts == ["loop", "length"]
+    "".join(tiny_engine.stream([{"role": "user", "content": "Say hello."}], cut=cuts.append))
+    assert cuts == ["loop", "length"]  # an answer that ended: nothing said
+
+
+def test_the_chat_says_when_a_reply_was_cut(chat, ctx, monkeypatch):
+    def looping(messages, adapter, settings, stop, cut):
+        yield "Breathe in, breathe out, breathe in"
+        cut("loop")
+
+    monkeypatch.setattr(ctx.engine, "stream", looping)
+    *_, (shown, *_), (_, _, _, note) = list(chat.send("Any tips?", None, "base", "", [],
+                                                       request=Request()))
+    assert shown[-1]["content"] == "Breathe in, breathe out, breathe in"
+    assert note.startswith("✂ The reply was cut where it started repeating itself")
 
 
 def test_the_trainer_runs_below_the_app(store, tiny_model_dir):

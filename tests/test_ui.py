@@ -19,7 +19,7 @@ def actions(ctx):
 def chat_turn(actions, message, conversation_id=None, system="", shown_before=None):
     """Run one send to the end: (updates, final chat, conversation id)."""
     updates = list(actions.send(message, conversation_id, "base", system, shown_before))
-    _, box, conversation_id = updates[0]  # later updates leave the box alone (gr.skip)
+    _, box, conversation_id, _ = updates[0]  # later updates leave the box alone (gr.skip)
     assert box == ""
     return updates, updates[-1][0], conversation_id
 
@@ -28,7 +28,7 @@ def test_send_streams_and_stores_both_turns(actions, store):
     updates, chat, conversation_id = chat_turn(actions, "What is the capital of France?",
                                                system="Be brief.")
     assert len(updates) > 3
-    assert all(update[1:] == (gr.skip(), conversation_id) for update in updates[1:])
+    assert all(update[1:] == (gr.skip(), conversation_id, gr.skip()) for update in updates[1:])
     assert chat[-1] == {"role": "assistant", "content": "The capital of France is Paris."}
     stored = conversations.get_conversation(store, conversation_id)
     assert stored.system == "Be brief."
@@ -52,7 +52,7 @@ def test_a_message_sent_into_an_emptied_chat_starts_a_new_conversation(actions, 
 
 
 def test_empty_message_sends_and_stores_nothing(actions, store):
-    assert list(actions.send("   ", None, "base", "")) == [(gr.skip(),) * 3]
+    assert list(actions.send("   ", None, "base", "")) == [(gr.skip(),) * 4]
     assert conversations.list_conversations(store) == []
 
 
@@ -66,7 +66,7 @@ def test_too_long_message_is_refused_before_anything_is_stored(actions, store):
 
 def test_stopping_mid_reply_keeps_what_was_shown(actions, store):
     stream = actions.send("Say hello.", None, "base", "")
-    _, _, conversation_id = next(stream)
+    _, _, conversation_id, _ = next(stream)
     next(stream)
     stream.close()
     stored = conversations.get_conversation(store, conversation_id).messages
@@ -79,11 +79,11 @@ def test_a_reply_stopped_before_its_first_token_stores_nothing(actions, store):
     """Before: the message was stored without an answer, the next turn broke the
     alternation, and keep/correct in that conversation failed."""
     stream = actions.send("Say hello.", None, "base", "")
-    _, _, conversation_id = next(stream)
+    _, _, conversation_id, _ = next(stream)
     stream.close()  # Stop, before any text
     assert conversations.get_conversation(store, conversation_id).messages == []
     assert conversations.list_conversations(store) == []  # nothing to reopen
-    *_, (chat, _, conversation_id) = list(actions.send("Name a fruit.", conversation_id,
+    *_, (chat, _, conversation_id, _) = list(actions.send("Name a fruit.", conversation_id,
                                                        "base", "", []))
     assert [m["role"] for m in shown(actions.stored_chat(conversation_id))] == [
         "user", "assistant"]
@@ -98,7 +98,7 @@ def test_an_unanswered_message_stored_by_an_older_version_is_skipped(actions, st
         Database(db.conn)["turns"].insert({"conversation_id": conversation_id, "position": 0,
                                            "role": "user", "content": "Say hello."})
     # sent on the conversation's id, as the API and a page that shows it do
-    *_, (chat, _, _) = list(actions.send("Name a fruit.", conversation_id, "base", "",
+    *_, (chat, *_) = list(actions.send("Name a fruit.", conversation_id, "base", "",
                                          ["Say hello."]))
     assert [m["content"] for m in chat] == ["Name a fruit.", "An apple is a fruit."]
     assert "Kept as example" in actions.judge(conversation_id, like(1))[0]

@@ -63,7 +63,7 @@ def test_readiness_meter_counts_against_the_threshold():
     meter = readiness_html(counts, "3 of 20 examples for the first run",
                            training.AutoStart(True, 20, 3))
     assert "3 of 20 examples" in meter and 'value="3" max="20"' in meter
-    assert "3 kept, 2 disliked" in meter and "100 to 1,000" in meter
+    assert "3 kept; besides them, 2 thumbs-down" in meter and "100 to 1,000" in meter
     off = readiness_html(counts, "3 training examples; auto-start is off",
                          training.AutoStart(False, 20, 3))
     assert "<progress" not in off  # no threshold to fill
@@ -187,7 +187,8 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     assert "1 example" in looked and "1 repeated inside the file" in looked
     assert "**Format:** CSV columns" in looked
     assert "**bad rows:** 1" in looked and "row 3, column 'Answer': is empty. Import" in looked
-    assert first.value["data"][0][:4] == ["row 2", "example", "When?", "At seven."]
+    assert first.value["data"][0] == ["row 2", "When?", "At seven."]
+    assert first.value["headers"] == ["in the file", "question", "answer"]  # plain words
     assert button.interactive is False  # refused unless bad rows are skipped
     assert "Import refuses the file unless *Skip bad rows* is ticked." in looked
     skipping, _, button = tab.preview(str(upload), "auto", "", True)

@@ -103,13 +103,19 @@ def test_the_model_list_moves_to_the_model_new_chats_use_when_it_changes(chat, c
     models.promote(ctx, "run-1")
     assert tick.fn(known)[position] == "run-1"
 
-    assert chat.follow_in_use("base", None, "base") == ("base", gr.skip(), gr.skip())  # load
-    assert chat.follow_in_use("base", "base", "run-1")[1:] == (gr.skip(), gr.skip())
-    seen, moved, note = chat.follow_in_use("run-1", "base", "base")
-    assert (seen, moved) == ("run-1", "run-1")
+    skip = gr.skip()
+    assert chat.follow_in_use("base", None, "base", None) == ("base", skip, skip, skip)  # load
+    assert chat.follow_in_use("base", "base", "run-1", None)[1:] == (skip, skip, skip)
+    seen, moved, note, pick = chat.follow_in_use("run-1", "base", "base", None)
+    assert (seen, moved, pick) == ("run-1", "run-1", skip)
     assert note.startswith(f"New chats use **{names.label(ctx, 'run-1')}** now, as chosen "
                            "in the Compare or Train tab. The *Model* list moved to it")
-    assert chat.follow_in_use("run-1", "base", "run-1")[1:] == (gr.skip(), gr.skip())
+    assert chat.follow_in_use("run-1", "base", "run-1", None)[1:] == (skip, skip, skip)
+    # a model she picked herself stays picked, for her next new conversation too
+    seen, moved, note, pick = chat.follow_in_use("run-1", "base", "base", ["base", "base"])
+    assert (seen, moved, pick) == ("run-1", skip, ["base", "run-1"])
+    assert "You picked **" in note and "the *Model* list stays on it" in note
+    assert chat_service.starting_model(ctx, *pick) == ("base", True)
     # on a line of its own: what a keep, a correction or a new conversation said stays
     assert "chat-moved" in {getattr(b, "elem_id", None) for b in follow.outputs}
     assert "chat-note" not in {getattr(b, "elem_id", None) for b in follow.outputs}

@@ -17,21 +17,30 @@ from web.common import Ui, message_text, shown_to_user
 
 RECENT_CONVERSATIONS = 50
 FEEDBACK = {"kept": "Like", "disliked": "Dislike"}
+CUT_NOTES = {
+    "loop": "✂ The reply was cut where it started repeating itself, so it may end "
+            "mid-sentence. Correct it with ✏ if you want it kept, or ask again.",
+    "length": "✂ The reply reached the longest a reply may be, so it may end "
+              "mid-sentence. Ask for a shorter answer, or correct it with ✏.",
+}
+"""What the note under the chat says when the engine ended a reply early."""
 # The pencil corrects the model's replies; on the user's own messages it would only be
 # refused, so it is not offered there. The inline editor gets room to write in: Gradio
 # sizes it to the reply it replaces (inline styles), a few words wide for a short one.
-# The runs and report-card tables wrap their headers between words, never inside one
-# ("sc/or/e" in a column whose cells are short).
+# The tables wrap their headers between words, never inside one ("sc/or/e" in a column
+# whose cells are short).
 CSS = """
 #chat .message-buttons-right button[aria-label="Edit"] { display: none; }
 #chat textarea.edit-textarea { min-width: min(40em, 70vw) !important;
                                min-height: 8em !important; }
-#runs-table thead *, #card-table thead * { overflow-wrap: normal !important;
-                                           word-break: keep-all !important; }
+#chat-model input { text-overflow: ellipsis; padding-right: 1.5em; }
+#runs-table thead *, #card-table thead *, #examples-table thead * {
+    overflow-wrap: normal !important; word-break: keep-all !important; }
 """
-MODEL_WIDTH = 360
-"""The Model list's least width in pixels: its longest labels whole ("Your assistant #12,
-tuned Dec 12 13:47", "The plain model + your examples"), beside the list's arrow."""
+MODEL_WIDTH = 440
+"""The Model list's least width in pixels: its long labels whole ("Your assistant #12,
+tuned Dec 12 13:47 + your examples"), beside the list's arrow (longer ones end in "…",
+never under the arrow; the list shows them whole)."""
 CORRECTION_BOX = "correction-box"
 # A thumbs-down opens the correction box under the chat, below the fold on a laptop:
 # bring it into view (only as far as needed) once it is drawn; a thumb up hides it.
@@ -80,30 +89,34 @@ class ChatHandlers:
 
     def send(self, message: str, conversation_id: int | None, model: str, system: str,
              shown_before: list | None = None, request: gr.Request | None = None):
-        """Stream a reply into the chat; yields (chat, message box, conversation id).
-        Stop ends it at the next token, keeping what was shown; a reply stopped before
-        its first word stores nothing and puts the message back in the box."""
+        """Stream a reply into the chat; yields (chat, message box, conversation id,
+        note). Stop ends it at the next token, keeping what was shown; a reply stopped
+        before its first word stores nothing and puts the message back in the box. A
+        reply the engine cut (a loop, the longest reply) says so in the note."""
         if not (message or "").strip():
-            yield gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
             return
         conversation_id = _continued(conversation_id, shown_before)
         session = _session(request)
         turns = chat.stored_messages(self.ctx, conversation_id) + [
             {"role": "user", "content": message}]
-        text = ""
+        text, cut = "", ""
         stopped = functools.partial(self.stops.requested, session)
         with closing(chat.stream_reply(self.ctx, conversation_id, message, model, system,
                                        stop=stopped)) as stream:
             for turn in stream:
-                conversation_id, text = turn.conversation_id, turn.text
+                conversation_id, text, cut = turn.conversation_id, turn.text, turn.cut
                 if stopped():
                     break  # closing the stream stores what was shown
                 shown = turns + [{"role": "assistant", "content": text}]
                 # gr.skip(): leave alone what the user types while the reply streams;
                 # the id every time, over a New conversation that ended after this began
-                yield shown, "" if not text else gr.skip(), conversation_id
+                yield shown, "" if not text else gr.skip(), conversation_id, gr.skip()
         if not text.strip():  # stopped before a word: nothing stored, the message is back
-            yield chat.stored_messages(self.ctx, conversation_id), message, conversation_id
+            yield (chat.stored_messages(self.ctx, conversation_id), message, conversation_id,
+                   gr.skip())
+        elif cut:
+            yield gr.skip(), gr.skip(), gr.skip(), CUT_NOTES[cut]
 
     def validate(self, message: str, conversation_id: int | None, model: str, system: str,
                  shown_before: list | None = None, request: gr.Request | None = None):
@@ -197,9 +210,20 @@ class ChatHandlers:
             return (gr.skip(),) * 4 + (self.earlier_conversations(),) + (gr.skip(),) * 4
         shown, conversation_id, system, _, judged = self.reopen(last.id)
         note = ("Your last conversation, where you left it. *+ New conversation* starts "
-                "another." + (f" {judged}" if judged else ""))
+                "another." + (f" {judged}" if judged else "") + self._moved_since(last.id))
         return (shown, conversation_id, system, note,
                 self.earlier_conversations(conversation_id), *self.reply_info(conversation_id))
+
+    def _moved_since(self, conversation_id: int) -> str:
+        """Where the Model list (on load: chat.resumed_model) is not on the model that
+        wrote the conversation's last answer, which it is and why."""
+        answered = [m for m in chat.reopen(self.ctx, conversation_id).models if m]
+        listed = chat.resumed_model(self.ctx)
+        if not answered or answered[-1] == listed:
+            return ""
+        say = names.plain(self.ctx, [answered[-1], listed])
+        return (f" Its last answer came from **{say(answered[-1])}**; your next message goes "
+                f"to **{say(listed)}**, which new chats use since then (the *Model* list).")
 
     def stored_chat(self, conversation_id: int | None):
         """The conversation as stored, with the thumbs it was given."""
@@ -255,18 +279,25 @@ class ChatHandlers:
         note, which spoke of the model before)."""
         return [model, models.chat_default(self.ctx)], ""
 
-    def follow_in_use(self, in_use: str | None, seen: str | None, current: str | None):
-        """The model new chats use changed: the Model list moves to it, whatever was
-        picked before, and says so in a line of its own (it comes on a timer, and would
-        otherwise replace what a keep, a correction or a new conversation just said). The
-        first call, on a page load, only notes it (the load sets the list to the reopened
-        conversation's model). (the model seen, the list, the line)."""
+    def follow_in_use(self, in_use: str | None, seen: str | None, current: str | None,
+                      picked: list | None):
+        """The model new chats use changed: the Model list moves to it, unless the list
+        is on a model the user picked herself (that pick holds, for new conversations
+        too), and says so in a line of its own (it comes on a timer, and would otherwise
+        replace what a keep, a correction or a new conversation just said). The first
+        call, on a page load, only notes it (the load sets the list to the reopened
+        conversation's model). (the model seen, the list, the line, the pick)."""
         if in_use is None or seen is None or in_use == seen or current == in_use:
-            return in_use, gr.skip(), gr.skip()
+            return in_use, gr.skip(), gr.skip(), gr.skip()
+        now = f"New chats use **{names.label(self.ctx, in_use)}** now" + \
+            chat.why_default(self.ctx, in_use)
+        if picked and current and picked[0] == current:
+            return in_use, gr.skip(), (
+                f"{now}. You picked **{names.label(self.ctx, current)}**, so the *Model* "
+                "list stays on it; choose the new one there to try it."), [current, in_use]
         return in_use, in_use, (
-            f"New chats use **{names.label(self.ctx, in_use)}** now"
-            f"{chat.why_default(self.ctx, in_use)}. The *Model* list moved to it: it "
-            "answers your next message. Pick another in the list to go on with another.")
+            f"{now}. The *Model* list moved to it: it answers your next message. Pick "
+            "another in the list to go on with another."), gr.skip()
 
     def intro(self) -> str:
         auto = training.auto_start(self.ctx)
@@ -344,7 +375,8 @@ def build(ui: Ui) -> None:
             with gr.Accordion("What it read", open=False, visible=False,
                               elem_id="built-prompt") as prompt_box:
                 drew = gr.Markdown(elem_id="drew-on")
-                built = gr.Code(language="json", interactive=False, elem_id="built-prompt-text")
+                built = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=20,
+                                   buttons=["copy"], elem_id="built-prompt-text")
             with gr.Column(visible=False, elem_id=CORRECTION_BOX) as correction_box:
                 with gr.Row():
                     original = gr.Textbox(label="The model said", lines=8, interactive=False)
@@ -355,7 +387,7 @@ def build(ui: Ui) -> None:
                     close_fix = gr.Button("Not now")
 
     send_inputs = [message, conversation_id, model, system, chatbot]
-    send_outputs = [chatbot, message, conversation_id]
+    send_outputs = [chatbot, message, conversation_id, note]
     refresh = handlers.earlier_conversations
     for trigger in (message.submit, send_button.click):
         # the note spoke of the reply before (or of the new conversation): it goes, at once
@@ -401,7 +433,8 @@ def build(ui: Ui) -> None:
     # .input: the user's own choice only (.change fires on a load or a reopen too)
     model.input(handlers.pick, model, [picked, note], api_visibility="private",
                 show_progress="hidden")
-    in_use.change(handlers.follow_in_use, [in_use, seen, model], [seen, model, moved],
+    in_use.change(handlers.follow_in_use, [in_use, seen, model, picked],
+                  [seen, model, moved, picked],
                   api_visibility="private", show_progress="hidden")
     earlier.input(shown_to_user(handlers.reopen), earlier,
                   [chatbot, conversation_id, system, model, note], api_visibility="private") \

@@ -18,12 +18,14 @@ from core.errors import UserError
 from services import examples, facts, training
 from services.context import Context
 from storage import formats
-from storage.examples import SOURCES
+from storage.examples import SOURCES, TRAINABLE
 from web.common import Ui, shown_to_user
 
-TABLE_HEADERS = ["#", "source", "prompt", "answer", "turns", "check"]
-COLUMN_WIDTHS: list[str | int] = ["6%", "10%", "30%", "30%", "6%", "18%"]
+TABLE_HEADERS = ["#", "source", "question", "answer", "messages", "kept out of training?"]
+COLUMN_WIDTHS: list[str | int] = ["5%", "10%", "29%", "29%", "9%", "18%"]
 SOURCE_CHOICES = ["all"] + list(SOURCES)
+NOT_EXAMPLES = {"disliked": ("thumbs-down", "thumbs-down"), "vote": ("vote", "votes")}
+"""Stored beside the examples, but not examples a run imitates: counted apart."""
 PREVIEW = 80
 HELD_OUT = "set aside to test run #{run}"
 SPREADSHEET = "Spreadsheet (CSV)"
@@ -50,7 +52,10 @@ def export_choices() -> list[tuple[str, str]]:
 def readiness_html(counts: dict[str, int], progress: str, state: training.AutoStart) -> str:
     """The progress line, and a bar that counts what the line counts: the examples
     toward the next run against the threshold (none when auto-start is off: no target)."""
-    parts = ", ".join(f"{counts[s]} {s}" for s in SOURCES if counts[s])
+    parts = ", ".join(f"{counts[s]} {s}" for s in TRAINABLE if counts[s])
+    others = ", ".join(f"{counts[s]} {NOT_EXAMPLES[s][counts[s] != 1]}"
+                       for s in NOT_EXAMPLES if counts.get(s))
+    parts += f"{'; besides them, ' if parts else ''}{others}" if others else ""
     bar = (f'<progress value="{min(state.new_examples, state.threshold)}" '
            f'max="{state.threshold}" style="width:100%"></progress>' if state.enabled else "")
     return (
@@ -226,12 +231,8 @@ class ExampleHandlers:
                     gr.Dataframe(value=[], visible=False), gr.Button(interactive=False))
         would = seen.would
         importable = would.total_added > 0 and (skip_bad or not would.bad)
-        rows = [[where, item.kind, _preview(item.messages[-2]["content"]),
-                 _preview(item.messages[-1]["content"]), _preview(item.rejected or "")]
-                for where, item in seen.first]
-        return "  \n".join(_preview_lines(upload, seen, skip_bad)), gr.Dataframe(
-            value=rows, headers=["where", "kind", "prompt", "answer", "rejected"],
-            visible=bool(rows)), gr.Button(interactive=importable)
+        return "  \n".join(_preview_lines(upload, seen, skip_bad)), \
+            _first_rows(seen.first), gr.Button(interactive=importable)
 
     def imported(self):
         """After an import: (the preview, its rows, the Import button). The preview spoke
@@ -255,6 +256,21 @@ class ExampleHandlers:
         path = export_folder() / f"{name}.{suffix}"
         done = examples.export_file(self.ctx, path, fmt)
         return str(path), done.message()
+
+
+def _first_rows(first: list) -> gr.Dataframe:
+    """The first rows of a file as they would be stored, in plain words: where each is
+    in the file, the question and the answer; what kind of row and the answer it is
+    preferred over only when the file has such rows (a preference file)."""
+    kinds = any(item.kind != "example" for _, item in first)
+    headers = ["in the file", "question", "answer"] + \
+        ["kind of row", "preferred over"] * kinds
+    rows = [[where, _preview(item.messages[-2]["content"]),
+             _preview(item.messages[-1]["content"])] +
+            [item.kind, _preview(item.rejected or "")] * kinds for where, item in first]
+    return gr.Dataframe(value=rows, headers=headers, visible=bool(rows),
+                        column_widths=["14%", "38%", "48%"] if not kinds else
+                        ["10%", "25%", "30%", "10%", "25%"])
 
 
 def _preview_lines(upload: str, seen: formats.Preview, skip_bad: bool = False) -> list[str]:
@@ -289,7 +305,9 @@ def build(ui: Ui) -> None:
         refresh = gr.Button("Refresh", scale=0)
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
                          elem_id="examples-table", max_height=420,
-                         column_widths=COLUMN_WIDTHS)
+                         column_widths=COLUMN_WIDTHS,
+                         label="Your examples: click one to edit it. Messages: how many "
+                               "the conversation has (2: a question and its answer).")
     with gr.Row(elem_id="pager"):
         newer = gr.Button("◀ Newer", scale=0, size="sm", min_width=90, elem_id="newer-page")
         number = gr.Number(1, precision=0, minimum=1, show_label=False, scale=0,
