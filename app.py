@@ -514,7 +514,10 @@ def print_card(card: dict) -> None:
         print(f"still answered the old way: correction #{fix['id']} {fix['prompt']!r}: "
               f"{fix['answer'][:60]!r}")
     decided = card.get("decision")
-    if decided and decided["run"] == card.get("run"):
+    if decided and decided.get("why") == "newer":
+        print(f"this card decided nothing: {decided['newer']} finished before it, and its "
+              "card decides which model new chats use")
+    elif decided and decided["run"] == card.get("run"):
         print(f"new chats use {card['adapter'] if decided['adopted'] else decided['in_use']} "
               f"(decided by this run's first card: {decided.get('why', 'scores')})")
     print(card["verdict"])

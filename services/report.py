@@ -40,6 +40,8 @@ MEASURES = {"style": "style", "chrf": "closeness to your wording (chrF)",
 """What can decide a verdict, as a user reads it."""
 BATCH = 16
 """Test answers generated at once."""
+TIME_LEFT_AFTER = 10
+"""Answers measured before the card's progress says how long is left (a pace to go by)."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -162,8 +164,13 @@ def evaluate(ctx: Context, adapter: str | None = None, progress: Progress | None
         f"{too_few(adapter, len(cases))} {forgetting(card, adapter)}"
     if save and run is not None:
         earlier = cards_by_run(ctx).get(run["id"])
-        decided = None if earlier or runs.latest_adapter(ctx.store) != adapter else \
+        newest = runs.latest_adapter(ctx.store)
+        decided = None if earlier or newest != adapter else \
             runs.settle_default(ctx.store, decide_in_use(card, run), chosen_before)
+        if not earlier and newest != adapter:
+            # a newer run finished first: its card decides, and this one says so
+            decided = {"run": run["id"], "adapter": adapter, "in_use": in_use_now,
+                       "adopted": False, "at": now(), "why": "newer", "newer": newest}
         # measured again: the decision its first card made stays on the card
         card["decision"] = decided or (earlier or {}).get("decision")
         reports.save_report(ctx.store, run["id"], adapter, card)
@@ -317,15 +324,27 @@ def last_decision(ctx: Context) -> dict | None:
 
 
 class _Steps:
-    """Progress across the card's parts: "answers 12 of 240: run-3"."""
+    """Progress across the card's parts: "answers 12 of 240, about 9 min left: run-3"
+    (what comes after the colon is the technical name of the part)."""
 
     def __init__(self, progress: Progress | None, total: int):
         self.progress, self.total, self.done = progress, total, 0
+        self.started = time.monotonic()
 
     def add(self, count: int, step: str) -> None:
         self.done += count
         if self.progress:
-            self.progress(self.done, self.total, f"answers {self.done} of {self.total}: {step}")
+            self.progress(self.done, self.total,
+                          f"answers {self.done} of {self.total}{self._left()}: {step}")
+
+    def _left(self) -> str:
+        """The time left at the pace so far, once a few answers give a pace."""
+        if self.done < TIME_LEFT_AFTER or self.done >= self.total:
+            return ""
+        minutes = (time.monotonic() - self.started) / self.done * \
+            (self.total - self.done) / 60
+        return f", about {round(minutes)} min left" if minutes >= 1 else \
+            ", less than a minute left"
 
     def finish(self) -> None:
         if self.progress:
@@ -742,6 +761,15 @@ class ReportWorker:
                 self.failed[run["id"]] = f"{type(error).__name__}: {error}"
             finally:
                 self.current = None
+
+    @staticmethod
+    def how_far(current: dict) -> str:
+        """How far a card is, from `current`: "answers 40 of 240, about 9 min left",
+        without the technical name its step carries."""
+        if not current.get("total"):
+            return "starting"
+        return current.get("step", "").split(":")[0] or \
+            f"answers {current.get('done') or 0} of {current['total']}"
 
     def failure(self, adapter: str) -> str | None:
         """Why the card of `adapter` could not be computed, if it could not."""

@@ -4,11 +4,12 @@ says when a correction it trained on is still answered the old way."""
 
 import shutil
 
-from services import chat, models, report
+from services import chat, models, names, report
 from services.context import Context
 from storage import conversations, examples, runs
 from trainer.config import TrainConfig
 from web import train
+from web.chat import ChatHandlers
 
 from helpers import fill
 
@@ -63,8 +64,12 @@ def test_a_run_at_least_as_good_takes_over_and_roll_back_undoes_it(ctx, store, t
     monkeypatch.setattr(report, "now", lambda: "2999-01-01T00:00:00+00:00")  # decided later
     decide(ctx, card_of("lumen", "brewster", 32, 32), 2)
     assert models.chat_default(ctx) == "lumen"
-    # the open page's list moved to lumen ("it answers your next message"): a reload too
+    # the open page's list moved to lumen ("it answers your next message"): a reload too,
+    # and its note says why the list is not on the model that wrote the last answer
     assert chat.resumed_model(ctx) == "lumen"
+    note = ChatHandlers(ctx).resume()[3]
+    assert "Its last answer came from **the assistant “brewster”**; your next message " \
+        "goes to **the assistant “lumen”**" in note
     line = train.in_use_line(ctx, {})[0]  # its card has no test rows: too few to be sure
     assert line.startswith("New chats use **the assistant “lumen”**") and "✓" not in line
     # the chat's note passes the card's doubt on, instead of "it did best"
@@ -180,6 +185,26 @@ def test_the_card_of_a_new_run_measures_the_model_in_use_beside_it(ctx, store):
         (second["adapter"] if decided["adopted"] else first["adapter"])
     again = report.evaluate(ctx, second["adapter"])  # measured again: nothing more decided
     assert again["decision"] == decided and report.last_decision(ctx) == decided
+
+
+def test_a_card_done_after_a_newer_run_finished_says_it_decided_nothing(ctx, store):
+    fill(store, 24)
+    first = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=1, batch_size=8)))
+    for i in range(6):
+        examples.add_example(store, [{"role": "user", "content": f"Say goodbye {i}."},
+                                     {"role": "assistant", "content": f"Bye {i}!"}])
+    second = ctx.jobs.wait(ctx.jobs.start(TrainConfig(epochs=1, batch_size=8)))
+    card = report.evaluate(ctx, first["adapter"])  # run #2 finished before this card
+    decided = card["decision"]
+    assert decided["why"] == "newer" and not decided["adopted"]
+    assert report.last_decision(ctx) is None  # the model in use stays as it was
+    say = names.Names(names.labels(ctx, [first["adapter"], second["adapter"]]))
+    assert train.kept_out(card, say) == (
+        f"not used: {say(second['adapter'])} finished before its report card did, so the "
+        "newer run's card decides")
+    line, _ = train.in_use_line(ctx)  # run #2's card is still to come
+    assert line.startswith(f"Run #{second['id']} is done. Its report card is being measured")
+    assert f"Run #{first['id']}'s card decided nothing: " in line
 
 
 def test_a_correction_still_answered_the_old_way_is_named(ctx, store, monkeypatch):

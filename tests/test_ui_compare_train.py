@@ -26,7 +26,7 @@ def measuring(ctx, adapter: str, done: int = 40, total: int = 240) -> None:
     """The report-card worker (not started) as it is while measuring `adapter`."""
     ctx.reports = report.ReportWorker(ctx)
     ctx.reports.current = {"adapter": adapter, "done": done, "total": total,
-                           "step": f"answers {done} of {total}: {adapter}"}
+                           "step": f"answers {done} of {total}, about 9 min left: {adapter}"}
 
 
 def mid_sentence(ctx, adapter: str) -> str:
@@ -66,8 +66,9 @@ def test_the_train_tab_says_which_report_card_is_being_measured(ctx, store):
     assert "Measuring" not in TrainHandlers(ctx).refresh()[0]
     measuring(ctx, "run-1")
     status = TrainHandlers(ctx).refresh()[0]
-    assert (f"Measuring {mid_sentence(ctx, 'run-1')} for its report card: 40 of 240 "
-            "answers. The chat stays usable; the card appears in the Compare tab.") in status
+    assert (f"Measuring {mid_sentence(ctx, 'run-1')} for its report card: answers 40 of 240, "
+            "about 9 min left. The chat stays usable; the card appears in the Compare "
+            "tab.") in status
     assert "run-1" not in status.split("card-progress")[1]  # plain words only
     measuring(ctx, "run-1", 0, 0)
     assert "for its report card: starting." in TrainHandlers(ctx).refresh()[0]
@@ -82,12 +83,12 @@ def test_the_compare_tab_says_a_card_is_measured_for_whichever_adapter(ctx, stor
     finished(store, "succeeded", "run-2")
     measuring(ctx, "run-2")
     handlers = CompareHandlers(ctx)
-    other = (f"Measuring the report card of {mid_sentence(ctx, 'run-2')} too: 40 of 240 "
-             "answers.")
+    other = (f"Measuring the report card of {mid_sentence(ctx, 'run-2')} too: answers 40 of "
+             "240, about 9 min left.")
     assert other in handlers.status("run-1")
     assert other in handlers.follow("run-1", None)[0]  # the timer says it too
     assert handlers.status("run-2").startswith(
-        f"Measuring {mid_sentence(ctx, 'run-2')}: 40 of 240 answers.")
+        f"Measuring {mid_sentence(ctx, 'run-2')}: answers 40 of 240, about 9 min left.")
     assert "too:" not in handlers.status("run-2")
     handlers.measuring["run-1"] = "answers 3 of 90"  # *Measure again* of another one
     assert f"Measuring the report card of {mid_sentence(ctx, 'run-1')} too: answers 3 " \
@@ -202,3 +203,17 @@ def test_resume_names_the_run_that_resume_takes_up(store, status):
     newest = finished(store, status)
     assert resumable(runs.list_runs(store, 50))["id"] == newest == next(
         r["id"] for r in runs.list_runs(store, 20) if r["status"] in ("failed", "cancelled"))
+
+
+def test_a_cards_progress_says_how_long_is_left(monkeypatch):
+    """A card asks a couple of hundred answers: its progress says the time left, at the
+    pace so far, once a few answers give a pace."""
+    clock = iter([0.0, 60.0, 120.0, 6000.0])
+    monkeypatch.setattr(report.time, "monotonic", lambda: next(clock))
+    said: list[str] = []
+    steps = report._Steps(lambda done, total, step: said.append(step), 240)
+    steps.add(5, "run-1")  # too few for a pace
+    steps.add(15, "run-1")  # 20 answers in 60 s: 220 more take 11 min
+    steps.add(219, "run-1")  # 239 in 120 s: one more, less than a minute
+    assert said == ["answers 5 of 240: run-1", "answers 20 of 240, about 11 min left: run-1",
+                    "answers 239 of 240, less than a minute left: run-1"]

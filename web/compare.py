@@ -71,13 +71,6 @@ ALREADY_VOTED = ("Your vote on these two answers is stored. Press Compare for a 
                  "to vote again.")
 
 
-def _answers_done(current: dict) -> str:
-    """How far the report-card worker is ("40 of 240 answers"), without the technical
-    names its step carries."""
-    total = current.get("total") or 0
-    return f"{current.get('done') or 0} of {total} answers" if total else "starting"
-
-
 class CompareHandlers:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -170,7 +163,7 @@ class CompareHandlers:
         worker's card of a finished run."""
         found = dict(self.measuring)
         if current and current.get("adapter") and current["adapter"] not in found:
-            found[current["adapter"]] = _answers_done(current)
+            found[current["adapter"]] = report.ReportWorker.how_far(current)
         return list(found.items())
 
     def _measuring_other(self, adapter: str, far: str) -> str:
@@ -184,8 +177,8 @@ class CompareHandlers:
             return (f"Measuring {self.say(adapter)(adapter)} again: "
                     f"{self.measuring[adapter]}. The chat stays usable meanwhile.")
         if current and current["adapter"] == adapter:
-            return (f"Measuring {self.say(adapter)(adapter)}: {_answers_done(current)}. The "
-                    "chat stays usable meanwhile.")
+            return (f"Measuring {self.say(adapter)(adapter)}: "
+                    f"{report.ReportWorker.how_far(current)}. The chat stays usable meanwhile.")
         worker = self.ctx.reports
         failed = self.failed.get(adapter) or (worker.failure(adapter) if worker else None)
         if failed:

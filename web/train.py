@@ -133,9 +133,8 @@ def card_progress_line(current: dict | None, say: names.Names) -> str:
     `current` is services/report.py ReportWorker.current."""
     if not current or not current.get("adapter"):
         return ""
-    done, total = current.get("done") or 0, current.get("total") or 0
-    far = f"{done} of {total} answers" if total else "starting"
-    return (f"Measuring {say(current['adapter'])} for its report card: {far}. The chat "
+    return (f"Measuring {say(current['adapter'])} for its report card: "
+            f"{report.ReportWorker.how_far(current)}. The chat "
             "stays usable; the card appears in the Compare tab.")
 
 
@@ -396,9 +395,13 @@ def in_use_line(ctx: Context, cards: dict[int, dict] | None = None,
         if failed:
             return (f"Run #{newest['id']} is done, but its report card failed (the Compare "
                     f"tab says why): new chats keep {say(in_use)}.", newest["adapter"])
+        older = next((c["decision"] for c in cards.values()
+                      if (c.get("decision") or {}).get("newer") == newest["adapter"]), None)
+        before = (f" Run #{older['run']}'s card decided nothing: {_why(older, say)}."
+                  if older else "")
         return (f"Run #{newest['id']} is done. Its report card is being measured: "
                 f"{say(newest['adapter'])} replaces {say(in_use)} in new chats if it does at "
-                "least as well there.", None)
+                f"least as well there.{before}", None)
     if not decided:
         return "", None
     adapter = decided["adapter"]
@@ -472,6 +475,9 @@ def _why(decided: dict, say: names.Names) -> str:
     if why == "old_way":
         return (f"it still answers {decided.get('old_way')} of your "
                 f"{decided.get('corrections')} corrections the old way")
+    if why == "newer":
+        return (f"{say(decided['newer'])} finished before its report card did, so the "
+                "newer run's card decides")
     if why == "chosen":
         return f"you chose {before} while its report card was measured"
     if why == "not_on_card":
