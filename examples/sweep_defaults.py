@@ -89,7 +89,7 @@ SHORT = [
 ]
 """Short questions of the kinds the general check asks (places, sums, units, science,
 words, common knowledge) but none of its questions, for the "short-replay" levers: replayed
-beside trainer/replay.py's open requests. They lost more, not less (README), so the
+beside trainer/replay.py's open requests. They lost more, not less (docs/training.md), so the
 default replays the open requests only."""
 
 

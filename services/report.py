@@ -2,7 +2,7 @@
 never saw (storage/placement.py), against what a prompt or a few examples in the prompt
 would have done, with paired tests that never claim more than the data, and on the
 general check (services/general.py: what it forgot); a verdict sums it up (the rules
-are in the README).
+are in docs/report-card.md).
 
 evaluate() computes a card and stores it on the run; ReportWorker does so by itself,
 in the background of the web app, after every successful run."""
@@ -495,7 +495,7 @@ def _pct(value: float) -> float:
     return round(100 * value, 1)
 
 
-# The verdict, by the rules the README states. `say` names the models: as they are for
+# The verdict, by the rules docs/report-card.md states. `say` names the models: as they are for
 # the command line and the card's JSON, in plain words for the web app (services/names.py).
 
 def verdict(card: dict, adapter: str, say: Names = AS_IS) -> str:
@@ -685,10 +685,8 @@ def votes_beside(ctx: Context, card: dict, tests: list[placement.TestCase]) -> d
     measure = scoring.choose_measure([t.reference for t in tests])
     scored = agree = 0
     unscored: Counter = Counter()
-    with ctx.store.read() as db:
-        votes = db.execute("SELECT prompt, left, right, winner, left_reply, right_reply "
-                           "FROM votes").fetchall()
-    for prompt, left, right, winner, left_reply, right_reply in votes:
+    for prompt, left, right, winner, left_reply, right_reply in runs.votes_with_replies(
+            ctx.store):
         found = _vote_scores(names, (left, right), winner, (left_reply, right_reply),
                              references.get(prompt.strip()), measure, card["style_phrases"])
         if isinstance(found, str):

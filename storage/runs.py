@@ -390,6 +390,13 @@ def add_vote(store: Store, *, prompt: str, system: str, left: str, right: str,
             "blind": int(blind), "created_at": now()}))
 
 
+def votes_with_replies(store: Store) -> list[tuple]:
+    """Every vote: (prompt, left, right, winner, left reply, right reply)."""
+    with store.read() as db:
+        return db.execute("SELECT prompt, left, right, winner, left_reply, right_reply "
+                          "FROM votes").fetchall()
+
+
 def win_rates(store: Store, base: str = "base") -> list[dict]:
     """Each adapter against the base: wins, losses, ties, both bad, and the win rate
     (ties count half) with a 95% Wilson interval. Votes between two adapters, and

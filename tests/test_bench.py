@@ -1,4 +1,4 @@
-"""The benchmark runs end to end and writes every key the README promises (on the tiny
+"""The benchmark runs end to end and writes every key docs/benchmarks.md promises (on the tiny
 model: numbers here mean nothing, the shape does)."""
 
 import json

@@ -109,7 +109,7 @@ def test_a_prepared_run_is_left_to_the_users_launcher(store, tiny_model_dir, cap
 
 def test_a_walkthrough_runs_end_to_end(tiny_model_dir, tmp_path):
     """The script path only (the tiny model learns nothing here); the real numbers are
-    in the README."""
+    in docs/serving-and-export.md."""
     result = subprocess.run([sys.executable, "examples/walkthrough.py", "tickets",
                              "--model", str(tiny_model_dir), "--epochs", "1",
                              "--home", str(tmp_path / "home"),

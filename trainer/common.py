@@ -23,7 +23,7 @@ METADATA_FILE = "tunechat.json"
 EAGER_ATTENTION_UP_TO = 256
 TRAINER_NICENESS = 10
 """How much lower than the app the trainer runs: on a machine with few cores the chat
-would otherwise wait behind training (see the README's benchmark)."""
+would otherwise wait behind training (docs/benchmarks.md)."""
 
 
 def lower_priority() -> None:
@@ -259,7 +259,7 @@ def answer_tokens_loss(causal_lm, inputs: dict, num_items_in_batch=None):
     """The causal LM loss of `causal_lm` on `inputs`, equal to the model's own, with the
     LM head applied only where a label is kept (the answers, with completion-only loss).
     On a small model the head is a large share of the FLOPs, and prompts and padding
-    most of the positions (README, "Training throughput")."""
+    most of the positions (docs/benchmarks.md, "Training throughput")."""
     import torch.nn.functional as F
 
     labels = inputs["labels"][:, 1:]

@@ -2,7 +2,7 @@
 
 Defaults are chosen for the case this app is built around: a few dozen examples of a
 voice on a small model, on a CPU. TRL's own defaults (loss on every token, lr 2e-4,
-3 epochs) do not teach such a set on SmolLM2-135M; these do (see the README)."""
+3 epochs) do not teach such a set on SmolLM2-135M; these do (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ METHODS = ("auto", "lora", "qlora")
 ANSWER_CHARACTERS_SEEN = 5000
 """About how many characters of answers a run with the default epochs trains on in all
 (epochs x the training answers' length). Counted in answers, not examples: a set of
-one-word labels needs more passes than a set of paragraphs (README, "Fewer, better
+one-word labels needs more passes than a set of paragraphs (docs/benchmarks.md, "Fewer, better
 steps")."""
 
 
@@ -50,15 +50,15 @@ class TrainConfig:
     """The share of the transformer blocks, from the top, that get adapters (1: every
     block). The lower blocks keep what the base knew, and training is cheaper; with
     replay it forgot less than half as much as adapters on every block, at the same
-    scores and time (the README's table of levers)."""
+    scores and time (docs/training.md, the table of levers)."""
     replay: float = 0.2
     """Base-model answers to everyday prompts mixed in, as a share of the training
     examples (trainer/replay.py): they keep the adapter answering like the base where
     your data says nothing (an adapter trained on labels otherwise answered almost every
-    general question with a label). 0 turns it off; see the README's table of levers."""
+    general question with a label). 0 turns it off; see docs/training.md's table of levers."""
     correction_repeats: int = 3
     """How many times SFT sees each correction you made (the pencil): once, the voice of
-    the other examples outweighed it (examples/corrections_stick.py, in the README)."""
+    the other examples outweighed it (examples/corrections_stick.py, in docs/training.md)."""
     correction_steps: int = 30
     """After the epochs, at most this many more optimizer steps on the corrections the
     adapter would not yet answer in your words (trainer/corrections.py); 0 turns it off."""
@@ -71,7 +71,7 @@ class TrainConfig:
     seed: int = 42
     objective: str = "auto"
     """What the run learns from; see trainer/objectives.py for each one. auto: SFT, with
-    a preference stage only where one was measured to help (the README's table)."""
+    a preference stage only where one was measured to help (docs/feedback.md's table)."""
     continue_from: str | None = None
     """Name of an adapter to keep training on new examples, instead of a fresh one."""
     save_every: int = 10
@@ -82,7 +82,7 @@ class TrainConfig:
     preference_learning_rate: float = 2e-5
     """Learning rate of a preference stage (DPO, KTO). Far below SFT's: the stage starts
     from a trained adapter and only reshapes it; larger steps moved the pairs' margins
-    further without better answers on unseen prompts (README)."""
+    further without better answers on unseen prompts (docs/feedback.md)."""
     beta: float = 0.1
     """How far a preference stage may move from the adapter it started from (TRL's
     default); lower lets it move further."""

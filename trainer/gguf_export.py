@@ -283,7 +283,7 @@ MATCH_NEEDED = 0.75
 """The share of replayed prompts whose greedy answer from the 16-bit merged file (read by
 transformers, and by llama.cpp where installed) must equal the in-app adapter's, else
 the export fails. bench/gguf_export.py measured every answer equal; the margin leaves
-room for fp16 rounding to tip a near tie (see the README)."""
+room for fp16 rounding to tip a near tie (docs/serving-and-export.md)."""
 
 
 @dataclass

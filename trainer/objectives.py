@@ -64,11 +64,11 @@ def _sft_then_kto():
 
 
 # auto runs SFT alone: on the walkthrough where the rejected side is real (the base
-# model's own answers, corrected into a voice), no preference stage beat SFT (README,
+# model's own answers, corrected into a voice), no preference stage beat SFT (docs/feedback.md,
 # "Learning from every signal"). A measurement that says otherwise changes it here.
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("auto", "SFT on your answers; a preference stage only where it was "
-                      "measured to help (so far: nowhere, see the README)", _sft),
+                      "measured to help (so far: nowhere, see docs/feedback.md)", _sft),
     Objective("sft", "imitates your kept, corrected, added and imported answers", _sft),
     Objective("sft+dpo", "SFT, then prefers your corrections and vote winners over the "
                          "answers they replaced", _sft_then_dpo, needs="pairs"),

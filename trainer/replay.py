@@ -1,6 +1,6 @@
 """Replay: a share of the base model's own answers to everyday prompts, mixed into the
 training examples, so the adapter keeps answering like the base where the user's data
-says nothing (the README's table of levers: without it, an adapter trained to answer
+says nothing (docs/training.md, the table of levers: without it, an adapter trained to answer
 with a label answered almost every general question with a label). The base writes them
 once per base model, greedy, kept in the model cache; nothing is downloaded. The prompts
 are none of the general check's questions (services/data/general_check.jsonl), which

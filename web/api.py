@@ -1,5 +1,5 @@
 """The API routes that are not a tab's button: each a thin call of one action, callable
-with gradio_client under the api_name the README lists."""
+with gradio_client under the api_name docs/web-app.md lists."""
 
 from __future__ import annotations
 
