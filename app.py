@@ -448,7 +448,8 @@ def export_gguf(ctx, settings: Settings, adapter: str, out_dir: Path) -> None:
 
 
 def bench(settings: Settings, args: argparse.Namespace) -> None:
-    from bench.run import DEFAULT_DATA, print_table, run
+    from bench.common import DEFAULT_DATA
+    from bench.run import print_table, run
 
     report = run(settings.model, Path(args.data) if args.data else DEFAULT_DATA,
                  args.epochs, args.repeats, args.shapes)

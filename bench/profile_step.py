@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer
 
     from assistant.models import resolve_model
-    from bench.run import DEFAULT_DATA
+    from bench.common import DEFAULT_DATA
     from storage.formats import read_examples
 
     parser = argparse.ArgumentParser(prog="python -m bench.profile_step",

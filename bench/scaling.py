@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import DEFAULT_DATA
+from bench.common import DEFAULT_DATA
 
 SHAPES: dict[str, dict] = {
     # From each model's config.json on the Hugging Face Hub.

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.run import DEFAULT_DATA, free_port, watch_log
+from bench.common import DEFAULT_DATA, free_port, watch_log
 from storage import runs
 from storage.db import Store
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from storage.db import Store, open_store
 
 if TYPE_CHECKING:
     from assistant.engine import ChatEngine
-    from services.report import ReportWorker
     from trainer.jobs import Jobs
 
 
 class NotAvailable(RuntimeError):
     """An action needs a part this context was built without (a bug in the edge)."""
+
+
+class CardWorker(Protocol):
+    """What the edges read of the web app's report-card worker (services/report.py's
+    ReportWorker), named here so that the context needs nothing of the report."""
+
+    current: dict | None
+    """The card being measured: {"adapter", "done", "total", "step"}, else None."""
+
+    def failure(self, adapter: str) -> str | None: ...
+    def forget_failure(self, adapter: str) -> None: ...
 
 
 class Context:
@@ -28,7 +38,7 @@ class Context:
         self.store = store
         self._engine = engine
         self._jobs = jobs
-        self.reports: ReportWorker | None = None
+        self.reports: CardWorker | None = None
         """The web app's ReportWorker (services/report.py), computing report cards in the
         background; None elsewhere."""
 

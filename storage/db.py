@@ -157,14 +157,13 @@ def m006_report_cards(db: Database) -> None:
 def m007_examples_at_scale(db: Database) -> None:
     """The Examples tab searches, counts and checks near-duplicates in SQLite, a page at
     a time: each example keeps its case-folded text to search in, the counts read a
-    covering index, and the near-duplicate keys are indexed."""
-    from storage.examples import search_text
-
+    covering index, and the near-duplicate keys are indexed. (The text is written as
+    storage/examples.search_text wrote it then: a migration does not follow later code.)"""
     examples = db.table("examples")
     examples.add_column("search_text", str)
     for id_, messages in db.execute("SELECT id, messages FROM examples").fetchall():
-        db.execute("UPDATE examples SET search_text = ? WHERE id = ?",
-                   [search_text(json.loads(messages)), id_])
+        text = "\n".join(m["content"] for m in json.loads(messages)).casefold()
+        db.execute("UPDATE examples SET search_text = ? WHERE id = ?", [text, id_])
     examples.create_index(["near_key"])
     examples.create_index(["prompt_key"])
     db.execute("CREATE INDEX examples_counted ON examples "

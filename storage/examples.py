@@ -148,6 +148,20 @@ def near_keys(messages: list[dict]) -> tuple[str, str]:
             hashlib.sha256(prompt.encode()).hexdigest()[:16])
 
 
+@dataclass(frozen=True)
+class Item:
+    """One row as it will be stored."""
+
+    messages: list[dict]
+    source: str = "imported"
+    """imported (an example), corrected (a preference pair) or disliked (a thumbs-down)."""
+    rejected: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.source, "example")
+
+
 def search_text(messages: list[dict]) -> str:
     """What the Examples tab's search looks in: every message's text, case-folded (SQLite
     folds only ASCII letters itself)."""
@@ -203,8 +217,6 @@ def add_vote_pair(store: Store, system: str, prompt: str, preferred: str,
 def add_many(store: Store, items: list[list[dict]], source: str = "imported",
              test_only: bool = False) -> tuple[int, int]:
     """Add examples of one source: (added, skipped as repeats or already present)."""
-    from storage.formats import Item
-
     added, repeated, present = add_items(
         store, ((f"item {i + 1}", Item(m, source)) for i, m in enumerate(items)), test_only)
     return sum(added.values()), repeated + present
@@ -235,7 +247,7 @@ publishes them."""
 def add_items(store: Store, rows: Iterable, test_only: bool = False, dry_run: bool = False,
               progress: Callable[[int], None] | None = None
               ) -> tuple[dict[str, int], int, int]:
-    """Add (place, storage.formats.Item) rows, all or nothing. Returns (added by kind,
+    """Add (place, Item) rows, all or nothing. Returns (added by kind,
     repeats inside `rows`, already stored); repeats and stored ones are skipped, except
     that a pair whose preferred answer is a stored example without a rejected side
     gives it one (counted as a pair). `dry_run` counts without storing anything.

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import TextIO
 
 from core.errors import UserError
-from storage.examples import KINDS, Example, InvalidExample, check_text, validate_messages
+from storage.examples import (
+    Example,
+    InvalidExample,
+    Item,
+    check_text,
+    validate_messages,
+)
 from storage.sources import (
     FORMULA_STARTS,
     HISTORY_COLUMN,
@@ -50,20 +56,6 @@ TOOL_FIELDS = ("tools", "functions", "tool_calls")
 
 class FormatError(UserError):
     """The file cannot be imported; the message names the line (or item) and field."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One row as it will be stored."""
-
-    messages: list[dict]
-    source: str = "imported"
-    """imported (an example), corrected (a preference pair) or disliked (a thumbs-down)."""
-    rejected: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return KINDS.get(self.source, "example")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.run import free_port
+from bench.common import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -30,6 +30,36 @@ def imported_packages(path: Path) -> set[str]:
     return found
 
 
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Modules of `package` a file imports anywhere (inside functions too), by name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith(package + ".")}
+
+
+def test_no_import_circles_inside_a_package():
+    """A module never imports, even late, one that imports it back (directly or round
+    a circle): shared types go into a module both read."""
+    for package in ALLOWED:
+        modules = {f"{package}.{p.stem}": p for p in (REPO / package).glob("*.py")}
+        graph = {name: imported_modules(path, package) & set(modules)
+                 for name, path in modules.items()}
+        for start in graph:
+            seen, todo = set(), [(start, [start])]
+            while todo:
+                name, path = todo.pop()
+                for found in graph[name]:
+                    assert found != start, f"import circle: {' -> '.join(path + [start])}"
+                    if found not in seen:
+                        seen.add(found)
+                        todo.append((found, path + [found]))
+
+
 def test_each_package_imports_only_the_layers_below_it():
     ours = set(ALLOWED) | {"app", "tests", "tiny", "serving", "helpers"}
     for package, allowed in ALLOWED.items():

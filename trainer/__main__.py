@@ -165,10 +165,10 @@ def standby(home: str) -> int:
     ready (trainer/jobs.py), so a run skips the imports, most of a small run's start.
     Reads "RUN_ID LOG_PATH" on stdin, writes its output to that log and trains that
     run; exits when stdin closes without one (the app is gone)."""
-    import peft  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-    from trl import DPOTrainer, KTOTrainer, SFTTrainer  # noqa: F401
+    import peft  # noqa: F401  - every recipe loads its adapter with it
+
+    for objective in OBJECTIVES.values():  # each recipe's file imports what it trains with
+        objective.recipe()
 
     print("ready", flush=True)  # to the app, which says so in its log
     line = sys.stdin.readline().split(maxsplit=1)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+
 from trainer.common import Reporter, Trained
 from trainer.config import TrainConfig
 from trainer.dataset import RunData, to_pair_dataset
-from trainer.stages import check_data, needs_start, stage_args, start_model, train_stage
+from trainer.stages import after_sft, check_data, needs_start, stage_args, start_model, train_stage
 
 LOSS = ["sigmoid", "sft"]
 """DPO's loss plus an SFT term on the chosen answer, so it does not unlearn it."""
@@ -25,9 +28,6 @@ def pair_rows(data: RunData) -> int:
 
 def run_dpo(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
             work_dir: Path, reporter: Reporter, continue_from: Path | None = None) -> Trained:
-    from transformers import AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
-
     # Setup
     start = needs_start(continue_from, "dpo")
     check_data("pairs", data)
@@ -44,3 +44,7 @@ def run_dpo(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     # Train, measure, save
     return train_stage("dpo", trainer, len(train_set), config, base_folder, out_dir, work_dir,
                        reporter, [p.messages for p in data.pairs])
+
+
+run_sft_then_dpo = after_sft("dpo", run_dpo, pair_rows)
+"""The sft+dpo objective: SFT, then this stage on the adapter it made, in one run."""

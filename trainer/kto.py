@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import AutoTokenizer
+from trl import KTOConfig, KTOTrainer
+
 from trainer.common import Reporter, Trained
 from trainer.config import TrainConfig
 from trainer.dataset import RunData, to_unpaired_dataset
-from trainer.stages import check_data, needs_start, stage_args, start_model, train_stage
+from trainer.stages import after_sft, check_data, needs_start, stage_args, start_model, train_stage
 
 
 def unpaired_rows(data: RunData) -> int:
@@ -29,9 +32,6 @@ def class_weights(desirable: int, undesirable: int) -> dict:
 
 def run_kto(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path,
             work_dir: Path, reporter: Reporter, continue_from: Path | None = None) -> Trained:
-    from transformers import AutoTokenizer
-    from trl import KTOConfig, KTOTrainer
-
     # Setup
     start = needs_start(continue_from, "kto")
     check_data("negatives", data)
@@ -49,3 +49,7 @@ def run_kto(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     # Train, measure, save
     return train_stage("kto", trainer, len(train_set), config, base_folder, out_dir, work_dir,
                        reporter, data.train + data.undesirable)
+
+
+run_sft_then_kto = after_sft("kto", run_kto, unpaired_rows)
+"""The sft+kto objective: SFT, then this stage on the adapter it made, in one run."""

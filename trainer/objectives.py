@@ -2,12 +2,14 @@
 
 Each objective is one entry of OBJECTIVES, naming its recipe function (one file per
 recipe, on the helpers of trainer/common.py and trainer/stages.py, like TRL's
-config/trainer pairs). To add an objective: write its recipe with run_sft's signature
-and add its entry here; the command line's --objective choices, the Train tab and the
+config/trainer pairs; a preference stage after SFT is `stages.after_sft(...)` in the
+stage's file). To add an objective: write its recipe with run_sft's signature and add
+its entry here; the command line's --objective choices, the Train tab and the
 trainer process read this."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,8 +19,9 @@ class Objective:
     name: str
     learns_from: str
     """One line for the Train tab: what the user's data teaches with this objective."""
-    recipe: Callable[[], Callable]
-    """Returns the recipe function (imported late: recipes import torch and TRL)."""
+    where: str
+    """The recipe function, as "module:function": imported when a run starts (recipes
+    import torch and TRL), by name, so this registry imports no recipe."""
     needs: str = ""
     """What a preference stage learns from besides the examples: "pairs" (corrections
     and votes with the answer they replaced) or "negatives" (those rejected sides and
@@ -30,37 +33,9 @@ class Objective:
     def preferences(self) -> bool:
         return bool(self.needs)
 
-
-def _sft():
-    from trainer.sft import run_sft
-
-    return run_sft
-
-
-def _dpo():
-    from trainer.dpo import run_dpo
-
-    return run_dpo
-
-
-def _kto():
-    from trainer.kto import run_kto
-
-    return run_kto
-
-
-def _sft_then_dpo():
-    from trainer.dpo import pair_rows, run_dpo
-    from trainer.stages import after_sft
-
-    return after_sft("dpo", run_dpo, pair_rows)
-
-
-def _sft_then_kto():
-    from trainer.kto import run_kto, unpaired_rows
-    from trainer.stages import after_sft
-
-    return after_sft("kto", run_kto, unpaired_rows)
+    def recipe(self) -> Callable:
+        module, function = self.where.split(":")
+        return getattr(importlib.import_module(module), function)
 
 
 # auto runs SFT alone: on the walkthrough where the rejected side is real (the base
@@ -68,14 +43,17 @@ def _sft_then_kto():
 # "Learning from every signal"). A measurement that says otherwise changes it here.
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("auto", "SFT on your answers; a preference stage only where it was "
-                      "measured to help (so far: nowhere, see docs/feedback.md)", _sft),
-    Objective("sft", "imitates your kept, corrected, added and imported answers", _sft),
+                      "measured to help (so far: nowhere, see docs/feedback.md)",
+              "trainer.sft:run_sft"),
+    Objective("sft", "imitates your kept, corrected, added and imported answers",
+              "trainer.sft:run_sft"),
     Objective("sft+dpo", "SFT, then prefers your corrections and vote winners over the "
-                         "answers they replaced", _sft_then_dpo, needs="pairs"),
+                         "answers they replaced", "trainer.dpo:run_sft_then_dpo", needs="pairs"),
     Objective("sft+kto", "SFT, then also learns what to avoid: thumbs-down replies and "
-                         "the rejected side of corrections", _sft_then_kto, needs="negatives"),
+                         "the rejected side of corrections", "trainer.kto:run_sft_then_kto",
+              needs="negatives"),
     Objective("dpo", "the preference stage of sft+dpo alone, on an adapter you choose",
-              _dpo, needs="pairs", tunes_an_adapter=True),
+              "trainer.dpo:run_dpo", needs="pairs", tunes_an_adapter=True),
     Objective("kto", "the preference stage of sft+kto alone, on an adapter you choose",
-              _kto, needs="negatives", tunes_an_adapter=True),
+              "trainer.kto:run_kto", needs="negatives", tunes_an_adapter=True),
 )}

@@ -9,6 +9,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from transformers import AutoTokenizer, PrinterCallback
+from trl import SFTConfig, SFTTrainer
+
 from core.chatformat import token_count
 from core.paths import model_cache_dir
 from trainer import corrections, replay
@@ -50,9 +53,6 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
     """Train an adapter on `data.train`, judge it on `data.held_out`, and save it to
     `out_dir` (written whole or not at all). `work_dir` keeps checkpoints, so a failed
     run resumes where it stopped."""
-    from transformers import AutoTokenizer, PrinterCallback
-    from trl import SFTTrainer
-
     # Setup
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
     config = replace(config, method=chosen_method(config.method, base_folder))
@@ -106,8 +106,6 @@ def run_sft(config: TrainConfig, data: RunData, base_folder: Path, out_dir: Path
 
 
 def _sft_args(config: TrainConfig, train: list[list[dict]], work_dir: Path, has_eval: bool):
-    from trl import SFTConfig
-
     return SFTConfig(
         output_dir=str(work_dir), num_train_epochs=config.epochs_for(answer_characters(train)),
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
