@@ -167,3 +167,22 @@ def test_a_staged_run_in_its_own_process(ctx, store):
     metadata = json.loads((store.home / "adapters" / run["adapter"] / "tunechat.json")
                           .read_text())
     assert metadata["metrics"]["stage"] == "dpo"
+
+
+def test_a_preference_stage_runs_a_few_pairs_at_a_time(tmp_path):
+    """A step still learns from batch_size pairs, added up from passes of
+    preference_micro_batch pairs: the activations of the whole batch at once held most
+    of the stage's memory (bench/dpo_memory.py)."""
+    from trl import DPOConfig
+
+    from trainer.stages import stage_args
+
+    args = stage_args(DPOConfig, TrainConfig(batch_size=8), 40, tmp_path)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)
+    whole = stage_args(DPOConfig, TrainConfig(batch_size=8, preference_micro_batch=None),
+                       40, tmp_path)
+    assert (whole.per_device_train_batch_size, whole.gradient_accumulation_steps) == (8, 1)
+    small = stage_args(DPOConfig, TrainConfig(batch_size=1), 40, tmp_path)
+    assert (small.per_device_train_batch_size, small.gradient_accumulation_steps) == (1, 1)
+    with pytest.raises(ConfigError, match="preference_micro_batch must be 1 or more"):
+        TrainConfig(preference_micro_batch=0)

@@ -88,6 +88,11 @@ class TrainConfig:
     default); lower lets it move further."""
     preference_epochs: int = 2
     """Passes over the preference data: a few dozen pairs need more than one."""
+    preference_micro_batch: int | None = 2
+    """Pairs a preference stage runs through the model at once; `batch_size` pairs per
+    step are reached by adding up the gradients of several such passes. A pair is two
+    sequences whose activations are kept for the backward pass: fewer at once hold less
+    memory, at the same result and time (bench/dpo_memory.py). None: the whole batch."""
     extra: dict = field(default_factory=dict)
     """Advanced SFTConfig fields passed through as they are."""
 
@@ -128,6 +133,9 @@ class TrainConfig:
                 not 1 <= self.preference_epochs <= 20:
             raise ConfigError("preference_learning_rate must be in (0, 0.01], beta in "
                               "(0, 10] and preference_epochs between 1 and 20.")
+        if self.preference_micro_batch is not None and self.preference_micro_batch < 1:
+            raise ConfigError(f"preference_micro_batch must be 1 or more (or None: the "
+                              f"whole batch), not {self.preference_micro_batch}.")
         if self.batch_size < 1 or self.max_length < 16:
             raise ConfigError("batch_size must be >= 1 and max_length >= 16.")
 

@@ -65,12 +65,15 @@ def check_data(needs: str, data: RunData) -> None:
 
 
 def stage_args(config_class, config: TrainConfig, rows: int, work_dir: Path, **extra):
-    """TRL arguments of a preference stage (DPOConfig or KTOConfig)."""
+    """TRL arguments of a preference stage (DPOConfig or KTOConfig): `batch_size` pairs
+    a step, `preference_micro_batch` of them through the model at once."""
+    micro = min(config.preference_micro_batch or config.batch_size, config.batch_size)
     return config_class(
         output_dir=str(work_dir), num_train_epochs=config.preference_epochs,
         learning_rate=config.preference_learning_rate, lr_scheduler_type=config.lr_scheduler,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size, max_length=config.max_length,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=math.ceil(config.batch_size / micro),
+        per_device_eval_batch_size=micro, max_length=config.max_length,
         beta=config.beta, gradient_checkpointing=False, bf16=bf16_ok(), logging_steps=1,
         eval_strategy="no", save_strategy="steps", save_steps=config.save_every,
         save_total_limit=2, report_to="none", disable_tqdm=True, seed=config.seed,
