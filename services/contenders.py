@@ -147,6 +147,9 @@ def build(ctx: Context, chosen: Contender, messages: list[dict],
     facts and examples placed. Facts go right before the question (facts_prompt); where
     they are placed, only the examples close to the question are (a correction of it),
     as the wording of the others drowned the facts (examples/facts_prompt_forms.py).
+    So too while fewer than fewshot.K examples are like the question: one or two others
+    alone were copied word for word (a correction about cats answered a question about
+    staying during a dog's groom); from K on, they show a way of answering.
     What does not fit the context (leaving room for the answer) is left out: examples
     first, the least alike first, then facts."""
     if not chosen.builds_prompt:
@@ -156,7 +159,7 @@ def build(ctx: Context, chosen: Contender, messages: list[dict],
     system = "\n\n".join(part for part in (chosen.system, own_system) if part)
     shots = (pool or live_pool(ctx)).nearest(messages, chosen.shots) if chosen.shots else []
     passages = facts.relevant(ctx, messages, chosen.facts) if chosen.facts else []
-    if passages:
+    if passages or len(shots) < fewshot.K:
         shots = [(id_, e) for id_, e in shots if fewshot.close(messages, e)]
     while True:
         earlier = [m for _, example in shots for m in fewshot.as_turns(example)]

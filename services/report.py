@@ -42,6 +42,8 @@ BATCH = 16
 """Test answers generated at once."""
 TIME_LEFT_AFTER = 10
 """Answers measured before the card's progress says how long is left (a pace to go by)."""
+INSTANT = 0.05
+"""Seconds an answer takes at least when it is written, not read from a cache."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -253,8 +255,11 @@ def decide_in_use(card: dict, run: dict) -> dict:
     ours, theirs = (total(form) if form else None), total(in_use)
     mine: dict = next((m for m in (card.get("general") or {}).get("models", [])
                        if m["name"] == adapter), {})
-    worse, better, p = general.versus(mine, card["in_use_general"]) \
-        if mine and card.get("in_use_general") else (0, 0, 1.0)
+    # the plain model's answers are the check's reference: it has no flips of its own
+    theirs_general = card.get("in_use_general") or (
+        {"name": BASE, "flips": []} if split_name(in_use)[0] == BASE else None)
+    worse, better, p = general.versus(mine, theirs_general) \
+        if mine and theirs_general else (0, 0, 1.0)
     if ours is not None and theirs is not None:
         adopted, why = ours >= theirs, "scores"
         # as good on her examples is not enough when it forgot more than the model in use
@@ -265,6 +270,9 @@ def decide_in_use(card: dict, run: dict) -> dict:
         form = adapter + card.get("helped", "")
         adopted, why = split_name(in_use)[0] == BASE, \
             "too_few" if ours is None else "not_on_card"
+        # too few tests to score it: it replaces the plain model unless it clearly forgot
+        if adopted and worse > better and p < scoring.ALPHA:
+            adopted, why = False, "forgot_more"
     learned = card.get("corrections") or {}
     old_way = len(learned.get("old_way") or [])
     if adopted and learned.get("n") and 2 * old_way >= learned["n"]:
@@ -329,20 +337,26 @@ class _Steps:
 
     def __init__(self, progress: Progress | None, total: int):
         self.progress, self.total, self.done = progress, total, 0
-        self.started = time.monotonic()
+        self.last = time.monotonic()
+        self.paced, self.seconds = 0, 0.0
+        """Answers that took time to write, and that time: answers kept from an earlier
+        card (the base's) arrive at once and would make the pace look quicker."""
 
     def add(self, count: int, step: str) -> None:
         self.done += count
+        now = time.monotonic()
+        if now - self.last >= INSTANT * count:
+            self.paced, self.seconds = self.paced + count, self.seconds + now - self.last
+        self.last = now
         if self.progress:
             self.progress(self.done, self.total,
                           f"answers {self.done} of {self.total}{self._left()}: {step}")
 
     def _left(self) -> str:
         """The time left at the pace so far, once a few answers give a pace."""
-        if self.done < TIME_LEFT_AFTER or self.done >= self.total:
+        if self.paced < TIME_LEFT_AFTER or self.done >= self.total:
             return ""
-        minutes = (time.monotonic() - self.started) / self.done * \
-            (self.total - self.done) / 60
+        minutes = self.seconds / self.paced * (self.total - self.done) / 60
         return f", about {round(minutes)} min left" if minutes >= 1 else \
             ", less than a minute left"
 

@@ -40,6 +40,26 @@ def test_facts_go_right_before_the_question_and_only_close_examples_join_them(ct
     assert built.prompt[:2] == DOG
 
 
+def test_a_few_examples_join_only_a_question_they_answer(ctx, store):
+    """Before: with one correction stored (cats), a question about staying during a
+    dog's groom got it placed, and the small model answered with it word for word."""
+    cats = examples.add_example(store, [
+        {"role": "user", "content": "Do you groom cats?"},
+        {"role": "assistant", "content": "No, we only groom dogs. Stay pawsome!"}],
+        "corrected")
+    plain_examples = models.contender(ctx, "base+examples")
+    stay = [{"role": "user", "content": "Can I stay with my dog during grooming?"}]
+    assert contenders.build(ctx, plain_examples, stay).examples == []
+    kitty = [{"role": "user", "content": "Do you groom cats too?"}]
+    assert contenders.build(ctx, plain_examples, kitty).examples == [cats]
+    for i in range(4):  # from fewshot.K like it on, they show a way of answering
+        examples.add_example(store, [
+            {"role": "user", "content": f"Is grooming {i} ok for my dog?"},
+            {"role": "assistant", "content": f"Yes, groom {i} is fine. Stay pawsome!"}])
+    placed = contenders.build(ctx, plain_examples, stay).examples
+    assert placed and cats not in placed  # as many as the tiny model's context holds
+
+
 def test_a_reply_says_what_it_drew_on_and_flags_an_invented_price(store):
     ctx = Context(store)
     dog = examples.add_example(store, DOG, "corrected")

@@ -47,7 +47,8 @@ def test_stop_ends_the_reply_at_the_next_token_and_keeps_what_was_shown(chat, st
     shown, *_ = next(stream)
     chat.stop(Request())
     rest = list(stream)
-    assert len(rest) <= 1  # at most the piece already on its way
+    assert len(rest) <= 2  # at most the piece already on its way, and the note
+    assert rest[-1][3].startswith("■ Stopped where you pressed Stop")  # not cut in silence
     stored = conversations.get_conversation(store, conversation_id).messages
     assert stored[1]["content"] != "The sky is blue on a clear day."
     assert "The sky is blue on a clear day.".startswith(stored[1]["content"])

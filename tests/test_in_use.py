@@ -260,3 +260,22 @@ def test_sft_sees_each_correction_several_times():
     assert config.correction_repeats > 1
     assert _with_corrections_repeated(config, data) == \
         [kept, fixed] + [fixed] * (config.correction_repeats - 1)
+
+
+def test_a_first_run_that_clearly_forgot_does_not_replace_the_plain_model(ctx, store,
+                                                                       two_adapters):
+    """Before: with too few tests to score it, a first run replaced the plain model
+    whatever it forgot (18 general questions in a new user's try), and the card said
+    "too early to say" beside it."""
+    ctx = with_two_adapters(ctx, store, two_adapters)
+    card = with_general(card_of("lumen", "base", None, None), 18, 0)
+    card["in_use_general"] = None  # the plain model has no card of its own
+    decision = decide(ctx, card, 1)
+    assert not decision["adopted"] and decision["why"] == "forgot_more"
+    assert models.chat_default(ctx) == "base"
+    line, offer = train.in_use_line(ctx, {})
+    assert "it gets 18 wrong that the plain model gets right, and only 0 the other way " \
+        "round." in line and offer == "lumen"
+    # forgetting within chance: it replaces the plain model, as before
+    decide(ctx, with_general(card_of("brewster", "base", None, None), 3, 0), 2)
+    assert models.chat_default(ctx).startswith("brewster")

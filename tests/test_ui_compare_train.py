@@ -207,13 +207,16 @@ def test_resume_names_the_run_that_resume_takes_up(store, status):
 
 def test_a_cards_progress_says_how_long_is_left(monkeypatch):
     """A card asks a couple of hundred answers: its progress says the time left, at the
-    pace so far, once a few answers give a pace."""
-    clock = iter([0.0, 60.0, 120.0, 6000.0])
+    pace so far, once a few answers give a pace; answers kept from an earlier card
+    (they arrive at once) do not make the pace look quicker."""
+    clock = iter([0.0, 15.0, 60.0, 60.01, 180.0])
     monkeypatch.setattr(report.time, "monotonic", lambda: next(clock))
     said: list[str] = []
     steps = report._Steps(lambda done, total, step: said.append(step), 240)
     steps.add(5, "run-1")  # too few for a pace
     steps.add(15, "run-1")  # 20 answers in 60 s: 220 more take 11 min
-    steps.add(219, "run-1")  # 239 in 120 s: one more, less than a minute
+    steps.add(100, "general questions, base")  # kept from an earlier card: no time
+    steps.add(119, "run-1")  # 139 written in 180 s: one more, less than a minute
     assert said == ["answers 5 of 240: run-1", "answers 20 of 240, about 11 min left: run-1",
+                    "answers 120 of 240, about 6 min left: general questions, base",
                     "answers 239 of 240, less than a minute left: run-1"]

@@ -183,12 +183,12 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     upload.write_text("Question,Answer\nWhen?,At seven.\nWhere?,\nWhen?,At seven.\n",
                       encoding="utf-8")
     looked, first, button = tab.preview(str(upload), "auto")
-    assert "**Columns:** Question → user, Answer → assistant" in looked
+    assert "**Columns:** Question → the question, Answer → the answer" in looked
     assert "1 example" in looked and "1 repeated inside the file" in looked
     assert "**Format:** CSV columns" in looked
     assert "**bad rows:** 1" in looked and "row 3, column 'Answer': is empty. Import" in looked
     assert first.value["data"][0] == ["row 2", "When?", "At seven."]
-    assert first.value["headers"] == ["in the file", "question", "answer"]  # plain words
+    assert first.value["headers"] == ["row", "question", "answer"]  # plain words
     assert button.interactive is False  # refused unless bad rows are skipped
     assert "Import refuses the file unless *Skip bad rows* is ticked." in looked
     skipping, _, button = tab.preview(str(upload), "auto", "", True)
@@ -201,9 +201,11 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     assert note.startswith("✓ Imported 1 example from faq.csv (1 repeated inside the file, "
                            "skipped). 1 bad row left out, the first: row 3, column 'Answer'")
     # the report is a download in the page, not a path on the server (the bike-shop try)
-    report = tab.skipped_rows(note)
+    report, said = tab.skipped_rows(note)
     assert report.visible is True and "row 3" in Path(report.value["path"]).read_text()
-    assert tab.skipped_rows("✓ Imported 2 examples from more.csv.").visible is False
+    assert said.endswith("Every one is in *Download the rows left out*, below.")
+    assert str(store.home) not in said  # no path on the server in the page
+    assert tab.skipped_rows("✓ Imported 2 examples from more.csv.")[0].visible is False
 
 
 def test_a_file_that_cannot_be_imported_says_why_once_beside_the_button(tab, tmp_path):

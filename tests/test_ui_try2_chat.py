@@ -58,7 +58,9 @@ def test_a_new_conversation_takes_the_model_in_use_unless_she_picked_another(cha
                            "or Train tab.")
     # she picks the plain model herself: new conversations keep it
     picked, cleared = chat.pick("base")
-    assert cleared == ""  # the note that spoke of the model before goes
+    # the note that spoke of the model before goes: it says what the pick does
+    assert cleared == "Your next message goes to **the plain model**, and so do new " \
+        "conversations, until you pick another."
     _, _, _, model, note, *_ = chat.start_over("base", picked)
     assert model == "base" and ", the one you picked." in note
     # a run replaces the model in use: her earlier pick no longer holds

@@ -13,7 +13,7 @@ from core.adapters import BASE
 from services import contenders, report
 from services.names import AS_IS, Names
 
-CARD_HEADERS = ["model", "score (0-100)", "likely range", "question length it reads (word pieces)",
+CARD_HEADERS = ["model", "score (of 100)", "likely range", "question length it reads (word pieces)",
                 "time per answer (ms)", "training time (s)"]
 BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa",
               "base+facts": "#34d399", "base+facts+examples": "#34d399"}

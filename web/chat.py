@@ -18,22 +18,24 @@ from web.common import Ui, message_text, shown_to_user
 RECENT_CONVERSATIONS = 50
 FEEDBACK = {"kept": "Like", "disliked": "Dislike"}
 CUT_NOTES = {
+    "stop": "■ Stopped where you pressed Stop; what was shown is kept. Correct it with ✏ "
+            "if you want it kept as an example.",
     "loop": "✂ The reply was cut where it started repeating itself, so it may end "
             "mid-sentence. Correct it with ✏ if you want it kept, or ask again.",
     "length": "✂ The reply reached the longest a reply may be, so it may end "
               "mid-sentence. Ask for a shorter answer, or correct it with ✏.",
 }
-"""What the note under the chat says when the engine ended a reply early."""
+"""What the note under the chat says when a reply ended early: her Stop, or the engine."""
 # The pencil corrects the model's replies; on the user's own messages it would only be
 # refused, so it is not offered there. The inline editor gets room to write in: Gradio
 # sizes it to the reply it replaces (inline styles), a few words wide for a short one.
-# The tables wrap their headers between words, never inside one ("sc/or/e" in a column
-# whose cells are short).
+# A dropdown's long choice ends in "…" before its arrow, not under it; the tables wrap
+# their headers between words, never inside one ("sc/or/e" in a column of short cells).
 CSS = """
 #chat .message-buttons-right button[aria-label="Edit"] { display: none; }
 #chat textarea.edit-textarea { min-width: min(40em, 70vw) !important;
                                min-height: 8em !important; }
-#chat-model input { text-overflow: ellipsis; padding-right: 1.5em; }
+.wrap-inner .secondary-wrap input { text-overflow: ellipsis; padding-right: 1.5em; }
 #runs-table thead *, #card-table thead *, #examples-table thead * {
     overflow-wrap: normal !important; word-break: keep-all !important; }
 """
@@ -115,8 +117,8 @@ class ChatHandlers:
         if not text.strip():  # stopped before a word: nothing stored, the message is back
             yield (chat.stored_messages(self.ctx, conversation_id), message, conversation_id,
                    gr.skip())
-        elif cut:
-            yield gr.skip(), gr.skip(), gr.skip(), CUT_NOTES[cut]
+        elif stopped() or cut:
+            yield gr.skip(), gr.skip(), gr.skip(), CUT_NOTES["stop" if stopped() else cut]
 
     def validate(self, message: str, conversation_id: int | None, model: str, system: str,
                  shown_before: list | None = None, request: gr.Request | None = None):
@@ -276,8 +278,12 @@ class ChatHandlers:
     def pick(self, model: str | None):
         """The user chose a model in the list (only their own choice fires this): new
         conversations keep it until the model new chats use changes. (the pick, the
-        note, which spoke of the model before)."""
-        return [model, models.chat_default(self.ctx)], ""
+        note: it says so, in place of what it said of the model before)."""
+        if not model:
+            return None, ""
+        return [model, models.chat_default(self.ctx)], (
+            f"Your next message goes to **{names.plain(self.ctx, [model])(model)}**, and so "
+            "do new conversations, until you pick another.")
 
     def follow_in_use(self, in_use: str | None, seen: str | None, current: str | None,
                       picked: list | None):

@@ -67,6 +67,8 @@ SCROLL_TO_NOTE = (f"() => setTimeout(() => document.getElementById('{NOTE}')"
 view (only as far as needed) once it is drawn."""
 VOTED = {"voted": True}
 """The pending vote after a vote: these two answers have theirs."""
+NOTHING_TO_VOTE_ON = ("A vote needs both answers written to the end: press Compare, or wait "
+                      "until both answers have finished, then vote.")
 ALREADY_VOTED = ("Your vote on these two answers is stored. Press Compare for a new pair "
                  "to vote again.")
 
@@ -106,7 +108,7 @@ class CompareHandlers:
         if pending and pending.get("voted"):
             return ALREADY_VOTED, gr.skip(), gr.skip(), pending, gr.skip()
         if not pending:
-            return "Compare two models first, then vote.", gr.skip(), gr.skip(), None, gr.skip()
+            return NOTHING_TO_VOTE_ON, gr.skip(), gr.skip(), None, gr.skip()
         winner = {"a": "left", "b": "right"}.get(VOTES[choice], VOTES[choice])
         pair = Pair(pending["a"], pending["b"], pending["a_reply"], pending["b_reply"])
         rates, pair_id = compare.vote(self.ctx, pair, winner, pending["prompt"],

@@ -27,6 +27,11 @@ SOURCE_CHOICES = ["all"] + list(SOURCES)
 NOT_EXAMPLES = {"disliked": ("thumbs-down", "thumbs-down"), "vote": ("vote", "votes")}
 """Stored beside the examples, but not examples a run imitates: counted apart."""
 PREVIEW = 80
+ROLE_WORDS = {"user": "the question", "assistant": "the answer",
+              "system": "the instructions (system prompt)"}
+"""A spreadsheet column's role as the preview says it."""
+WHOLE_ANSWER = 400
+"""An import's preview shows answers to this length: her sign-off is at their end."""
 HELD_OUT = "set aside to test run #{run}"
 SPREADSHEET = "Spreadsheet (CSV)"
 """The export a spreadsheet user wants: first in the list, and chosen."""
@@ -101,9 +106,9 @@ def _no_matches(search: str, source: str) -> str:
     return f"No matches: try other words{widen}."
 
 
-def _preview(text: str) -> str:
+def _preview(text: str, longest: int = PREVIEW) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= PREVIEW else flat[:PREVIEW - 1] + "…"
+    return flat if len(flat) <= longest else flat[:longest - 1] + "…"
 
 
 @cache
@@ -208,14 +213,16 @@ class ExampleHandlers:
                                     bool(skip_bad)).message()
 
     def skipped_rows(self, said: str):
-        """The download of the rows an import left out (its ✓ line names the report in
-        the data home, which a person in a browser cannot open), else hidden."""
+        """(the download of the rows an import left out, else hidden; the ✓ line). The
+        line names the report in the data home, which a person in a browser cannot
+        open: it points at the download instead."""
         found = re.search(r"Every one is listed in (.+\.skipped\.csv)\.", said or "")
         if not found or not Path(found[1]).is_file():
-            return gr.DownloadButton(visible=False)
+            return gr.DownloadButton(visible=False), gr.skip()
         # served from the downloads folder: Gradio serves no file from the data home
         copy = shutil.copy(found[1], export_folder() / Path(found[1]).name)
-        return gr.DownloadButton(value=str(copy), visible=True)
+        return gr.DownloadButton(value=str(copy), visible=True), said.replace(
+            found[0], "Every one is in *Download the rows left out*, below.")
 
     def preview(self, upload: str | None, fmt: str, mapping: str = "",
                 skip_bad: bool = False):
@@ -263,10 +270,9 @@ def _first_rows(first: list) -> gr.Dataframe:
     in the file, the question and the answer; what kind of row and the answer it is
     preferred over only when the file has such rows (a preference file)."""
     kinds = any(item.kind != "example" for _, item in first)
-    headers = ["in the file", "question", "answer"] + \
-        ["kind of row", "preferred over"] * kinds
+    headers = ["row", "question", "answer"] + ["kind of row", "preferred over"] * kinds
     rows = [[where, _preview(item.messages[-2]["content"]),
-             _preview(item.messages[-1]["content"])] +
+             _preview(item.messages[-1]["content"], WHOLE_ANSWER)] +
             [item.kind, _preview(item.rejected or "")] * kinds for where, item in first]
     return gr.Dataframe(value=rows, headers=headers, visible=bool(rows),
                         column_widths=["14%", "38%", "48%"] if not kinds else
@@ -282,7 +288,7 @@ def _preview_lines(upload: str, seen: formats.Preview, skip_bad: bool = False) -
     shown = f"{Path(upload).suffix[1:].upper()} columns" if seen.columns else would.fmt
     lines = [f"**Format:** {shown or 'unknown'}"]
     if seen.columns:
-        lines.append("**Columns:** " + ", ".join(f"{column} → {role}"
+        lines.append("**Columns:** " + ", ".join(f"{column} → {ROLE_WORDS.get(role, role)}"
                                                    for column, role in seen.columns.items()))
     lines.append(f"**Would add:** {kinds} · **skip:** {would.repeated} repeated inside "
                  f"the file, {would.present} already stored · **bad rows:** "
@@ -435,7 +441,8 @@ def build(ui: Ui) -> None:
                                [upload, import_format, import_test, mapping, skip_bad],
                                imported, api_name="import_examples")
     done.success(**show)
-    done.success(handlers.skipped_rows, imported, skipped, api_visibility="private")
+    done.success(handlers.skipped_rows, imported, [skipped, imported],
+                 api_visibility="private")
     done.success(handlers.imported, None, [looked, first_rows, import_button],
                  api_visibility="private")
     for change in (upload.change, import_format.change, mapping.submit, skip_bad.change):

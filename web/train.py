@@ -468,10 +468,12 @@ def _why(decided: dict, say: names.Names) -> str:
                 f"{decided['their_score']:.0f} on its report card{facts})")
     if why == "forgot_more":
         versus = decided.get("versus") or {}
+        scored = "" if decided.get("score") is None or decided.get("their_score") is None \
+            else (f" (on your examples it scored {decided['score']:.0f} against "
+                  f"{decided['their_score']:.0f})")
         return (f"it forgot more than {before}: of the general questions, it gets "
                 f"{versus.get('worse', '?')} wrong that {before} gets right, and only "
-                f"{versus.get('better', '?')} the other way round (on your examples it "
-                f"scored {decided['score']:.0f} against {decided['their_score']:.0f})")
+                f"{versus.get('better', '?')} the other way round{scored}")
     if why == "old_way":
         return (f"it still answers {decided.get('old_way')} of your "
                 f"{decided.get('corrections')} corrections the old way")
@@ -692,7 +694,8 @@ def build(ui: Ui) -> None:
     note = gr.Markdown(elem_id="train-note")
     with gr.Row():
         in_use = gr.Markdown(elem_id="in-use-line")
-        use_anyway = gr.Button("Use it anyway", visible=False, scale=0, elem_id="use-anyway")
+        use_anyway = gr.Button("Use it anyway", visible=False, scale=0, min_width=300,
+                               elem_id="use-anyway")
     offered = gr.State(None)
     status = gr.HTML(elem_id="train-status-box")
     curve = gr.HTML(loss_chart_html(None), elem_id="loss-curve")
