@@ -37,6 +37,9 @@ def test_said_is_what_greedy_decoding_writes(tiny_model_dir):
                                                     "content": "Sorry, dogs can't join."}])
     pad = tokenizer.pad_token_id or 0
     assert corrections.said(model, [own, other], pad, margin=0.0) == [True, False]
+    many = [own] * corrections.AT_ONCE + [other]  # checked a few at a time, in order
+    assert corrections.said(model, many, pad, margin=0.0) == [True] * corrections.AT_ONCE + \
+        [False]
     # by a margin: a token that barely wins is not said for sure
     assert corrections.said(model, [own], pad, margin=100.0) == [False]
 

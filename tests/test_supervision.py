@@ -104,8 +104,10 @@ def test_a_cancel_during_the_final_save_leaves_no_model(store, tiny_model_dir, m
         runs.request_cancel(store, run_id)
         return result
 
+    # the registry finds a recipe by name: this module's, for this test
+    monkeypatch.setitem(globals(), "recipe_under_test", cancelled_while_saving)
     monkeypatch.setitem(trainer_main.OBJECTIVES, "auto",
-                        replace(sft, recipe=lambda: cancelled_while_saving))
+                        replace(sft, where=f"{__name__}:recipe_under_test"))
     assert trainer_main.train(str(store.home), run_id, already_lowered=True) == 0
     assert runs.get_run(store, run_id)["status"] == "cancelled"
     folder = store.home / "adapters" / f"run-{run_id}"

@@ -20,6 +20,9 @@ at each position: a token that barely wins under training's arithmetic lost to a
 in the chat's (batched, padded), and the reply went another way from its first word."""
 ANCHORS_PER_CORRECTION = 2
 """Other examples learned beside each correction in a step (see `drill`)."""
+AT_ONCE = 8
+"""Corrections checked, or learned in a step, at once: memory stays bounded however many
+she made."""
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,17 @@ def said(model, encoded: list[Encoded], pad_id: int, margin: float = MARGIN) -> 
     her tokens ahead of any other by `margin`?"""
     import torch
 
-    if not encoded:
-        return []
-    with torch.no_grad():
-        logits, targets, rows = _answer_logits(model, _batch(model, encoded, pad_id))
-    hers = logits.gather(1, targets[:, None])[:, 0]
-    logits.scatter_(1, targets[:, None], float("-inf"))
-    unsure = (hers - logits.max(-1).values < margin).float()
-    wrong = torch.zeros(len(encoded)).index_add_(0, rows.cpu(), unsure.cpu())
-    return [not bool(w) for w in wrong]
+    found: list[bool] = []
+    for start in range(0, len(encoded), AT_ONCE):  # bounded memory, however many
+        chunk = encoded[start:start + AT_ONCE]
+        with torch.no_grad():
+            logits, targets, rows = _answer_logits(model, _batch(model, chunk, pad_id))
+        hers = logits.gather(1, targets[:, None])[:, 0]
+        logits.scatter_(1, targets[:, None], float("-inf"))
+        unsure = (hers - logits.max(-1).values < margin).float()
+        wrong = torch.zeros(len(chunk)).index_add_(0, rows.cpu(), unsure.cpu())
+        found += [not bool(w) for w in wrong]
+    return found
 
 
 def drill(model, tokenizer, corrections: list[list[dict]], anchors: list[list[dict]],
@@ -122,6 +127,8 @@ def drill(model, tokenizer, corrections: list[list[dict]], anchors: list[list[di
     while steps < max_steps and not all(now) and not cancelled():
         model.train()
         missing = [e for e, ok in zip(encoded, now) if not ok]
+        start = steps * AT_ONCE % len(missing)  # many missing: a step takes the next few
+        missing = (missing[start:] + missing[:start])[:AT_ONCE]
         batch = missing + _anchors(held, steps, ANCHORS_PER_CORRECTION * len(missing))
         logits, targets, _ = _answer_logits(model, _batch(model, batch, pad_id))
         torch.nn.functional.cross_entropy(logits, targets).backward()
