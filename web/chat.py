@@ -94,7 +94,7 @@ class ChatHandlers:
         """Stream a reply into the chat; yields (chat, message box, conversation id,
         note). Stop ends it at the next token, keeping what was shown; a reply stopped
         before its first word stores nothing and puts the message back in the box. A
-        reply the engine cut (a loop, the longest reply) says so in the note."""
+        reply ended early (her Stop, a loop, the longest reply) says so in the note."""
         if not (message or "").strip():
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()  # nothing sent, nothing stored
             return
