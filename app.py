@@ -296,7 +296,7 @@ def serve(settings: Settings, threshold: int | None = None,
     from storage import runs as run_store
     from storage.db import open_store
     from storage.formats import MAX_IMPORT_BYTES
-    from trainer.jobs import Jobs
+    from supervision.jobs import Jobs
     from web.app import CSS, build_app
 
     store = open_store(settings.home)

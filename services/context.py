@@ -10,7 +10,7 @@ from storage.db import Store, open_store
 
 if TYPE_CHECKING:
     from assistant.engine import ChatEngine
-    from trainer.jobs import Jobs
+    from supervision.jobs import Jobs
 
 
 class NotAvailable(RuntimeError):
@@ -80,7 +80,7 @@ class Context:
 
         def make_jobs() -> Jobs:
             from assistant.models import resolve_model
-            from trainer.jobs import Jobs
+            from supervision.jobs import Jobs
 
             return Jobs(store, resolve_model(model)[1])
 

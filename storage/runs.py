@@ -311,7 +311,7 @@ def trainer_gone(run: dict, at: float | None = None) -> str | None:
 
 
 WATCHED: set[int] = set()
-"""Trainer pids this process launched and waits on (trainer/jobs.py): their watcher
+"""Trainer pids this process launched and waits on (supervision/jobs.py): their watcher
 records their end with the exit signal and the log's last lines, so settle_dead_runs
 leaves them to it."""
 

@@ -66,7 +66,7 @@ def ctx(store, tiny_model_dir):
     from assistant.engine import ChatEngine
     from assistant.models import load_model
     from services.context import Context
-    from trainer.jobs import Jobs
+    from supervision.jobs import Jobs
 
     engine = ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=store.home / "adapters")
     return Context(store, engine, Jobs(store, tiny_model_dir))

@@ -10,8 +10,8 @@ from assistant.engine import GenerationSettings, repeats_at_end
 from services import examples as example_actions
 from services import models, training
 from storage import conversations, examples, runs
+from supervision.jobs import Jobs
 from trainer.config import TrainConfig
-from trainer.jobs import Jobs
 from web.chat import ChatHandlers
 from web.examples import ExampleHandlers
 from web.train import TrainHandlers, eta_seconds, status_html, verdict

@@ -8,8 +8,8 @@ import sys
 
 import app
 from storage import examples, runs
+from supervision.jobs import Jobs
 from trainer.config import TrainConfig
-from trainer.jobs import Jobs
 
 from helpers import VOICE, voice_examples
 from serving import REPO

@@ -13,9 +13,10 @@ ALLOWED = {
     "storage": {"core"},
     "assistant": {"core"},
     "trainer": {"core", "storage"},
-    "services": {"core", "storage", "assistant", "trainer"},
-    "web": {"core", "storage", "assistant", "trainer", "services"},
-    "bench": {"core", "storage", "assistant", "trainer", "services", "web"},  # measures edges
+    "supervision": {"core", "storage", "trainer"},
+    "services": {"core", "storage", "assistant", "trainer", "supervision"},
+    "web": {"core", "storage", "assistant", "trainer", "supervision", "services"},
+    "bench": {"core", "storage", "assistant", "trainer", "supervision", "services", "web"},
 }
 
 

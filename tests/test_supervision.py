@@ -21,8 +21,8 @@ from services import models
 from services.context import Context
 from storage import runs
 from storage.db import open_store
+from supervision.jobs import Jobs
 from trainer.config import TrainConfig
-from trainer.jobs import Jobs
 
 from helpers import fill, voice_examples, wait_for
 

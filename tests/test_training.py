@@ -14,10 +14,10 @@ from services.context import Context
 from storage import examples, runs
 from storage.placement import choose_held_out, held_out_count
 from storage.runs import RunExample
+from supervision.jobs import Jobs
 from trainer.common import SanityError, check_examples, last_complete_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.dataset import RunData
-from trainer.jobs import Jobs
 from trainer.sft import run_sft
 
 from helpers import Recorder, fill, voice_examples
@@ -235,7 +235,7 @@ def test_cancel_through_jobs(store, tiny_model_dir):
 
 def resume_when_stopped(jobs, run_id):
     """Resume at once: refused only while the old process is still exiting."""
-    from trainer.jobs import StillStopping
+    from supervision.jobs import StillStopping
 
     while True:
         try:
@@ -425,7 +425,7 @@ def test_a_run_whose_process_cannot_start_does_not_block_the_next(store, tiny_mo
                                                                  monkeypatch):
     """Before: it stayed queued with no pid, and every later start was refused."""
 
-    from trainer import jobs as jobs_module
+    from supervision import jobs as jobs_module
 
     fill(store, 12)
     jobs = Jobs(store, tiny_model_dir)

@@ -1,6 +1,6 @@
 """`python -m trainer RUN_ID --home DIR`: train one run recorded in the database.
 
-Started by trainer.jobs; also runs by hand, or under torchrun / accelerate."""
+Started by supervision.jobs; also runs by hand, or under torchrun / accelerate."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def _train(store, run_id: int, first: bool) -> int:
 
 def standby(home: str) -> int:
     """Import what training needs, then wait for a run: the app keeps one such process
-    ready (trainer/jobs.py), so a run skips the imports, most of a small run's start.
+    ready (supervision/jobs.py), so a run skips the imports, most of a small run's start.
     Reads "RUN_ID LOG_PATH" on stdin, writes its output to that log and trains that
     run; exits when stdin closes without one (the app is gone)."""
     import peft  # noqa: F401  - every recipe loads its adapter with it

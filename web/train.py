@@ -70,7 +70,7 @@ HISTORY_ROWS = 50
 """Runs the tab reads a tick (the runs table shows them). The active run is always among
 them: a new run is the newest, and Resume takes up only the newest run."""
 RESUMABLE = ("failed", "cancelled")
-"""What services/training.py resume() takes up (trainer/jobs.py: from its last complete
+"""What services/training.py resume() takes up (supervision/jobs.py: from its last complete
 checkpoint, else from the start, on the examples it was queued with)."""
 
 
