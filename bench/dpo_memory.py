@@ -72,10 +72,7 @@ def prepare(work: Path) -> None:
     rejected = engine.reply_many([m[:-1] for m in voice], "base", 120)
     (work / "pairs.json").write_text(json.dumps([[m, r] for m, r in zip(voice, rejected)]))
 
-    class Quiet:
-        def started(self, *args): ...
-        def progress(self, *args): ...
-        def cancelled(self): return False
+    from trainer.common import Quiet
 
     data = RunData(voice, [])
     config = replace(TrainConfig(), epochs=TrainConfig().epochs_for(answer_characters(voice)))
@@ -120,10 +117,7 @@ def measure(work: Path, variant: str) -> dict:
     pairs = [Pair(m, r) for m, r in json.loads((work / "pairs.json").read_text())]
     config = replace(TrainConfig(objective="dpo", continue_from="sft"), **VARIANTS[variant])
 
-    class Quiet:
-        def started(self, *args): ...
-        def progress(self, *args): ...
-        def cancelled(self): return False
+    from trainer.common import Quiet
 
     started = time.monotonic()
     sampler.enter("loading")

@@ -33,14 +33,10 @@ def completion_loss(model, tokenizer, held_out: list[list[dict]]) -> float:
 
 
 def train_tunechat(base: Path, train: list, epochs: int, out: Path) -> tuple[Path, float]:
+    from trainer.common import Quiet
     from trainer.config import TrainConfig
     from trainer.dataset import RunData
     from trainer.sft import run_sft
-
-    class Quiet:
-        def started(self, *args): ...
-        def progress(self, *args): ...
-        def cancelled(self): return False
 
     config = TrainConfig(epochs=epochs, min_examples=1)
     started = time.monotonic()

@@ -77,14 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     from services.general import shipped
     from storage.placement import choose_held_out
     from storage.runs import RunExample
+    from trainer.common import Quiet
     from trainer.config import TrainConfig
     from trainer.dataset import RunData, answer_characters
     from trainer.sft import run_sft
-
-    class Quiet:
-        def started(self, *args): ...
-        def progress(self, *args): ...
-        def cancelled(self): return False
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ways", default="1,3,5,1+drill,3+drill",

@@ -113,12 +113,8 @@ def load(path: Path) -> list[list[dict]]:
 def train(config: TrainConfig, data, base: Path, out: Path, work: Path) -> float:
     """tunechat's SFT recipe on `data` (a RunData), as a run trains; returns the seconds
     it took."""
+    from trainer.common import Quiet
     from trainer.sft import run_sft
-
-    class Quiet:
-        def started(self, *args): ...
-        def progress(self, *args): ...
-        def cancelled(self): return False
 
     started = time.monotonic()
     run_sft(config, data, base, out, work / out.name, Quiet())

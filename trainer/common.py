@@ -55,6 +55,15 @@ class Reporter(Protocol):
     def cancelled(self) -> bool: ...
 
 
+class Quiet:
+    """A Reporter for a recipe run in a script: no progress shown, never cancelled."""
+
+    def started(self, total_steps: int, train_examples: int, eval_examples: int) -> None: ...
+    def progress(self, step: int, total: int, logs: dict) -> None: ...
+    def cancelled(self) -> bool:
+        return False
+
+
 def check_examples(config: TrainConfig, examples: list[list[dict]], tokenizer) -> int:
     """Refuse a run that would give a bad adapter; returns the longest example's tokens."""
     if len(examples) < config.min_examples:
