@@ -415,6 +415,7 @@ def export_gguf(ctx, settings: Settings, adapter: str, out_dir: Path) -> None:
     from tqdm import tqdm
 
     from assistant.models import resolve_model, source_gguf
+    from core.gguf import GGUFExportError
     from services import report
     from trainer import gguf_export
 
@@ -437,7 +438,7 @@ def export_gguf(ctx, settings: Settings, adapter: str, out_dir: Path) -> None:
         print(line)
     if checked.failures():
         shutil.rmtree(out_dir)
-        raise gguf_export.GGUFExportError(
+        raise GGUFExportError(
             "The export does not answer as the adapter does in tunechat, so it was removed: "
             + "; ".join(checked.failures()) + ". Please report this with the adapter.")
     if importlib.util.find_spec("llama_cpp") is None:

@@ -83,14 +83,14 @@ F16 (what tunechat's PyTorch engine computes with, in fp32)."""
 def base_gguf(home: Path, kind: str) -> Path:
     """The embedded base as llama.cpp loads it: its own file, or that file at F16."""
     from assistant.models import embedded_gguf_path
-    from trainer import gguf_export
+    from core import gguf as core_gguf
 
     if kind == "Q4_1":
         return embedded_gguf_path()
     path = home / f"base-{kind.lower()}.gguf"
     if not path.exists():
-        nothing = gguf_export.GGUFAdapter("llama", [], alpha=1.0, rank=1)
-        gguf_export.write_merged(embedded_gguf_path(), nothing, path, kind, "base")
+        nothing = core_gguf.GGUFAdapter("llama", [], alpha=1.0, rank=1)
+        core_gguf.write_merged(embedded_gguf_path(), nothing, path, kind, "base")
     return path
 
 
@@ -102,13 +102,13 @@ def llama_side(home: Path, adapter: str, kind: str = "Q4_1", busy: bool = False)
     from transformers import AutoTokenizer
 
     from assistant.models import resolve_model
-    from trainer import gguf_export
+    from core import gguf as core_gguf
 
     _, base_folder = resolve_model(None)
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
     lora_file = home / f"{adapter}.gguf"
     config = json.loads((base_folder / "config.json").read_text())
-    gguf_export.write_adapter(gguf_export.read_adapter(home / "adapters" / adapter, config),
+    core_gguf.write_adapter(core_gguf.read_adapter(home / "adapters" / adapter, config),
                               lora_file, adapter)
     model = Llama(model_path=str(base_gguf(home, kind)), n_ctx=2048, verbose=False,
                   n_threads=os.cpu_count(), n_threads_batch=os.cpu_count())

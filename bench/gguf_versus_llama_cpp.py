@@ -43,7 +43,7 @@ def compare(ours: Path, theirs: Path) -> dict:
 
 def main() -> None:
     from assistant.models import resolve_model
-    from trainer import gguf_export
+    from core import gguf as core_gguf
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llama-cpp", type=Path, required=True,
@@ -57,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         ours, theirs = Path(work) / "ours.gguf", Path(work) / "llama_cpp.gguf"
         config = json.loads((base_folder / "config.json").read_text())
-        gguf_export.write_adapter(gguf_export.read_adapter(adapter, config), ours,
+        core_gguf.write_adapter(core_gguf.read_adapter(adapter, config), ours,
                                   args.adapter)
         # its own gguf-py beside it: the script follows that copy, not our pinned one
         env = {**os.environ, "PYTHONPATH": str(args.llama_cpp / "gguf-py")}

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core import gguf as core_gguf
+from core.gguf import GGUFExportError
 from trainer import gguf_export
-from trainer.gguf_export import GGUFExportError
 
 
 def lora_adapter(base_folder: Path, out: Path, spread: float = 0.05, **lora) -> Path:
@@ -48,7 +49,7 @@ def test_the_adapter_round_trips_through_the_gguf_reader(tiny_model_dir, tmp_pat
     assert reader.fields["adapter.type"].contents() == "lora"
     assert reader.fields["adapter.lora.alpha"].contents() == 8.0
     assert reader.fields["general.architecture"].contents() == "llama"
-    shapes = {name: shape for name, _, shape in gguf_export.tensors(files[0])}
+    shapes = {name: shape for name, _, shape in core_gguf.tensors(files[0])}
     # 2 blocks x 7 matrices, an A and a B each, in llama.cpp's names and layout
     assert len(shapes) == 2 * 7 * 2
     assert shapes["blk.0.attn_q.weight.lora_a"] == (4, 64)  # rank x in
@@ -64,7 +65,7 @@ def test_query_and_key_rows_take_llama_cpps_order(tiny_model_dir, tmp_path):
 
     adapter = lora_adapter(tiny_model_dir, tmp_path / "run-1")
     saved = load_file(adapter / "adapter_model.safetensors")
-    converted = gguf_export.read_adapter(adapter, base_config(tiny_model_dir))
+    converted = core_gguf.read_adapter(adapter, base_config(tiny_model_dir))
     pairs = {pair.name: pair for pair in converted.pairs}
     peft_b = saved["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"]
     head = 16  # 64 / 4 heads: rows 0..7 and 8..15 are the two rotary halves of head 0
@@ -93,7 +94,7 @@ def test_another_architecture_is_refused_with_what_to_do(tiny_model_dir, tmp_pat
     adapter = lora_adapter(tiny_model_dir, tmp_path / "run-1")
     config = base_config(tiny_model_dir) | {"architectures": ["GPTNeoXForCausalLM"]}
     with pytest.raises(GGUFExportError, match="GPTNeoXForCausalLM.*--merged"):
-        gguf_export.read_adapter(adapter, config)
+        core_gguf.read_adapter(adapter, config)
 
 
 def test_an_existing_folder_is_not_written_into(tiny_model_dir, tmp_path):
