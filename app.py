@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from core.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+ENGINES = ("auto", "llama.cpp", "pytorch")
+"""--engine: what decodes the chat's replies (assistant/llama_engine.py says why)."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,10 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
                         help="ask for this login on every page and API route "
                              "(default: $TUNECHAT_AUTH, else no login)")
     _add_threshold_flag(parser)
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="what decodes the chat's replies: llama.cpp (several times "
+                             "faster on a CPU; `make llama` installs it), pytorch, or auto "
+                             "(llama.cpp where it is installed and can serve the model)")
     parser.add_argument("--no-standby-trainer", dest="standby_trainer",
                         action="store_false",
                         help="do not keep a trainer process ready for the next run (it "
@@ -261,34 +268,58 @@ def open_context(settings: Settings, engine: bool = False):
                         trust_remote_code=settings.trust_remote_code)
 
 
-def load_engine_in_background(settings: Settings, name: str):
+def load_engine_in_background(settings: Settings, name: str, choice: str = "auto",
+                              busy: Callable[[], bool] = lambda: False):
     """The page is served while the model loads (imports are most of a cold start); the
     caller resolves the model first, so a wrong --model stops serve with its message,
-    and a GGUF is converted (with a progress bar) before serving."""
+    and a GGUF is converted (with a progress bar) before serving. `choice` is --engine;
+    `busy()` says a run is training (llama.cpp then replies on one thread)."""
+    import threading
     import time
 
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
+    from assistant.llama_engine import LlamaChatEngine, why_not
+    from assistant.models import load_model, source_gguf
 
+    gguf = source_gguf(settings.model)
+    why = why_not(gguf) if choice != "pytorch" else "--engine pytorch"
+    if choice == "llama.cpp" and why:
+        raise BadFlag(f"--engine llama.cpp: {why}.")
     started = time.monotonic()
-    engine = ChatEngine.load_in_background(
-        lambda: load_model(settings.model, trust_remote_code=settings.trust_remote_code),
-        name, adapters_dir=settings.home / "adapters")
+    load = lambda: load_model(settings.model,  # noqa: E731
+                              trust_remote_code=settings.trust_remote_code)
+    adapters = settings.home / "adapters"
+    engine = ChatEngine.load_in_background(load, name, adapters_dir=adapters) if why else \
+        LlamaChatEngine.load_in_background(load, name, adapters_dir=adapters,
+                                           source_gguf=gguf, busy=busy)
 
     def report(loaded) -> None:
         if loaded.exception() is not None:
             print(f"tunechat: the model {name} could not be loaded: {loaded.exception()}",
                   file=sys.stderr)
+            return
+        print(f"Model ready: {name} ({time.monotonic() - started:.1f} s)", file=sys.stderr,
+              flush=True)
+        if isinstance(engine, LlamaChatEngine):
+            threading.Thread(target=report_llama, daemon=True).start()
         else:
-            print(f"Model ready: {name} ({time.monotonic() - started:.1f} s)", file=sys.stderr,
-                  flush=True)
+            print(f"Replies from PyTorch ({why}).", file=sys.stderr, flush=True)
+
+    def report_llama() -> None:
+        assert isinstance(engine, LlamaChatEngine)
+        if engine.wait_for_llama():
+            print(f"Replies from llama.cpp ({time.monotonic() - started:.1f} s)",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"tunechat: llama.cpp could not start ({engine.llama_error}); replies "
+                  "come from PyTorch.", file=sys.stderr, flush=True)
 
     engine.when_loaded(report)
     return engine
 
 
 def serve(settings: Settings, threshold: int | None = None,
-          standby_trainer: bool = True) -> None:
+          standby_trainer: bool = True, engine_choice: str = "auto") -> None:
     from assistant.models import resolve_model
     from services import training
     from services.context import Context
@@ -308,8 +339,9 @@ def serve(settings: Settings, threshold: int | None = None,
         print(f"Run #{run_id} was left running by a trainer that is gone: marked failed.",
               file=sys.stderr)
     name, folder = resolve_model(settings.model)
-    engine, jobs = load_engine_in_background(settings, name), Jobs(store, folder,
-                                                                   standby_trainer)
+    engine = load_engine_in_background(settings, name, engine_choice,
+                                       busy=lambda: run_store.active_run(store) is not None)
+    jobs = Jobs(store, folder, standby_trainer)
     # The trainer kept ready starts after the model: both imports at once would slow
     # the first page.
     engine.when_loaded(lambda _: jobs.prepare_standby(on_ready=lambda seconds: print(
@@ -667,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             COMMANDS[args.command](settings, args)
         else:
             serve(settings, getattr(args, "threshold", None),
-                  getattr(args, "standby_trainer", True))
+                  getattr(args, "standby_trainer", True), getattr(args, "engine", "auto"))
     except UserError as error:  # anything else is a bug, and keeps its traceback
         print(f"tunechat: {error}", file=sys.stderr)
         return 1

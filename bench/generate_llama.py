@@ -1,14 +1,15 @@
-"""llama.cpp (llama-cpp-python) as the chat's engine, beside today's (PyTorch eager):
-decode tokens/s and time to first token with and without an adapter, the time to swap
-adapters between requests, peak memory, and how often the two engines' greedy answers
-differ on the walkthroughs' and everyday prompts, and the decode speed of each while a
-training run uses the machine.
+"""The chat's engines: tunechat's llama.cpp engine (assistant/llama_engine.py) beside its
+PyTorch eager one, and llama.cpp called directly on two bases: decode tokens/s and time
+to first token with and without an adapter, the time to swap adapters between requests,
+peak memory, how often greedy answers differ from PyTorch's on the walkthroughs' and
+everyday prompts, and the decode speed of each while a training run uses the machine.
 
 An adapter is trained with tunechat's defaults on the Willow Yoga voice set in a fresh
 data home (or `--home H --adapter NAME` uses one of yours), then written as a GGUF LoRA
-(trainer/gguf_export.py) and loaded beside the embedded base in llama.cpp: its own GGUF
-file (Q4_1), and the same weights written at F16 (BASES). Each engine runs in its own
-process, so its peak memory is its own.
+(core/gguf.py) and loaded beside the embedded base in llama.cpp: its own GGUF file
+(Q4_1), and the same weights written at F16 (BASES; the engine serves F16). Each side
+runs in its own process, so its peak memory is its own (the llama.cpp engine's includes
+the PyTorch model it keeps for the report card).
 
 `python -m bench.generate_llama [--home H --adapter NAME] [--json FILE]`"""
 
@@ -36,12 +37,20 @@ ANSWER_TOKENS = 48
 REPEATS = 3
 
 
-def torch_side(home: Path, adapter: str, busy: bool = False) -> dict:
-    """`busy`: only the adapter's decode timing (measured while a run trains)."""
+def engine_side(home: Path, adapter: str, which: str, busy: bool = False) -> dict:
+    """tunechat's own chat engine: PyTorch's ("torch"), or llama.cpp's ("llama_engine",
+    assistant/llama_engine.py, which replies on one thread while a run trains).
+    `busy`: only the adapter's decode timing (measured while a run trains)."""
     from assistant.engine import ChatEngine, GenerationSettings
-    from assistant.models import load_model
+    from assistant.llama_engine import LlamaChatEngine
+    from assistant.models import embedded_gguf_path, load_model
 
-    engine = ChatEngine(load_model(None), adapters_dir=home / "adapters")
+    if which == "torch":
+        engine = ChatEngine(load_model(None), adapters_dir=home / "adapters")
+    else:
+        engine = LlamaChatEngine(load_model(None), adapters_dir=home / "adapters",
+                                 source_gguf=embedded_gguf_path(), busy=lambda: busy)
+        assert engine.wait_for_llama(), engine.llama_error
     answers, timing = {}, {}
     for name in (adapter,) if busy else ("base", adapter):
         settings = GenerationSettings(max_new_tokens=DECODE_TOKENS, stop_loops=False)
@@ -75,9 +84,13 @@ def torch_side(home: Path, adapter: str, busy: bool = False) -> dict:
 
 
 BASES = {"llama_cpp_q4_1": "Q4_1", "llama_cpp_f16": "F16"}
-"""The llama.cpp sides: the embedded base's own GGUF as it ships (Q4_1: 4-bit weights,
-and llama.cpp multiplies them with 8-bit activations), and the same weights stored as
-F16 (what tunechat's PyTorch engine computes with, in fp32)."""
+"""The llama.cpp sides called directly (llama-cpp-python's Llama, every core always):
+the embedded base's own GGUF as it ships (Q4_1: 4-bit weights, and llama.cpp multiplies
+them with 8-bit activations), and the same weights stored as F16 (what tunechat's
+PyTorch engine computes with, in fp32)."""
+
+ENGINES = ["torch", "llama_engine"]
+"""tunechat's chat engines, as the app runs them."""
 
 
 def base_gguf(home: Path, kind: str) -> Path:
@@ -89,8 +102,7 @@ def base_gguf(home: Path, kind: str) -> Path:
         return embedded_gguf_path()
     path = home / f"base-{kind.lower()}.gguf"
     if not path.exists():
-        nothing = core_gguf.GGUFAdapter("llama", [], alpha=1.0, rank=1)
-        core_gguf.write_merged(embedded_gguf_path(), nothing, path, kind, "base")
+        core_gguf.write_copy(embedded_gguf_path(), path, kind)
     return path
 
 
@@ -168,11 +180,11 @@ def side(which: str, home: Path, adapter: str, busy: bool = False) -> dict:
 
 
 def compare(home: Path, adapter: str) -> dict:
-    found = {which: side(which, home, adapter) for which in ["torch", *BASES]}
+    found = {which: side(which, home, adapter) for which in [*ENGINES, *BASES]}
     today = found["torch"]
     differ = {which: {name: [p for p, a, b in zip(PROMPTS, today["answers"][name],
                                                   found[which]["answers"][name]) if a != b]
-                      for name in today["answers"]} for which in BASES}
+                      for name in today["answers"]} for which in ["llama_engine", *BASES]}
     return {"machine": describe_machine(), "prompts": len(PROMPTS),
             **{which: {k: v for k, v in got.items() if k != "answers"}
                for which, got in found.items()},
@@ -194,7 +206,7 @@ def while_training(home: Path, adapter: str) -> dict:
     try:
         time.sleep(20)  # past the trainer's start, into its steps
         return {which: side(which, home, adapter, busy=True)["timing"][adapter]
-                for which in ["torch", *BASES]}
+                for which in [*ENGINES, *BASES]}
     finally:
         tunechat(busy, "cancel")
         trainer.wait(timeout=120)
@@ -213,19 +225,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path)
     parser.add_argument("--adapter", default="run-1")
-    parser.add_argument("--side", choices=["torch", *BASES], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=[*ENGINES, *BASES], help=argparse.SUPPRESS)
     parser.add_argument("--busy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.side:
-        print(json.dumps(torch_side(args.home, args.adapter, args.busy)
-                         if args.side == "torch" else
+        print(json.dumps(engine_side(args.home, args.adapter, args.side, args.busy)
+                         if args.side in ENGINES else
                          llama_side(args.home, args.adapter, BASES[args.side], args.busy)))
         return
     with tempfile.TemporaryDirectory() as work:
         home, adapter = (args.home, args.adapter) if args.home else trained_home(Path(work))
         report = compare(home, adapter)
-    for engine in ("torch", *BASES):
+    for engine in (*ENGINES, *BASES):
         print(engine, json.dumps(report[engine]))
     print("while a run trains:", json.dumps(report["while_training"]))
     print("answers that differ from torch's:", {

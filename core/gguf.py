@@ -175,6 +175,14 @@ def write_merged(base_gguf: Path, adapter: GGUFAdapter, path: Path, kind: str,
     _finish(writer)
 
 
+def write_copy(base_gguf: Path, path: Path, kind: str) -> None:
+    """The base GGUF as it is, every matrix stored as `kind` (F16 from a 4-bit file)."""
+    import gguf
+
+    arch = gguf.GGUFReader(base_gguf).fields["general.architecture"].contents()
+    write_merged(base_gguf, GGUFAdapter(arch, [], alpha=1.0, rank=1), path, kind, "base")
+
+
 def _copy_settings(reader, writer, kind: str, adapter_name: str) -> None:
     import gguf
 

@@ -65,3 +65,22 @@ def finished_turn(chat, message, conversation_id=None, system="", model="base"):
     conversation's id."""
     shown = ["the page shows the conversation"] if conversation_id is not None else []
     return list(chat.send(message, conversation_id, model, system, shown))[0][2]
+
+
+def lora_adapter(base_folder: Path, out: Path, spread: float = 0.05, seed: int = 0,
+                 **lora) -> Path:
+    """A LoRA on `base_folder` whose B is random (a fresh one adds nothing), saved."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_folder),
+                           LoraConfig(**{"r": 4, "lora_alpha": 8,
+                                         "target_modules": "all-linear"} | lora))
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, spread)
+    model.save_pretrained(out)
+    return out

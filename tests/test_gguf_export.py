@@ -15,23 +15,7 @@ from core import gguf as core_gguf
 from core.gguf import GGUFExportError
 from trainer import gguf_export
 
-
-def lora_adapter(base_folder: Path, out: Path, spread: float = 0.05, **lora) -> Path:
-    """A LoRA on `base_folder` whose B is random (a fresh one adds nothing), saved."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_folder),
-                           LoraConfig(**{"r": 4, "lora_alpha": 8,
-                                         "target_modules": "all-linear"} | lora))
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, spread)
-    model.save_pretrained(out)
-    return out
+from helpers import lora_adapter
 
 
 def base_config(folder: Path) -> dict:
