@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import DEFAULT_DATA, free_port, watch_log
+from bench.common import DEFAULT_DATA, free_port, peak_gflops, watch_log
 from core.hardware import describe_machine
 
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -186,11 +186,11 @@ def bench_cold_start(spec: str | None, work: Path) -> dict:
     said = watch_log(process, started)
     try:
         page = _wait_for_page(f"http://127.0.0.1:{port}/", process, started)
-        while "Model ready" not in said:
+        while "Model ready" not in said.ready:
             if process.poll() is not None or time.perf_counter() - started > 180:
                 raise RuntimeError("tunechat serve never reported the model ready")
             time.sleep(0.05)
-        return {"cold_start_s": page, "model_ready_s": said["Model ready"]}
+        return {"cold_start_s": page, "model_ready_s": said.ready["Model ready"]}
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -207,26 +207,6 @@ def _wait_for_page(url: str, process: subprocess.Popen, started: float) -> float
             time.sleep(0.05)
 
 
-def matmul_gflops(dtype, size: int = 2048, repeats: int = 5) -> float:
-    """Peak matmul speed; a dtype with no fast kernel here (bf16 without AMX or
-    AVX512-BF16 runs at about 1 GFLOP/s) is measured on a smaller matrix instead of
-    taking minutes. The probe is large enough (half a GFLOP) that a fast dtype's time is
-    not lost in the call overhead: a 256 x 256 probe read fp32 as 2 GFLOP/s once."""
-    probe = _gflops(dtype, 512, 2)
-    return probe if probe < 10 else _gflops(dtype, size, repeats)
-
-
-def _gflops(dtype, size: int, repeats: int) -> float:
-    import torch
-
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return round(2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9, 1)
-
-
 def bench_limit(spec: str | None, train_tokens_per_s: float) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
@@ -235,7 +215,7 @@ def bench_limit(spec: str | None, train_tokens_per_s: float) -> dict:
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(spec)[1])
     params = sum(p.numel() for p in model.parameters())
-    bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
+    bf16, fp32 = peak_gflops(torch.bfloat16), peak_gflops(torch.float32)
     peak = max(bf16, fp32) * 1e9
     return {"bf16_gflops": bf16, "fp32_gflops": fp32, "parameters": params,
             "fraction_of_peak": round(train_tokens_per_s * 4 * params / peak, 4)}
@@ -290,6 +270,9 @@ def print_table(report: dict) -> None:
     tta = report["time_to_adapter"]
     rows.append(("time to adapter (s)", tta["time_to_adapter_s"], "",
                  f"first step {tta['first_step_s']}"))
+    rows.append(("training steps: measured / floor (s)",
+                 f"{tta['train_seconds']} / {tta['compute_floor_s']}", "",
+                 f"{tta['training_tflops']} TFLOP at {tta['peak_gflops']} GFLOP/s"))
     tte = report["time_to_effect"]
     rows.append(("time to effect (s)", tte["time_to_effect_s"], f"{tte['reply_s']} (one reply)",
                  "carried" if tte["carried"] else "not carried"))

@@ -60,7 +60,7 @@ def carries(reply: str, marks: tuple[str, ...] = MARKS) -> bool:
 
 def bench_time_to_effect(spec: str | None, work: Path, repeats: int = 3) -> dict:
     home = work / "time-to-effect"
-    with served(home, spec) as client:
+    with served(home, spec) as (client, _):
         for question, answer in SEED:
             client.predict([{"role": "user", "content": question},
                             {"role": "assistant", "content": answer}], "added",

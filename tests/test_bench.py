@@ -14,7 +14,8 @@ KEYS = {
     "chat_while_training": {"idle_reply_s", "training_reply_s",
                             "training_same_priority_reply_s"},
     "time_to_adapter": {"time_to_adapter_s", "launch_s", "first_step_s", "trained_s",
-                        "answer_s"},
+                        "answer_s", "train_seconds", "peak_gflops", "training_tflops",
+                        "compute_floor_s"},
     "time_to_effect": {"time_to_effect_s", "correct_s", "reply_s", "overhead_s"},
 }
 PROBE = {"load_s", "step_s", "train_tokens_per_s", "peak_rss_mb", "decode_tokens_per_s",
@@ -40,7 +41,7 @@ def test_bench_writes_every_key(tiny_model_dir, tmp_path, capsys):
     assert all(row["steps"] > 0 for row in report["scaling"]["data"].values())
     table = capsys.readouterr().out
     assert "training tokens/s" in table and "cold start" in table
-    assert "time to effect" in table
+    assert "time to effect" in table and "floor" in table
 
 
 def test_a_reply_carries_the_correction_by_its_distinctive_phrase():
