@@ -97,9 +97,10 @@ def lora_file(adapter_folder: Path, base_config: dict) -> Path:
     if path.is_file():
         return path
     cache.mkdir(exist_ok=True)
-    for old in cache.glob("*.gguf"):
+    for old in cache.glob("*.gguf"):  # not `path`: another request may be writing it
         owner = old.name.rsplit("-", 1)[0]
-        if owner == adapter_folder.name or not (adapter_folder.parent / owner).is_dir():
+        if old != path and (owner == adapter_folder.name
+                            or not (adapter_folder.parent / owner).is_dir()):
             old.unlink(missing_ok=True)
     scratch = cache / f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial"
     try:

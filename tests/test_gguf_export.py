@@ -151,3 +151,28 @@ def test_llama_cpp_applies_the_exported_adapter(tmp_path):
     assert engines == {"transformers", "llama.cpp"}
     model = Llama(model_path=str(out / "model-q8_0.gguf"), verbose=False)
     assert model.create_completion("Hello", max_tokens=4)["choices"][0]["text"]
+
+
+def test_the_chat_converts_each_adapter_once_and_drops_stale_files(tiny_model_dir, tmp_path):
+    """The llama.cpp engine's GGUF LoRAs (assistant/llama_engine.py): one file per version
+    of an adapter's weights, beside the adapters but not among them."""
+    import os
+    import shutil
+
+    from assistant.llama_engine import lora_file
+    from core.adapters import adapter_folders
+
+    adapters, config = tmp_path / "adapters", base_config(tiny_model_dir)
+    first_adapter = lora_adapter(tiny_model_dir, adapters / "run-1")
+    first = lora_file(first_adapter, config)
+    written = first.stat().st_mtime_ns
+    assert lora_file(first_adapter, config) == first
+    assert first.stat().st_mtime_ns == written  # not converted again
+    os.utime(first_adapter / "adapter_model.safetensors", ns=(1, 1))  # written again
+    again = lora_file(first_adapter, config)
+    assert again != first and again.is_file() and not first.exists()
+    second_adapter = lora_adapter(tiny_model_dir, adapters / "run-2", seed=1)
+    shutil.rmtree(first_adapter)  # a deleted run's file goes at the next conversion
+    lora_file(second_adapter, config)
+    assert not again.exists()
+    assert adapter_folders(adapters) == [second_adapter]
