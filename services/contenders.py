@@ -4,7 +4,7 @@ that work wherever a model name does (chat, compare, the API, the command line).
 - base: the base model as it is.
 - base+prompt: the base with the data home's baseline system prompt, the best prompt
   a user would write instead of fine-tuning (set in the Train tab or with
-  `tunechat eval --system TEXT`).
+  `tunechat eval --system TEXT`). A baseline like it is one entry of BASELINES.
 - base+examples: the base with the endorsed examples most like the request placed
   before it as earlier turns (services/fewshot.py; storage/placement.py says which).
 - run-N: an adapter; run-N+examples: the adapter with the same examples before it.
@@ -15,6 +15,7 @@ that work wherever a model name does (chat, compare, the API, the command line).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.adapters import BASE, WITH_EXAMPLES, WITH_FACTS, UnknownAdapter, split_name
@@ -63,8 +64,47 @@ class Built:
             if self.facts or self.examples else None
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """A way of answering without training that works as a model name (chat, compare,
+    the API, the command line) and that every report card measures an adapter against.
+    One entry of BASELINES each: the lineup, the verdict, the model lists and the
+    card's colours all read it."""
+
+    name: str
+    answers: Callable[[Context], Contender]
+    """How it answers: the base with what it places before each request."""
+    missing: Callable[[Context], str]
+    """Why it cannot answer now (what the user has not set up yet), or ""."""
+    label: str
+    """What the web app calls it."""
+    details: str
+    """What it is, in one line."""
+    colour: str
+    """Its bar on the report card."""
+
+
 def baseline_prompt(ctx: Context) -> str:
     return runs.get_setting(ctx.store, BASELINE_KEY, "")
+
+
+def _prompt_missing(ctx: Context) -> str:
+    return "" if baseline_prompt(ctx) else (
+        "base+prompt needs a baseline system prompt, the best prompt you would write "
+        "instead of fine-tuning: set it in the Train tab, or with `tunechat eval --system "
+        "TEXT`.")
+
+
+BASELINES: dict[str, Baseline] = {
+    PROMPT: Baseline(
+        PROMPT, lambda ctx: Contender(PROMPT, BASE, system=baseline_prompt(ctx)),
+        _prompt_missing, label="The plain model + your instructions",
+        details="the base model with your instructions (the baseline system prompt, in "
+                "the Train tab) before every question",
+        colour="#a78bfa"),
+}
+"""The named baselines. The base's forms with her examples and facts (base+examples,
+base+facts+examples) are not entries: every model has them (see `forms`)."""
 
 
 def set_baseline_prompt(ctx: Context, text: str) -> str:
@@ -91,18 +131,17 @@ def baseline_names(ctx: Context, help_now: str | None = None) -> list[str]:
     is set, then the base's forms with the user's examples and facts (base+examples
     once there are training examples, base+facts+examples once there are facts)."""
     help_now = helped(ctx) if help_now is None else help_now
-    return [PROMPT] * bool(baseline_prompt(ctx)) + forms(BASE, help_now)[1:]
+    return [name for name, baseline in BASELINES.items() if not baseline.missing(ctx)] + \
+        forms(BASE, help_now)[1:]
 
 
 def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:
     """The contender behind a model name; UnknownAdapter if there is none."""
-    if name == PROMPT:
-        if not baseline_prompt(ctx):
-            raise UnknownAdapter(
-                "base+prompt needs a baseline system prompt, the best prompt you would "
-                "write instead of fine-tuning: set it in the Train tab, or with "
-                "`tunechat eval --system TEXT`.")
-        return Contender(PROMPT, BASE, system=baseline_prompt(ctx))
+    if name in BASELINES:
+        why = BASELINES[name].missing(ctx)
+        if why:
+            raise UnknownAdapter(why)
+        return BASELINES[name].answers(ctx)
     served, with_facts, with_examples = split_name(name)
     if served == BASE or served in adapters:
         return Contender(name, served, shots=fewshot.K * with_examples,

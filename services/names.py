@@ -46,8 +46,8 @@ def choices(ctx: Context, names: list[str]) -> list[tuple[str, str]]:
 def _label(ctx: Context, name: str, found: dict[str, tuple[dict, str]]) -> str:
     if name == BASE:
         return PLAIN
-    if name == contenders.PROMPT:
-        return f"{PLAIN} + your instructions"
+    if name in contenders.BASELINES:
+        return contenders.BASELINES[name].label
     if name == LATEST:
         return "Your newest assistant"
     if name in found:
@@ -89,9 +89,8 @@ def details(ctx: Context, name: str) -> str:
     no model)."""
     if name == BASE:
         return f"{_base_name(ctx)} as it is, untrained (the base model)"
-    if name == contenders.PROMPT:
-        return ("the base model with your instructions (the baseline system prompt, in the "
-                "Train tab) before every question")
+    if name in contenders.BASELINES:
+        return contenders.BASELINES[name].details
     if name == LATEST:
         return "the newest adapter"
     found = _runs_by_adapter(ctx)

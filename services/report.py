@@ -77,12 +77,12 @@ def lineup(ctx: Context, adapter: str, run: dict | None, in_use: str | None = No
     contenders.helped), the base and the adapter with her facts and examples too."""
     names = [BASE]
     skipped = []
-    if contenders.baseline_prompt(ctx):
-        names.append(contenders.PROMPT)
-    else:
-        skipped.append({"name": contenders.PROMPT, "why": (
-            "no baseline system prompt is set: write the best prompt you would use instead "
-            "of fine-tuning in the Train tab, or pass `tunechat eval --system TEXT`")})
+    for name, baseline in contenders.BASELINES.items():
+        why = baseline.missing(ctx)
+        if why:
+            skipped.append({"name": name, "why": why})
+        else:
+            names.append(name)
     with_facts = [helped] if WITH_FACTS in helped else []
     names += [contenders.EXAMPLES] + [BASE + h for h in with_facts]
     for beside in (_sft_only_beside(ctx, run), in_use):
@@ -574,7 +574,7 @@ def _scored(card: dict) -> tuple[dict[str, list[float]], dict[str, dict], list[s
               for name in card["rows"][0]["answers"]}
     summary = {c["name"]: c for c in card["contenders"]}
     return scores, summary, [n for n in scores
-                             if n == contenders.PROMPT or split_name(n)[0] == BASE]
+                             if n in contenders.BASELINES or split_name(n)[0] == BASE]
 
 
 def _p_values(card: dict, adapter: str, scores: dict, baselines: list[str]) -> dict:

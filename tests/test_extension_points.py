@@ -68,3 +68,34 @@ def test_a_tab_is_one_entry_in_tabs(monkeypatch, ctx):
     assert "Dummy" in [t.label for t in tabs]
     ids = {getattr(b, "elem_id", None) for b in built.blocks.values()}
     assert {"dummy-tab-text", "dummy-model"} <= ids
+
+
+def test_a_baseline_is_one_entry_in_baselines(monkeypatch, ctx):
+    """A way of answering without training: a model name everywhere, measured by every
+    report card, counted by the verdict as an option without training, coloured."""
+    from services import contenders, models, names, report
+    from web import cards
+
+    pirate = contenders.Baseline(
+        "base+pirate", lambda ctx: contenders.Contender("base+pirate", "base",
+                                                        system="Talk like a pirate."),
+        lambda ctx: "", label="The plain model as a pirate",
+        details="the base model told to talk like a pirate", colour="#123456")
+    monkeypatch.setitem(contenders.BASELINES, "base+pirate", pirate)
+    assert "base+pirate" in models.model_names(ctx)  # every model list
+    assert models.contender(ctx, "base+pirate").system == "Talk like a pirate."
+    assert names.label(ctx, "base+pirate") == "The plain model as a pirate"
+    assert names.details(ctx, "base+pirate") == "the base model told to talk like a pirate"
+    lineup, _ = report.lineup(ctx, "run-1", None)
+    assert "base+pirate" in lineup
+    card = {"rows": [{"answers": {n: {"score": 1.0} for n in ("base", "base+pirate",
+                                                              "run-1")}}],
+            "contenders": [{"name": n} for n in ("base", "base+pirate", "run-1")]}
+    assert report._scored(card)[2] == ["base", "base+pirate"]  # the verdict's baselines
+    assert cards.bar_color("base+pirate") == "#123456"
+    unready = contenders.Baseline("base+parrot", pirate.answers,
+                                  lambda ctx: "set up the parrot first", "", "", "#000000")
+    monkeypatch.setitem(contenders.BASELINES, "base+parrot", unready)
+    assert "base+parrot" not in models.model_names(ctx)
+    assert {"name": "base+parrot", "why": "set up the parrot first"} in \
+        report.lineup(ctx, "run-1", None)[1]

@@ -15,9 +15,17 @@ from services.names import AS_IS, Names
 
 CARD_HEADERS = ["model", "score (of 100)", "likely range", "question length it reads (word pieces)",
                 "time per answer (ms)", "training time (s)"]
-BAR_COLORS = {"base": "#9ca3af", "base+prompt": "#a78bfa", "base+examples": "#60a5fa",
-              "base+facts": "#34d399", "base+facts+examples": "#34d399"}
+BAR_COLORS = {"base": "#9ca3af", "base+examples": "#60a5fa", "base+facts": "#34d399",
+              "base+facts+examples": "#34d399"}
+"""The base's forms; a named baseline has its colour in contenders.BASELINES."""
 ADAPTER_COLOR = "#f97316"
+
+
+def bar_color(name: str) -> str:
+    known = contenders.BASELINES.get(name)
+    return known.colour if known else BAR_COLORS.get(name, ADAPTER_COLOR)
+
+
 MEASURE_WORDS = {
     "style": "whether each answer keeps what most of your answers share (a greeting, a "
              "sign-off)",
@@ -273,7 +281,7 @@ def chart_svg(card: dict, say: Names = AS_IS, width: int = 640) -> str:
                      f'text-anchor="middle" fill="#6b7280">{tick}</text>')
     for i, bar in enumerate(bars):
         y = i * row_h + 4
-        color = BAR_COLORS.get(bar["name"], ADAPTER_COLOR)
+        color = bar_color(bar["name"])
         parts.append(
             f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">'
             f'{html.escape(say.first(bar["name"]))}</text>'
