@@ -63,7 +63,7 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storage.formats import FORMATS, export_formats, import_formats
+    from files.formats import FORMATS, export_formats, import_formats
     from trainer.config import METHODS, TrainConfig
     from trainer.objectives import OBJECTIVES
 
@@ -321,12 +321,12 @@ def load_engine_in_background(settings: Settings, name: str, choice: str = "auto
 def serve(settings: Settings, threshold: int | None = None,
           standby_trainer: bool = True, engine_choice: str = "auto") -> None:
     from assistant.models import resolve_model
+    from files.formats import MAX_IMPORT_BYTES
     from services import training
     from services.context import Context
     from services.report import ReportWorker
     from storage import runs as run_store
     from storage.db import open_store
-    from storage.formats import MAX_IMPORT_BYTES
     from supervision.jobs import Jobs
     from web.app import CSS, build_app
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from assistant.models import resolve_model
     from bench.common import DEFAULT_DATA
-    from storage.formats import read_examples
+    from files.formats import read_examples
 
     parser = argparse.ArgumentParser(prog="python -m bench.profile_step",
                                      description=__doc__.split("\n\n")[0])

@@ -39,7 +39,7 @@ def p95_ms(samples: list[float]) -> float:
 
 
 def bench_train(base: Path, data: Path, epochs: int, work: Path) -> dict:
-    from storage.formats import read_examples
+    from files.formats import read_examples
 
     examples = read_examples(data)
     cut = max(1, len(examples) // 5)  # the same held-out fifth for both sides

@@ -68,7 +68,7 @@ def probe(base: Path, method: str, data: Path) -> dict:
     """Train PROBE_STEPS steps in this process; the JSON line the parent reads."""
     from core.chatformat import token_count
     from core.hardware import peak_rss_mb
-    from storage.formats import read_examples
+    from files.formats import read_examples
     from trainer.config import TrainConfig
     from trainer.dataset import RunData
     from trainer.sft import run_sft
@@ -167,7 +167,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA,
     """The model given (default: the embedded one) and the larger `shapes` (default:
     all of SHAPES), built with its tokenizer."""
     from assistant.models import resolve_model
-    from storage.formats import read_examples
+    from files.formats import read_examples
     from trainer.dataset import answer_characters
 
     name, given = resolve_model(spec)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from files import formats, sources
 from services import general, training
 from services.context import Context
-from storage import examples, formats, placement, runs, sources
+from storage import examples, placement, runs
 from storage.examples import Example
 
 

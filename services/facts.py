@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from files import sources
 from services import fewshot
 from services.context import Context
 from storage import facts as store_facts
-from storage import sources
 
 FACTS_K = 2
 """Passages placed before a request, at most."""
@@ -201,7 +201,7 @@ def _units(line: str, limit: int) -> list[str]:
 
 def _sheet_passages(text: str, name: str, sep: str) -> list[str]:
     """One passage a row: "question — answer" when the headers say which columns those
-    are (as imports read them, storage/sources.py), else "column: cell; ..."."""
+    are (as imports read them, files/sources.py), else "column: cell; ..."."""
     import pandas as pd
 
     try:

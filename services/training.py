@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import UserError
+from files import formats
 from services import models
 from services.context import Context
-from storage import examples, formats, placement, runs
+from storage import examples, placement, runs
 from storage.runs import RunExample
 from trainer.config import TrainConfig
 from trainer.objectives import OBJECTIVES
@@ -239,4 +240,5 @@ def export_training_set(ctx: Context, run_id: int, path: str | Path,
                         fmt: str = "openai") -> int:
     """Write what run `run_id` trained on (as it was when queued) that `fmt` carries."""
     runs.get_run(ctx.store, run_id)  # RunNotFound for a run that does not exist
-    return formats.export_examples(placement.exported(ctx.store, run_id, fmt), path, fmt)
+    carried = formats.exported_sources(fmt)
+    return formats.export_examples(placement.exported(ctx.store, run_id, carried), path, fmt)

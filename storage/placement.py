@@ -28,7 +28,6 @@ from core.adapters import split_name
 from storage import examples, runs
 from storage.db import Store
 from storage.examples import TRAINABLE, near_keys
-from storage.formats import FORMATS, FormatError, export_formats
 from storage.runs import RunExample
 
 ENDORSED = TRAINABLE + ("vote",)
@@ -308,11 +307,9 @@ def fewshot_version(store: Store) -> tuple:
     return tuple(state)
 
 
-def exported(store: Store, run_id: int, fmt: str) -> list[examples.Example]:
-    """What `export --run` writes in `fmt`: the examples run `run_id` trained on, as it
-    froze them, that the format carries (never a thumbs-down as a good answer)."""
-    if fmt not in FORMATS or fmt not in export_formats():
-        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
-    carried = FORMATS[fmt].exports
+def exported(store: Store, run_id: int, carried: tuple[str, ...]) -> list[examples.Example]:
+    """What `export --run` writes: the examples run `run_id` trained on, as it froze
+    them, of the sources the format carries (files/formats.py `Format.exports`: never a
+    thumbs-down as a good answer)."""
     return [examples.Example(e.example_id, e.messages, e.source, e.rejected, None, "")
             for e in runs.run_examples(store, run_id, "train") if e.source in carried]

@@ -7,7 +7,8 @@ import gradio as gr
 import pytest
 
 import app
-from storage import examples, formats
+from files import formats
+from storage import examples
 from trainer import objectives
 from trainer.config import TrainConfig
 from web import app as web_app

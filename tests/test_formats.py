@@ -2,9 +2,7 @@ import json
 
 import pytest
 
-from storage import examples
-from storage.db import open_store
-from storage.formats import (
+from files.formats import (
     FORMATS,
     MAX_IMPORT_BYTES,
     FormatError,
@@ -13,6 +11,8 @@ from storage.formats import (
     import_formats,
     read_examples,
 )
+from storage import examples
+from storage.db import open_store
 
 from helpers import SAMPLE_FILES, SAMPLES
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from files.formats import FormatError, export_file, import_file, read_file
 from services import examples as example_service
 from storage import examples
 from storage.db import open_store
-from storage.formats import FormatError, export_file, import_file, read_file
 
 from helpers import SAMPLE_FILES, SAMPLES
 

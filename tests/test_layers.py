@@ -11,12 +11,14 @@ REPO = Path(__file__).resolve().parent.parent
 ALLOWED = {
     "core": set(),
     "storage": {"core"},
+    "files": {"core", "storage"},
     "assistant": {"core"},
     "trainer": {"core", "storage"},
     "supervision": {"core", "storage", "trainer"},
-    "services": {"core", "storage", "assistant", "trainer", "supervision"},
-    "web": {"core", "storage", "assistant", "trainer", "supervision", "services"},
-    "bench": {"core", "storage", "assistant", "trainer", "supervision", "services", "web"},
+    "services": {"core", "storage", "files", "assistant", "trainer", "supervision"},
+    "web": {"core", "storage", "files", "assistant", "trainer", "supervision", "services"},
+    "bench": {"core", "storage", "files", "assistant", "trainer", "supervision", "services",
+              "web"},
 }
 
 

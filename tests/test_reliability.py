@@ -282,7 +282,7 @@ def test_no_file_outside_the_app_is_served(served):
 
 
 def test_uploads_over_the_cap_are_refused(served):
-    from storage.formats import MAX_IMPORT_BYTES
+    from files.formats import MAX_IMPORT_BYTES
 
     boundary = "tunechatboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
@@ -333,8 +333,8 @@ FUZZ = settings(max_examples=150, deadline=None,
 
 def import_or_refuse(store, tmp_path, data: bytes) -> None:
     """Either a clear error and nothing stored, or every row stored."""
+    from files.formats import FormatError, import_file
     from storage.examples import list_examples
-    from storage.formats import FormatError, import_file
 
     path = tmp_path / "fuzz.jsonl"
     path.write_bytes(data)

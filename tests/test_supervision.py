@@ -239,9 +239,9 @@ def test_a_runs_examples_are_copied_in_bounded_memory(store, tmp_path):
     with the examples' number (here 20,000 of about 600 bytes: 12 MB)."""
     import tracemalloc
 
+    from files.formats import Item
     from storage import placement
     from storage.examples import add_items
-    from storage.formats import Item
 
     add_items(store, ((f"row {i}", Item([
         {"role": "user", "content": f"Question {i}? " + "x" * 300},

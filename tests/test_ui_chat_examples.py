@@ -9,10 +9,11 @@ import json
 import gradio as gr
 import pytest
 
+from files import formats
 from services import chat as chat_service
 from services import examples as example_service
 from services.context import Context
-from storage import conversations, examples, formats, runs
+from storage import conversations, examples, runs
 from storage.db import open_store
 from web.app import build_app
 from web.chat import ChatHandlers

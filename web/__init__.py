@@ -1,1 +1,2 @@
-"""The web app: Gradio tabs and API routes over the services. Edges only: no rules here."""
+"""Layer 5, web (an edge, like app.py): the Gradio tabs and API routes over the services.
+No rules here."""

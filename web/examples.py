@@ -15,9 +15,9 @@ from typing import Any
 import gradio as gr
 
 from core.errors import UserError
+from files import formats
 from services import examples, facts, training
 from services.context import Context
-from storage import formats
 from storage.examples import SOURCES, TRAINABLE
 from web.common import Ui, shown_to_user
 

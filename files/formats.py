@@ -7,7 +7,7 @@ the preferred answer is the example, the other its rejected side) or a thumbs-do
 Reading is all or nothing by default: the first bad row stops the import with its place
 and field; with skip_bad the good rows are imported and each bad one is reported.
 Duplicates, inside the file or of stored examples, are skipped and counted. Rows come
-from any file storage/sources.py reads (JSON, spreadsheets, Parquet, datasets folders).
+from any file files/sources.py reads (JSON, spreadsheets, Parquet, datasets folders).
 
 Each format is one entry of FORMATS (see the end of this file): a name, how to tell a
 record of it, a reader (record -> messages or Item) and a writer (example -> record). To
@@ -29,19 +29,19 @@ from pathlib import Path
 from typing import TextIO
 
 from core.errors import UserError
+from files.sources import (
+    FORMULA_STARTS,
+    HISTORY_COLUMN,
+    MAX_JSON_BYTES,
+    SourceError,
+    rows_of,
+)
 from storage.examples import (
     Example,
     InvalidExample,
     Item,
     check_text,
     validate_messages,
-)
-from storage.sources import (
-    FORMULA_STARTS,
-    HISTORY_COLUMN,
-    MAX_JSON_BYTES,
-    SourceError,
-    rows_of,
 )
 
 MAX_IMPORT_BYTES = MAX_JSON_BYTES
@@ -177,7 +177,7 @@ def _convert(record, fmt: str, where: str) -> Item:
 
 def _bad_field(record: dict, where: str, error: InvalidExample) -> BadRow:
     """The bad field, named as the file names it: a spreadsheet's column by its header."""
-    columns = getattr(record, "columns", {})  # a SheetRow (storage/sources.py)
+    columns = getattr(record, "columns", {})  # a SheetRow (files/sources.py)
     if error.field in columns:
         return BadRow(where, columns[error.field], error.problem, column=True)
     return BadRow(where, error.field, error.problem)
@@ -446,7 +446,7 @@ def _to_prompt_completion(example: Example) -> dict:
 def _to_columns(example: Example) -> dict:
     """A spreadsheet row: the question, its answer and the system prompt, and the turns
     before them (if any) as JSON in a history column, alpaca's [[question, answer], ...]
-    that the import reads back (storage/sources.py reads "question" as the user's
+    that the import reads back (files/sources.py reads "question" as the user's
     column)."""
     record = _to_alpaca(example)
     row = {"question": record["instruction"], "answer": record["output"],
@@ -483,7 +483,7 @@ class Format:
     """The sources of the examples an export writes."""
     suffix: str = "jsonl"
     """How its records are written: jsonl (one JSON object a line) or csv (spreadsheet
-    rows, read back as any spreadsheet is: storage/sources.py)."""
+    rows, read back as any spreadsheet is: files/sources.py)."""
 
     def detect(self, record: dict) -> bool:
         return any(field in record for field in self.signature or (self.required,))
@@ -551,7 +551,7 @@ def write_csv(path: str | os.PathLike, records: list[dict]) -> None:
 def guard_cell(text: str) -> str:
     """A cell a spreadsheet would run as a formula ("=...", "+1 555...", "- Mats free")
     starts with an apostrophe instead, as spreadsheets mark text; the import takes it
-    off again (storage/sources.py)."""
+    off again (files/sources.py)."""
     return "'" + text if text[:1] and text[0] in FORMULA_STARTS else text
 
 
@@ -627,7 +627,7 @@ class Preview:
 
 def preview(store, path: str | os.PathLike, fmt: str = "auto", mapping: dict | None = None,
             rows: int = 5) -> Preview:
-    from storage.sources import column_roles
+    from files.sources import column_roles
 
     read = Rows(path, fmt, mapping, skip_bad=True, keep_first=rows)  # one pass: counts
     would = _import(store, read, dry_run=True)                       # and the first rows
@@ -646,6 +646,13 @@ def write_bad_rows(bad: list[BadRow], path: Path) -> Path:
         writer.writerow(["where", "field", "reason"])
         writer.writerows([row.where, row.field, row.reason] for row in bad)
     return path
+
+
+def exported_sources(fmt: str) -> tuple[str, ...]:
+    """The sources of the examples an export in `fmt` writes; FormatError if unknown."""
+    if fmt not in FORMATS or fmt not in export_formats():
+        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
+    return FORMATS[fmt].exports
 
 
 def export_examples(examples: list[Example], path: str | os.PathLike, fmt: str = "openai") -> int:
@@ -667,7 +674,5 @@ def export_file(store, path: str | os.PathLike, fmt: str = "openai") -> int:
     as pairs for the preference formats, and thumbs-down too for "unpaired"."""
     from storage.examples import list_examples
 
-    if fmt not in FORMATS:
-        raise FormatError(f"Unknown format {fmt!r}; choose {', '.join(export_formats())}.")
-    examples = list(reversed(list_examples(store, sources=FORMATS[fmt].exports)))
+    examples = list(reversed(list_examples(store, sources=exported_sources(fmt))))
     return export_examples(examples, path, fmt)
