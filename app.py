@@ -277,9 +277,9 @@ def load_engine_in_background(settings: Settings, name: str, choice: str = "auto
     import threading
     import time
 
+    from assistant.bases import load_model, source_gguf
     from assistant.engine import ChatEngine
     from assistant.llama_engine import LlamaChatEngine, why_not
-    from assistant.models import load_model, source_gguf
 
     gguf = source_gguf(settings.model)
     why = why_not(gguf) if choice != "pytorch" else "--engine pytorch"
@@ -320,7 +320,7 @@ def load_engine_in_background(settings: Settings, name: str, choice: str = "auto
 
 def serve(settings: Settings, threshold: int | None = None,
           standby_trainer: bool = True, engine_choice: str = "auto") -> None:
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from files.formats import MAX_IMPORT_BYTES
     from services import training
     from services.context import Context
@@ -427,7 +427,7 @@ def compare(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def export_model(settings: Settings, args: argparse.Namespace) -> None:
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from services import models
     from trainer.export import export_merged
 
@@ -446,7 +446,7 @@ def export_gguf(ctx, settings: Settings, adapter: str, out_dir: Path) -> None:
     them) when the 16-bit model does not answer as the adapter does in tunechat."""
     from tqdm import tqdm
 
-    from assistant.models import resolve_model, source_gguf
+    from assistant.bases import resolve_model, source_gguf
     from core.gguf import GGUFExportError
     from services import report
     from trainer import gguf_export

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from assistant.models import LoadedModel
+from assistant.bases import LoadedModel
 from core.adapters import BASE, UnknownAdapter, adapter_folders, check_adapter_folder
 from core.chatformat import context_window, stop_token_ids
 from core.errors import UserError

@@ -60,8 +60,8 @@ def prepare(work: Path) -> None:
     """The pairs and the SFT adapter the stage starts from, written into `work`."""
     from dataclasses import replace
 
+    from assistant.bases import load_model, resolve_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model, resolve_model
     from trainer.config import TrainConfig
     from trainer.dataset import RunData, answer_characters
     from trainer.sft import run_sft
@@ -86,7 +86,7 @@ def measure(work: Path, variant: str) -> dict:
 
     import trl
 
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from trainer import stages
     from trainer.config import TrainConfig
     from trainer.dataset import Pair, RunData

@@ -41,9 +41,9 @@ def engine_side(home: Path, adapter: str, which: str, busy: bool = False) -> dic
     """tunechat's own chat engine: PyTorch's ("torch"), or llama.cpp's ("llama_engine",
     assistant/llama_engine.py, which replies on one thread while a run trains).
     `busy`: only the adapter's decode timing (measured while a run trains)."""
+    from assistant.bases import embedded_gguf_path, load_model
     from assistant.engine import ChatEngine, GenerationSettings
     from assistant.llama_engine import LlamaChatEngine
-    from assistant.models import embedded_gguf_path, load_model
 
     if which == "torch":
         engine = ChatEngine(load_model(None), adapters_dir=home / "adapters")
@@ -95,7 +95,7 @@ ENGINES = ["torch", "llama_engine"]
 
 def base_gguf(home: Path, kind: str) -> Path:
     """The embedded base as llama.cpp loads it: its own file, or that file at F16."""
-    from assistant.models import embedded_gguf_path
+    from assistant.bases import embedded_gguf_path
     from core import gguf as core_gguf
 
     if kind == "Q4_1":
@@ -113,7 +113,7 @@ def llama_side(home: Path, adapter: str, kind: str = "Q4_1", busy: bool = False)
     from llama_cpp import Llama
     from transformers import AutoTokenizer
 
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from core import gguf as core_gguf
 
     _, base_folder = resolve_model(None)

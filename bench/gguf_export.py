@@ -44,7 +44,7 @@ def last_prompts(data: Path) -> list[str]:
 
 
 def one_set(data: Path, work: Path) -> dict:
-    from assistant.models import embedded_gguf_path, resolve_model
+    from assistant.bases import embedded_gguf_path, resolve_model
     from trainer import gguf_export
 
     home = work / data.stem

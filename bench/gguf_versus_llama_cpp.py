@@ -42,7 +42,7 @@ def compare(ours: Path, theirs: Path) -> dict:
 
 
 def main() -> None:
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from core import gguf as core_gguf
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -28,8 +28,8 @@ PROMPTS = [
 
 
 def main() -> None:
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine, GenerationSettings, repeats_at_end
-    from assistant.models import load_model
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-new-tokens", type=int, default=300)

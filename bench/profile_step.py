@@ -121,7 +121,7 @@ def profile(base, data: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer
 
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from bench.common import DEFAULT_DATA
     from files.formats import read_examples
 

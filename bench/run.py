@@ -71,8 +71,8 @@ def bench_train(base: Path, data: Path, epochs: int, work: Path) -> dict:
 def bench_swap(spec: str | None, adapter: Path, repeats: int, work: Path) -> dict:
     from peft import PeftModel
 
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
 
     folder = work / "adapters"
     names = [f"copy{i}" for i in range(repeats + 2)]
@@ -102,8 +102,8 @@ def bench_generate(spec: str | None, repeats: int, new_tokens: int = 64) -> dict
     import torch
     from transformers import AutoModelForCausalLM
 
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine, GenerationSettings
-    from assistant.models import load_model
 
     engine = ChatEngine(load_model(spec))
     first_token, decode = [], []
@@ -134,8 +134,8 @@ def bench_chat_while_training(spec: str | None, base: Path, work: Path,
                               repeats: int) -> dict:
     """How long a chat reply takes while a run trains: idle, with the trainer below the
     app (as tunechat starts it), and with the trainer at the app's priority."""
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine, GenerationSettings
-    from assistant.models import load_model
 
     engine = ChatEngine(load_model(spec))
     settings = GenerationSettings(max_new_tokens=48, stop_loops=False)
@@ -211,7 +211,7 @@ def bench_limit(spec: str | None, train_tokens_per_s: float) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(spec)[1])
     params = sum(p.numel() for p in model.parameters())
@@ -225,7 +225,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA, epochs: int = 3,
         repeats: int = 5, shapes: list[str] | None = None) -> dict:
     """Every measurement; `shapes`: the larger model shapes of the scaling table
     (bench/scaling.py; default: all)."""
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from bench import scaling
     from bench.time_to_adapter import bench_time_to_adapter
     from bench.time_to_effect import bench_time_to_effect

@@ -112,7 +112,7 @@ def _decode_tokens_per_s(base: Path, adapter: Path, new_tokens: int = 32) -> flo
     import torch
     from peft import PeftModel
 
-    from assistant.models import load_model
+    from assistant.bases import load_model
 
     loaded = load_model(str(base))
     model = PeftModel.from_pretrained(loaded.model, adapter).eval()
@@ -166,7 +166,7 @@ def run(spec: str | None = None, data: Path = DEFAULT_DATA,
         shapes: list[str] | None = None) -> dict:
     """The model given (default: the embedded one) and the larger `shapes` (default:
     all of SHAPES), built with its tokenizer."""
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from files.formats import read_examples
     from trainer.dataset import answer_characters
 

@@ -96,7 +96,7 @@ def training_flops(store: Store, run: dict, spec: str | None) -> float:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
     from core.chatformat import token_count
 
     folder = resolve_model(spec)[1]

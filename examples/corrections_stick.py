@@ -71,8 +71,8 @@ def follows(answer: str, pattern: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from assistant.bases import load_model, resolve_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model, resolve_model
     from core.hardware import describe_machine
     from services.general import shipped
     from storage.placement import choose_held_out

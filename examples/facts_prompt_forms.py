@@ -89,8 +89,8 @@ def retriever(passages: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
     from core.hardware import describe_machine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 def with_adapter(out: Path, home: Path, adapter: str, k: int, max_new_tokens: int) -> int:
     """The three forms asked of an adapter, alone and after the 4 voice examples most
     like the question (as +examples places them), added to the results in `out`."""
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
     from services.fewshot import ExamplePool, as_turns
 
     report = json.loads(out.read_text())

@@ -144,8 +144,8 @@ def general_right(engine, adapter: str, questions) -> list[bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from assistant.bases import load_model, resolve_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model, resolve_model
     from core.hardware import describe_machine
     from services.general import shipped
     from trainer import replay

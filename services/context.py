@@ -72,14 +72,14 @@ class Context:
         store = open_store(home)
         loaded = None
         if engine:
+            from assistant.bases import load_model
             from assistant.engine import ChatEngine
-            from assistant.models import load_model
 
             loaded = ChatEngine(load_model(model, trust_remote_code=trust_remote_code),
                                 adapters_dir=store.home / "adapters")
 
         def make_jobs() -> Jobs:
-            from assistant.models import resolve_model
+            from assistant.bases import resolve_model
             from supervision.jobs import Jobs
 
             return Jobs(store, resolve_model(model)[1])

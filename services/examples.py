@@ -29,12 +29,12 @@ class Saved:
     """What a keep, correction, dislike, undo or addition did."""
 
     example_id: int
-    verdict: str
+    mark: str
     progress: str
     """Where the training examples stand (training.progress_line)."""
     run_started: int | None = None
     previous: str | None = None
-    """The verdict this one replaced on the same reply."""
+    """The mark this one replaced on the same reply."""
 
     def message(self, progress: bool = True) -> str:
         """What was done, then (with `progress`) where the training examples stand. The
@@ -48,8 +48,8 @@ class Saved:
                             "from it",
                 "added": f"Added example {number}",
                 "undo": f"Undone: {number} ({SAID.get(self.previous or '', 'judged')}) is "
-                        "removed; Undo delete in the Examples tab brings it back"}[self.verdict]
-        if self.previous and self.previous != self.verdict and self.verdict != "undo":
+                        "removed; Undo delete in the Examples tab brings it back"}[self.mark]
+        if self.previous and self.previous != self.mark and self.mark != "undo":
             what += f", instead of {SAID[self.previous]}"
         count = f" {self.progress}." if progress else ""
         return f"✓ {what}.{count}" + started_note(self.run_started)
@@ -59,12 +59,12 @@ def started_note(run_id: int | None) -> str:
     return f" Training run #{run_id} started by itself (see the Train tab)." if run_id else ""
 
 
-def judge(ctx: Context, conversation_id: int, index: int, verdict: str,
+def judge(ctx: Context, conversation_id: int, index: int, mark: str,
           corrected: str | None = None) -> Saved:
     """Keep, correct or dislike the reply at `index` of a stored conversation, or undo
-    a keep or a dislike (verdict "undo")."""
-    judged = examples.judge_reply(ctx.store, conversation_id, index, verdict, corrected)
-    return _saved(ctx, judged.example_id, verdict, judged.previous)
+    a keep or a dislike (mark "undo")."""
+    judged = examples.judge_reply(ctx.store, conversation_id, index, mark, corrected)
+    return _saved(ctx, judged.example_id, mark, judged.previous)
 
 
 def add(ctx: Context, messages: list[dict], source: str = "added") -> Saved:
@@ -79,19 +79,19 @@ def correct(ctx: Context, messages: list[dict], corrected: str) -> Saved:
     return _saved(ctx, example_id, "corrected")
 
 
-def _saved(ctx: Context, example_id: int, verdict: str, previous: str | None = None) -> Saved:
-    adds = verdict in ("kept", "corrected", "added")
+def _saved(ctx: Context, example_id: int, mark: str, previous: str | None = None) -> Saved:
+    adds = mark in ("kept", "corrected", "added")
     run_id = training.after_examples_added(ctx) if adds else None
-    return Saved(example_id, verdict, training.progress_line(ctx), run_id, previous)
+    return Saved(example_id, mark, training.progress_line(ctx), run_id, previous)
 
 
-def verdicts(ctx: Context, conversation_id: int) -> list[str | None]:
-    """The verdict on each message of a stored conversation (None where there is none),
+def marks(ctx: Context, conversation_id: int) -> list[str | None]:
+    """The mark on each message of a stored conversation (None where there is none),
     in the order get_conversation returns them."""
     from storage import conversations
 
     stored = conversations.get_conversation(ctx.store, conversation_id)
-    judged = examples.verdicts(ctx.store, conversation_id)
+    judged = examples.marks(ctx.store, conversation_id)
     return [judged.get(position) for position in stored.positions]
 
 

@@ -423,16 +423,16 @@ class JudgementRefused(UserError):
 class Judgement:
     example_id: int
     previous: str | None
-    """The verdict this one replaced (kept, corrected, disliked), if any."""
+    """The mark this one replaced (kept, corrected, disliked), if any."""
 
 
-def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
+def judge_reply(store: Store, conversation_id: int, index: int, mark: str,
                 corrected: str | None = None) -> Judgement:
     """Keep, dislike or correct the assistant reply at `index` of a conversation's
     messages (as get_conversation returns them), or undo the judgement ("undo").
 
     The example is the conversation up to that reply (its system prompt included). A
-    second verdict on the same reply replaces the first, except that a correction is
+    second mark on the same reply replaces the first, except that a correction is
     never turned into a keep or a dislike (its rejected side would be lost). A
     correction also rewrites the stored turn, so the conversation goes on from the
     fixed answer, and keeps the original as the rejected side of a preference pair.
@@ -446,33 +446,33 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
             conversation.messages[index]["role"] != "assistant":
         raise InvalidExample("reply", "only the assistant's replies can be kept or corrected")
     position = conversation.positions[index]
-    if verdict == "undo":
+    if mark == "undo":
         return _undo(store, conversation_id, position)
     fixed = _corrections(store, conversation_id)
     turns = [{"role": m["role"], "content": fixed[p]} if p in fixed and p != position else m
              for m, p in zip(conversation.messages[:index + 1], conversation.positions)]
     original = turns[-1]["content"]
     rejected = None
-    if verdict == "corrected":
+    if mark == "corrected":
         corrected = check_text(corrected, "corrected reply")
         turns = turns[:-1] + [{"role": "assistant", "content": corrected}]
         rejected = _first_answer(store, conversation_id, position) or original
-    elif verdict == "disliked":
+    elif mark == "disliked":
         rejected = original
     system = [{"role": "system", "content": conversation.system}] if conversation.system else []
     messages = validate_messages(system + turns)
     with store.connect() as db:
         previous_id, previous = _judged(db, conversation_id, position)
-        if previous == "corrected" and verdict != "corrected":
+        if previous == "corrected" and mark != "corrected":
             raise JudgementRefused(
                 f"This reply is your correction (example #{previous_id}), kept with the "
                 "model's first answer as its rejected side; a thumb does not change it. "
                 "Correct it again with the pencil, or delete the example in the Examples tab.")
         if (original_id := _existing_id(db, messages, previous_id)) is not None:
             raise DuplicateExample(original_id)
-        row = _row(messages, verdict, rejected=rejected, conversation_id=conversation_id,
+        row = _row(messages, mark, rejected=rejected, conversation_id=conversation_id,
                    turn_position=position)
-        if verdict == "corrected":
+        if mark == "corrected":
             db.execute("UPDATE turns SET content = ? WHERE conversation_id = ? AND position = ?",
                        [corrected, conversation_id, position])
             _carry_correction(db, conversation_id, position, index,
@@ -490,7 +490,7 @@ def judge_reply(store: Store, conversation_id: int, index: int, verdict: str,
 
 
 def _judged(db: Database, conversation_id: int, position: int) -> tuple[int | None, str | None]:
-    """(example id, verdict) of the live example made from this reply, if any."""
+    """(example id, mark) of the live example made from this reply, if any."""
     row = db.execute("SELECT id, source FROM examples WHERE conversation_id = ? AND "
                      "turn_position = ? AND deleted_at IS NULL",
                      [conversation_id, position]).fetchone()
@@ -521,8 +521,8 @@ def _undo(store: Store, conversation_id: int, position: int) -> Judgement:
     return Judgement(example_id, previous)
 
 
-def verdicts(store: Store, conversation_id: int) -> dict[int, str]:
-    """Stored position of each judged reply in a conversation -> its verdict."""
+def marks(store: Store, conversation_id: int) -> dict[int, str]:
+    """Stored position of each judged reply in a conversation -> its mark."""
     with store.read() as db:
         rows = db.execute("SELECT turn_position, source FROM examples WHERE conversation_id "
                           "= ? AND deleted_at IS NULL", [conversation_id]).fetchall()
@@ -770,10 +770,10 @@ def _filter(search: str, source: str, sources: tuple[str, ...],
 def any_trainable(store: Store) -> bool:
     """Is there a live example SFT trains on? (counts()'s "trainable" > 0, without
     counting: the model lists ask every second.)"""
-    marks = ", ".join("?" * len(TRAINABLE))
+    placeholders = ", ".join("?" * len(TRAINABLE))
     with store.read() as db:
         return db.execute(f"SELECT EXISTS (SELECT 1 FROM examples WHERE deleted_at IS NULL "
-                          f"AND test_only = 0 AND source IN ({marks}))",
+                          f"AND test_only = 0 AND source IN ({placeholders}))",
                           list(TRAINABLE)).fetchone()[0] == 1
 
 

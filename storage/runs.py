@@ -207,7 +207,7 @@ def update_run(store: Store, run_id: int, **changes) -> None:
 def finish_run(store: Store, run_id: int, status: str, *, error: str | None = None,
                adapter: str | None = None, metrics: dict | None = None,
                pid: int | None = None) -> bool:
-    """Record the end of a run once: a run already finished keeps its first verdict.
+    """Record the end of a run once: a run already finished keeps how it first ended.
     With `pid`, only while that process is the run's (a resumed run has a new one).
     True when this call recorded it."""
     changes = {"status": status, "finished_at": now(), "updated_at": now()}

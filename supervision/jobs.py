@@ -46,7 +46,7 @@ class Jobs:
 
     store: Store
     base_model: Path
-    """The base model's local folder (resolved by assistant.models)."""
+    """The base model's local folder (resolved by assistant.bases)."""
     standby: bool = False
     """Keep a trainer process ready, its imports done, for the next one-process run
     (see prepare_standby). The web app does; the command line waits on its one run."""

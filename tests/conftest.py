@@ -37,8 +37,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir):
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
 
     return ChatEngine(load_model(str(tiny_model_dir)))
 
@@ -46,8 +46,8 @@ def tiny_engine(tiny_model_dir):
 @pytest.fixture(scope="session")
 def real_engine():
     """The embedded SmolLM2-135M-Instruct (converted once into the model cache)."""
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
 
     return ChatEngine(load_model(None))
 
@@ -63,8 +63,8 @@ def store(isolated_home):
 def ctx(store, tiny_model_dir):
     """The services over a fresh home: the tiny model (adapters from the home), and
     training runs of the tiny model."""
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
     from services.context import Context
     from supervision.jobs import Jobs
 
@@ -76,8 +76,8 @@ def ctx(store, tiny_model_dir):
 def make_engine(tiny_model_dir):
     """A fresh engine of the tiny model over an adapters folder."""
     def make(adapters_dir, **kwargs):
+        from assistant.bases import load_model
         from assistant.engine import ChatEngine
-        from assistant.models import load_model
 
         return ChatEngine(load_model(str(tiny_model_dir)), adapters_dir=adapters_dir, **kwargs)
 

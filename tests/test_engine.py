@@ -112,8 +112,8 @@ def test_real_model_refuses_a_100k_character_message(real_engine):
 
 
 def test_requests_wait_for_a_model_loading_in_background(tiny_model_dir, tiny_engine):
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
 
     release = threading.Event()
 
@@ -134,8 +134,8 @@ def test_requests_wait_for_a_model_loading_in_background(tiny_model_dir, tiny_en
 
 
 def test_a_model_that_failed_to_load_fails_each_request_with_why():
+    from assistant.bases import ModelNotFound
     from assistant.engine import ChatEngine
-    from assistant.models import ModelNotFound
 
     def broken():
         raise ModelNotFound("weights are damaged")

@@ -14,7 +14,7 @@ from supervision.jobs import Jobs
 from trainer.config import TrainConfig
 from web.chat import ChatHandlers
 from web.examples import ExampleHandlers
-from web.train import TrainHandlers, eta_seconds, status_html, verdict
+from web.train import TrainHandlers, eta_seconds, held_out_worse, status_html
 
 from helpers import fill, voice_examples
 from helpers import shown as messages_of
@@ -191,10 +191,11 @@ def test_threshold_box_shows_zero_when_auto_start_is_off(ctx):
 def test_a_run_worse_than_what_it_continued_says_so():
     run = {"status": "succeeded", "config": {"continue_from": "run-1"}, "adapter": "run-2",
            "id": 2, "metrics": {"eval_loss_before": 1.0, "eval_loss_after": 1.4}}
-    assert verdict(run) == \
+    assert held_out_worse(run) == \
         "worse than run-1, which it continued, on examples it never saw (held-out loss)"
     assert "worse than run-1" in status_html(run, training.AutoStart(True, 20, 0), "x")
-    assert verdict({**run, "metrics": {"eval_loss_before": 1.4, "eval_loss_after": 1.0}}) == ""
+    better = {"eval_loss_before": 1.4, "eval_loss_after": 1.0}
+    assert held_out_worse({**run, "metrics": better}) == ""
 
 
 def test_a_looping_reply_is_ended(tiny_engine):

@@ -106,7 +106,7 @@ def test_the_merged_gguf_is_the_tuned_model(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from assistant.models import embedded_gguf_path, resolve_model
+    from assistant.bases import embedded_gguf_path, resolve_model
 
     _, base = resolve_model(None)
     adapter = lora_adapter(base, tmp_path / "run-1", spread=0.5,
@@ -136,7 +136,7 @@ def test_the_merged_gguf_is_the_tuned_model(tmp_path):
 def test_llama_cpp_applies_the_exported_adapter(tmp_path):
     from llama_cpp import Llama
 
-    from assistant.models import embedded_gguf_path, resolve_model
+    from assistant.bases import embedded_gguf_path, resolve_model
 
     _, base = resolve_model(None)
     adapter = lora_adapter(base, tmp_path / "run-1", spread=0.5,

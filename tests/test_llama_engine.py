@@ -29,7 +29,7 @@ def ask(question):
 @pytest.fixture(scope="session")
 def adapters(tmp_path_factory):
     """Two adapters on the embedded base that answer differently from it and each other."""
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
 
     _, base = resolve_model(None)
     folder = tmp_path_factory.mktemp("llama-adapters")
@@ -41,9 +41,9 @@ def adapters(tmp_path_factory):
 @pytest.fixture(scope="session")
 def engines(adapters):
     """(the PyTorch engine, the llama.cpp engine) on the same loaded model and adapters."""
+    from assistant.bases import embedded_gguf_path, load_model
     from assistant.engine import ChatEngine
     from assistant.llama_engine import LlamaChatEngine
-    from assistant.models import embedded_gguf_path, load_model
 
     loaded = load_model(None)
     llama = LlamaChatEngine(loaded, adapters_dir=adapters, source_gguf=embedded_gguf_path())
@@ -78,8 +78,8 @@ def test_concurrent_requests_get_their_own_adapter(engines):
 
 
 def test_adapters_beyond_the_budget_are_freed_and_loaded_again(adapters):
+    from assistant.bases import embedded_gguf_path, load_model
     from assistant.llama_engine import LlamaChatEngine
-    from assistant.models import embedded_gguf_path, load_model
 
     llama = LlamaChatEngine(load_model(None), adapters_dir=adapters,
                             source_gguf=embedded_gguf_path(), max_loaded_adapters=1)
@@ -129,7 +129,7 @@ def test_replies_end_as_the_pytorch_engines_do(engines):
 
 def test_an_adapter_llama_cpp_cannot_take_is_served_by_pytorch(engines, adapters):
     """One GGUF LoRA has one rank: an adapter with a rank per layer goes to PyTorch."""
-    from assistant.models import resolve_model
+    from assistant.bases import resolve_model
 
     torch_engine, llama = engines
     _, base = resolve_model(None)

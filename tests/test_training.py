@@ -71,8 +71,8 @@ def test_replay_mixes_in_the_bases_own_answers_written_once(tiny_model_dir, tmp_
 
 
 def test_adapter_reloads_with_the_same_output(tiny_model_dir, tmp_path, isolated_home):
+    from assistant.bases import load_model
     from assistant.engine import ChatEngine
-    from assistant.models import load_model
 
     out = isolated_home / "adapters" / "voice"
     run_sft(TrainConfig(epochs=8, batch_size=8, learning_rate=1e-2), RunData(voice_examples(16)),

@@ -148,18 +148,18 @@ class ChatHandlers:
         """Thumbs up keeps the reply; thumbs down records it as bad and opens the
         correction box; pressing a lit thumb again undoes it. Returns (note, the
         correction box, its original, its text, the reply's index)."""
-        verdicts: dict[bool | str, str] = {True: "kept", False: "disliked", "": "undo"}
-        verdict = verdicts.get(like.liked)
+        marks: dict[bool | str, str] = {True: "kept", False: "disliked", "": "undo"}
+        mark = marks.get(like.liked)
         nothing = (gr.skip(),) * 5
-        if verdict is None or conversation_id is None:
+        if mark is None or conversation_id is None:
             return nothing
         index = _index(like.index)
         try:  # the count is the header's (recounted after every thumb), never stale here
-            note = examples.judge(self.ctx, conversation_id, index, verdict).message(
+            note = examples.judge(self.ctx, conversation_id, index, mark).message(
                 progress=False)
         except UserError as error:
             return (f"⚠ {error}",) + nothing[1:]
-        if verdict != "disliked":
+        if mark != "disliked":
             return note, gr.Column(visible=False), gr.skip(), gr.skip(), None
         original = chat.stored_messages(self.ctx, conversation_id)[index]["content"]
         return (note + " If you know a better answer, write it below.",
@@ -192,10 +192,10 @@ class ChatHandlers:
         if conversation_id is None:
             return (gr.skip(),) * 5
         stored = chat.reopen(self.ctx, conversation_id)
-        verdicts = [v for v in examples.verdicts(self.ctx, conversation_id) if v]
-        summary = ", ".join(f"{verdicts.count(v)} {said}" for v, said in (
+        marks = [v for v in examples.marks(self.ctx, conversation_id) if v]
+        summary = ", ".join(f"{marks.count(v)} {said}" for v, said in (
             ("kept", "kept"), ("corrected", "corrected"), ("disliked", "marked as bad"))
-            if v in verdicts)
+            if v in marks)
         note = (f"In this conversation: {summary}. A lit thumb pressed again undoes it."
                 if summary else "")
         return (self.stored_chat(conversation_id), stored.id, stored.system, stored.adapter,
@@ -232,8 +232,8 @@ class ChatHandlers:
         if conversation_id is None:
             return []
         messages = chat.stored_messages(self.ctx, conversation_id)
-        verdicts = examples.verdicts(self.ctx, conversation_id)
-        feedback = [FEEDBACK.get(v or "") for m, v in zip(messages, verdicts)
+        marks = examples.marks(self.ctx, conversation_id)
+        feedback = [FEEDBACK.get(v or "") for m, v in zip(messages, marks)
                     if m["role"] == "assistant"]
         return gr.Chatbot(value=messages, feedback_value=feedback)  # type: ignore[arg-type]
 

