@@ -255,13 +255,20 @@ def import_file(ctx: Context, path: str | Path, fmt: str = "auto", test_only: bo
     read)` is called now and then."""
     done = formats.import_file(ctx.store, path, fmt, test_only,
                                sources.parse_mapping(mapping), skip_bad, progress=progress)
-    report = None
+    report = skipped_report(ctx, path)
     if done.bad:
-        report = formats.write_bad_rows(
-            done.bad, ctx.store.home / "imports" / f"{Path(path).stem}.skipped.csv")
+        formats.write_bad_rows(done.bad, report)
+    else:  # an earlier import's report of this file would speak of rows now imported
+        report.unlink(missing_ok=True)
     trainable = done.added.get("example", 0) + done.added.get("pair", 0)
     run_id = training.after_examples_added(ctx) if trainable and not test_only else None
-    return Imported(done, Path(path).name, run_id, test_only, report)
+    return Imported(done, Path(path).name, run_id, test_only, report if done.bad else None)
+
+
+def skipped_report(ctx: Context, path: str | Path) -> Path:
+    """Where the rows an import of this file left out are listed (a CSV in the data
+    home), when it left some out."""
+    return ctx.store.home / "imports" / f"{Path(path).stem}.skipped.csv"
 
 
 def preview(ctx: Context, path: str | Path, fmt: str = "auto",

@@ -201,11 +201,15 @@ def test_a_spreadsheet_is_previewed_before_anything_is_stored(tab, store, tmp_pa
     assert note.startswith("✓ Imported 1 example from faq.csv (1 repeated inside the file, "
                            "skipped). 1 bad row left out, the first: row 3, column 'Answer'")
     # the report is a download in the page, not a path on the server (the bike-shop try)
-    report, said = tab.skipped_rows(note)
+    report, said = tab.skipped_rows(str(upload), note)
     assert report.visible is True and "row 3" in Path(report.value["path"]).read_text()
     assert said.endswith("Every one is in *Download the rows left out*, below.")
     assert str(store.home) not in said  # no path on the server in the page
-    assert tab.skipped_rows("✓ Imported 2 examples from more.csv.")[0].visible is False
+    assert tab.skipped_rows(str(tmp_path / "more.csv"),
+                            "✓ Imported 2 examples from more.csv.")[0].visible is False
+    upload.write_text(upload.read_text().replace(",\n", ",fixed\n"))  # the bad row mended
+    tab.import_upload(str(upload), "auto")
+    assert tab.skipped_rows(str(upload), "✓ ...")[0].visible is False  # no stale report
 
 
 def test_a_file_that_cannot_be_imported_says_why_once_beside_the_button(tab, tmp_path):

@@ -13,6 +13,7 @@ import gradio as gr
 from core.errors import UserError
 from services import chat, contenders, examples, models, names, training
 from services.context import Context
+from storage.conversations import Conversation
 from web.common import Ui, message_text, shown_to_user
 
 RECENT_CONVERSATIONS = 50
@@ -191,7 +192,11 @@ class ChatHandlers:
         note on its earlier judgements)."""
         if conversation_id is None:
             return (gr.skip(),) * 5
-        stored = chat.reopen(self.ctx, conversation_id)
+        return self._reopened(chat.reopen(self.ctx, conversation_id))
+
+    def _reopened(self, stored: Conversation):
+        """reopen's outputs for a conversation already read."""
+        conversation_id = stored.id
         marks = [v for v in examples.marks(self.ctx, conversation_id) if v]
         summary = ", ".join(f"{marks.count(v)} {said}" for v, said in (
             ("kept", "kept"), ("corrected", "corrected"), ("disliked", "marked as bad"))
@@ -210,16 +215,17 @@ class ChatHandlers:
         last = chat.latest(self.ctx)
         if last is None:
             return (gr.skip(),) * 4 + (self.earlier_conversations(),) + (gr.skip(),) * 4
-        shown, conversation_id, system, _, judged = self.reopen(last.id)
+        stored = chat.reopen(self.ctx, last.id)
+        shown, conversation_id, system, _, judged = self._reopened(stored)
         note = ("Your last conversation, where you left it. *+ New conversation* starts "
-                "another." + (f" {judged}" if judged else "") + self._moved_since(last.id))
+                "another." + (f" {judged}" if judged else "") + self._moved_since(stored))
         return (shown, conversation_id, system, note,
                 self.earlier_conversations(conversation_id), *self.reply_info(conversation_id))
 
-    def _moved_since(self, conversation_id: int) -> str:
+    def _moved_since(self, stored: Conversation) -> str:
         """Where the Model list (on load: chat.resumed_model) is not on the model that
         wrote the conversation's last answer, which it is and why."""
-        answered = [m for m in chat.reopen(self.ctx, conversation_id).models if m]
+        answered = [m for m in stored.models if m]
         listed = chat.resumed_model(self.ctx)
         if not answered or answered[-1] == listed:
             return ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import html
-import re
 import shutil
 import tempfile
 from functools import cache
@@ -212,17 +211,18 @@ class ExampleHandlers:
         return examples.import_file(self.ctx, upload, fmt, bool(test_only), mapping or None,
                                     bool(skip_bad)).message()
 
-    def skipped_rows(self, said: str):
-        """(the download of the rows an import left out, else hidden; the ✓ line). The
-        line names the report in the data home, which a person in a browser cannot
-        open: it points at the download instead."""
-        found = re.search(r"Every one is listed in (.+\.skipped\.csv)\.", said or "")
-        if not found or not Path(found[1]).is_file():
+    def skipped_rows(self, upload: str | None, said: str):
+        """(the download of the rows the import of `upload` left out, else hidden; the ✓
+        line). The line names the report in the data home, which a person in a browser
+        cannot open: it points at the download instead."""
+        report = examples.skipped_report(self.ctx, upload) if upload else None
+        if report is None or not report.is_file():
             return gr.DownloadButton(visible=False), gr.skip()
         # served from the downloads folder: Gradio serves no file from the data home
-        copy = shutil.copy(found[1], export_folder() / Path(found[1]).name)
-        return gr.DownloadButton(value=str(copy), visible=True), said.replace(
-            found[0], "Every one is in *Download the rows left out*, below.")
+        copy = shutil.copy(report, export_folder() / report.name)
+        return gr.DownloadButton(value=str(copy), visible=True), (said or "").replace(
+            f"Every one is listed in {report}.",
+            "Every one is in *Download the rows left out*, below.")
 
     def preview(self, upload: str | None, fmt: str, mapping: str = "",
                 skip_bad: bool = False):
@@ -441,7 +441,7 @@ def build(ui: Ui) -> None:
                                [upload, import_format, import_test, mapping, skip_bad],
                                imported, api_name="import_examples")
     done.success(**show)
-    done.success(handlers.skipped_rows, imported, [skipped, imported],
+    done.success(handlers.skipped_rows, [upload, imported], [skipped, imported],
                  api_visibility="private")
     done.success(handlers.imported, None, [looked, first_rows, import_button],
                  api_visibility="private")
