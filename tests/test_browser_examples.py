@@ -47,6 +47,8 @@ def test_edit_import_and_readiness_like_a_new_user(page, tmp_path, tiny_model_di
     sheet = tmp_path / "more.csv"
     sheet.write_text("question,answer\nShowers?,Yes. Breathe easy!\nParking?,Free after 6."
                      "\n", encoding="utf-8")
+    faulty = tmp_path / "faq.csv"  # a row without its answer
+    faulty.write_text("question,answer\nLockers?,Yes. Free.\nTowels?,\n", encoding="utf-8")
     with Server(home, model=str(tiny_model_dir)) as server:
         page.goto(server.url)
         page.get_by_role("tab", name="Examples").click()
@@ -98,6 +100,16 @@ def test_edit_import_and_readiness_like_a_new_user(page, tmp_path, tiny_model_di
         expect(readiness).to_contain_text("2 of 20 new examples for the next run")
         expect(readiness.locator("progress")).to_have_attribute("value", "2")
         expect(readiness.locator("progress")).to_have_attribute("max", "20")
+
+        # A bad row skipped: the rows left out are a download, not a path on the server.
+        choose_file(page, faulty)
+        page.get_by_label("Skip bad rows (and list them in a report)").check()
+        expect(button).to_be_enabled()
+        button.click()
+        expect(result).to_contain_text("1 bad row left out")
+        expect(result).to_contain_text("Every one is in Download the rows left out, below.")
+        expect(page.locator("#skipped-rows")).to_be_visible()
+        assert str(home) not in result.inner_text()
 
         # The edit survives a reload, and its boxes still take typing.
         page.reload()
