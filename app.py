@@ -311,8 +311,8 @@ def load_engine_in_background(settings: Settings, name: str, choice: str = "auto
             print(f"Replies from llama.cpp ({time.monotonic() - started:.1f} s)",
                   file=sys.stderr, flush=True)
         else:
-            print(f"tunechat: llama.cpp could not start ({engine.llama_error}); replies "
-                  "come from PyTorch.", file=sys.stderr, flush=True)
+            print(f"Replies from PyTorch: llama.cpp could not start ({engine.llama_error}).",
+                  file=sys.stderr, flush=True)
 
     engine.when_loaded(report)
     return engine

@@ -8,8 +8,9 @@ answers), and each adapter converted once to a GGUF LoRA (core/gguf.py).
 
 What stays on PyTorch: the tokenizer and chat template (so a prompt is the same tokens in
 both engines), the report card's batched answers (`reply_many`: the card judges the
-adapter as it was trained), and any request llama.cpp cannot serve (the model still
-loading, an adapter it cannot convert). Training never runs here.
+adapter as it was trained), and any request llama.cpp cannot serve: llama.cpp still
+starting, an adapter it cannot convert or load, a conversation longer than a context
+holds (CONTEXT_CAP), no memory for another context. Training never runs here.
 
 One llama.cpp model is shared by a pool of contexts, one per concurrent request; an
 adapter is loaded once on the model and set on a context for the length of a request,
@@ -28,11 +29,18 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from assistant.engine import LOOP_WINDOW, ChatEngine, GenerationSettings, repeats_at_end
-from core.adapters import BASE, BadAdapter, check_adapter_folder
+from assistant.engine import (
+    LOOP_WINDOW,
+    MIN_REPLY_TOKENS,
+    ChatEngine,
+    GenerationSettings,
+    repeats_at_end,
+)
+from core.adapters import BASE, check_adapter_folder
 
 F16_BASE = "model-f16.gguf"
 """The base as llama.cpp serves it, written beside the model converted for PyTorch."""
@@ -86,32 +94,52 @@ def f16_base(source_gguf: Path, folder: Path) -> Path:
     return path
 
 
+_converting = threading.Lock()
+"""One conversion at a time: two first requests for an adapter convert it once."""
+
+
 def lora_file(adapter_folder: Path, base_config: dict) -> Path:
-    """The adapter as a GGUF LoRA, converted once per version of its weights; files of
-    adapters that are gone are removed on the way."""
+    """The adapter as a GGUF LoRA, converted once per version of its weights; older
+    versions' files, and those of adapters that are gone, are removed on the way."""
     from core.gguf import read_adapter, write_adapter
 
-    weights = adapter_folder / "adapter_model.safetensors"
+    version = (adapter_folder / "adapter_model.safetensors").stat().st_mtime_ns
     cache = adapter_folder.parent / LORA_CACHE
-    path = cache / f"{adapter_folder.name}-{weights.stat().st_mtime_ns}.gguf"
-    if path.is_file():
-        return path
-    cache.mkdir(exist_ok=True)
-    for old in cache.glob("*.gguf"):  # not `path`: another request may be writing it
-        owner = old.name.rsplit("-", 1)[0]
-        if old != path and (owner == adapter_folder.name
-                            or not (adapter_folder.parent / owner).is_dir()):
-            old.unlink(missing_ok=True)
-    scratch = cache / f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial"
-    try:
-        write_adapter(read_adapter(adapter_folder, base_config), scratch, adapter_folder.name)
-        scratch.replace(path)
-    finally:
-        scratch.unlink(missing_ok=True)
+    path = cache / f"{adapter_folder.name}-{version}.gguf"
+    with _converting:
+        if path.is_file():
+            return path
+        cache.mkdir(exist_ok=True)
+        for old in cache.glob("*.gguf"):
+            owner, _, stamp = old.stem.rpartition("-")
+            older = owner == adapter_folder.name and stamp.isdigit() and int(stamp) < version
+            if older or not (adapter_folder.parent / owner).is_dir():
+                old.unlink(missing_ok=True)
+        scratch = cache / f".{path.name}.{os.getpid()}.partial"
+        try:
+            write_adapter(read_adapter(adapter_folder, base_config), scratch,
+                          adapter_folder.name)
+            scratch.replace(path)
+        finally:
+            scratch.unlink(missing_ok=True)
     return path
 
 
 NOTHING_SET = "nothing set"
+
+CONTEXT_CAP = 8192
+"""The most tokens a llama.cpp context holds: each context reserves its whole cache when
+it is made (a 128k-token window would take gigabytes per context); a longer
+conversation is answered by PyTorch, which allocates as it goes."""
+
+
+class Refused(Exception):
+    """llama.cpp cannot take this request (no memory for a context): PyTorch answers it
+    instead."""
+
+
+class AdapterRefused(Refused):
+    """llama.cpp cannot load this adapter: PyTorch answers for it from now on."""
 
 
 @dataclass
@@ -155,14 +183,13 @@ class _Llama:
         params.n_seq_max = 1
         pointer = self.lib.llama_init_from_model(self.model, params)
         if not pointer:
-            raise RuntimeError("llama.cpp could not make a context (out of memory?).")
+            raise Refused("llama.cpp could not make a context (out of memory?).")
         return _Context(pointer)
 
-    @contextmanager
-    def context(self, lora: Path | None, prompt: list[int]):
+    def acquire(self, lora: Path | None, prompt: list[int]) -> _Context:
         """A context of its own for one request, with the adapter `lora` set on it (None:
-        the base); an idle one that already holds the longest start of `prompt` with that
-        adapter, if any."""
+        the base): an idle one that already holds the longest start of `prompt` with
+        that adapter, if any. Give it back with release(); Refused if there is none."""
         with self.lock:
             pointer = self._load(lora) if lora is not None else None
             self.users[lora] = self.users.get(lora, 0) + 1
@@ -174,14 +201,19 @@ class _Llama:
             if chosen is None:
                 chosen = self.new_context()
             if chosen.lora != lora:
+                chosen.lora = NOTHING_SET  # until it is set: a failure leaves it unknown
                 self._set_adapter(chosen, pointer)
                 chosen.lora = lora
-            yield chosen
-        finally:
-            with self.lock:
-                self.users[lora] -= 1
-                if chosen is not None:
-                    self.idle.append(chosen)
+        except BaseException:
+            self.release(chosen, lora)
+            raise
+        return chosen
+
+    def release(self, context: _Context | None, lora: Path | None) -> None:
+        with self.lock:
+            self.users[lora] -= 1
+            if context is not None:
+                self.idle.append(context)
 
     def _load(self, lora: Path) -> Any:
         """The adapter loaded on the model (call holding the lock); beyond the budget the
@@ -191,8 +223,8 @@ class _Llama:
             return self.loras[lora]
         pointer = self.lib.llama_adapter_lora_init(self.model, str(lora).encode())
         if not pointer:
-            raise BadAdapter(f"llama.cpp could not load the adapter converted to {lora}; "
-                             "delete that file to convert the adapter again.")
+            raise AdapterRefused(f"llama.cpp could not load the adapter converted to "
+                                 f"{lora}.")
         self.loras[lora] = pointer
         for old in [path for path in self.loras if path != lora and not self.users.get(path)]:
             if len(self.loras) <= self.max_loaded_adapters:
@@ -220,13 +252,13 @@ class _Llama:
         context.tokens = []
 
     def decode(self, context: _Context, prompt: list[int], settings: GenerationSettings,
-               budget: int, threads: Callable[[], int]) -> Iterator[int]:
+               top_k: int, budget: int, threads: Callable[[], int]) -> Iterator[int]:
         """The reply's tokens, one at a time, for as long as the caller reads them."""
         lib = self.lib
         keep = min(_shared(context.tokens, prompt), len(prompt) - 1)  # the last one is read
         lib.llama_memory_seq_rm(lib.llama_get_memory(context.pointer), 0, keep, -1)
         context.tokens = prompt[:keep]
-        sampler = self._sampler(settings)
+        sampler = self._sampler(settings, top_k)
         try:
             lib.llama_set_n_threads(context.pointer, threads(), threads())
             self._read(context, prompt[keep:])
@@ -252,11 +284,13 @@ class _Llama:
                                    f"returned {status}).")
             context.tokens += chunk
 
-    def _sampler(self, settings: GenerationSettings) -> Any:
+    def _sampler(self, settings: GenerationSettings, top_k: int) -> Any:
+        """Greedy, or as transformers samples: temperature, its top-k (0: none), top-p."""
         lib = self.lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        if settings.temperature > 0:  # in the order transformers applies them
+        if settings.temperature > 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(settings.temperature))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(top_k))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(settings.top_p, 1))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(
                 int.from_bytes(os.urandom(4), "little")))
@@ -289,8 +323,11 @@ class LlamaChatEngine(ChatEngine):
         self._llama: _Llama | None = None
         self.llama_error: BaseException | None = None
         """Why llama.cpp could not start (the chat then stays on PyTorch), else None."""
-        self._torch_only: dict[str, str] = {}
-        """Adapters llama.cpp cannot serve, and why (served by PyTorch instead)."""
+        self._torch_only: dict[tuple[str, int], str] = {}
+        """Adapters (name, version of the weights) llama.cpp cannot serve, and why:
+        PyTorch serves them."""
+        self._checked: set[tuple[str, int]] = set()
+        """Adapters (name, version) found to fit the base (check_adapter_folder)."""
         self._replying = 0
         self._replying_lock = threading.Lock()
         self._ready = threading.Event()
@@ -307,7 +344,8 @@ class LlamaChatEngine(ChatEngine):
     def _start_llama(self) -> None:
         try:
             base = f16_base(self.source_gguf, self.loaded.folder)
-            self._llama = _Llama(base, self.context_window, self.max_loaded_adapters)
+            self._llama = _Llama(base, min(self.context_window, CONTEXT_CAP),
+                                 self.max_loaded_adapters)
         except Exception as error:  # the chat goes on with PyTorch; the edge says why
             self.llama_error = error
         finally:
@@ -337,20 +375,42 @@ class LlamaChatEngine(ChatEngine):
                cut: Callable[[str], None] | None = None) -> Generator[str, None, None]:
         llama = self._llama
         self.check_adapter(adapter)
-        lora = self._lora_for(adapter) if llama is not None else None
-        if llama is None or adapter in self._torch_only:
+        version, lora = self._route(adapter) if llama is not None else (None, None)
+        prompt = self.encode(messages)["input_ids"][0].tolist()
+        if llama is None or version is None or len(prompt) + MIN_REPLY_TOKENS > llama.n_ctx:
             yield from super().stream(messages, adapter, settings, stop, cut)
             return
-        prompt = self.encode(messages)["input_ids"][0].tolist()
-        budget = min(settings.max_new_tokens, self.context_window - len(prompt))
-        if stop is not None and stop():
+        budget = min(settings.max_new_tokens, llama.n_ctx - len(prompt))
+        why, context = "", None
+        with self._slots:
+            if stop is not None and stop():  # stopped while it waited its turn
+                return
+            try:
+                context = llama.acquire(lora, prompt)
+            except AdapterRefused as error:
+                self._torch_only[version] = str(error)
+            except Refused:
+                pass
+            if context is not None:
+                try:
+                    with self._counted():
+                        why = yield from self._text(
+                            llama.decode(context, prompt, settings, self._top_k, budget,
+                                         self.threads), budget, settings, stop)
+                finally:
+                    llama.release(context, lora)
+        if context is None:  # outside the slot, which PyTorch's stream takes itself
+            yield from super().stream(messages, adapter, settings, stop, cut)
             return
-        why = ""
-        with self._slots, llama.context(lora, prompt) as context, self._counted():
-            why = yield from self._text(llama.decode(context, prompt, settings, budget,
-                                                     self.threads), budget, settings, stop)
         if why and cut is not None:
             cut(why)
+
+    @cached_property
+    def _top_k(self) -> int:
+        """The top-k transformers samples with (the model's generation config, else its
+        default, 50)."""
+        found = getattr(self.loaded.model.generation_config, "top_k", None)
+        return 50 if found is None else int(found)
 
     @contextmanager
     def _counted(self):
@@ -363,21 +423,32 @@ class LlamaChatEngine(ChatEngine):
             with self._replying_lock:
                 self._replying -= 1
 
-    def _lora_for(self, adapter: str) -> Path | None:
-        """The adapter's GGUF LoRA (None for the base); an adapter that cannot be
-        converted is remembered and served by PyTorch."""
-        if adapter == BASE or adapter in self._torch_only:
-            return None
-        from core.gguf import GGUFExportError
-
+    def _route(self, adapter: str) -> tuple[tuple[str, int] | None, Path | None]:
+        """(the adapter's version, its GGUF LoRA: None for the base) when llama.cpp answers
+        for it; (None, None) when PyTorch does: an adapter that cannot be converted (a
+        rank per layer, DoRA, trained embeddings) or whose conversion failed. One that
+        does not fit the base raises BadAdapter, as in the PyTorch engine."""
+        if adapter == BASE:
+            return (BASE, 0), None
         assert self.adapters_dir is not None
         folder = self.adapters_dir / adapter
-        check_adapter_folder(folder, self.model, self.name)
+        weights = folder / "adapter_model.safetensors"
+        if not weights.is_file() or (adapter, weights.stat().st_mtime_ns) not in self._checked:
+            with self._gate:  # the PyTorch engine changes its layers holding it
+                check_adapter_folder(folder, self.model, self.name)
+        version = (adapter, weights.stat().st_mtime_ns)
+        self._checked.add(version)
+        if version in self._torch_only:
+            return None, None
         try:
-            return lora_file(folder, json.loads((self.loaded.folder / "config.json").read_text()))
-        except GGUFExportError as error:
-            self._torch_only[adapter] = str(error)
-            return None
+            return version, lora_file(folder, self._base_config)
+        except Exception as error:  # what llama.cpp cannot take, PyTorch answers
+            self._torch_only[version] = str(error)
+            return None, None
+
+    @cached_property
+    def _base_config(self) -> dict:
+        return json.loads((self.loaded.folder / "config.json").read_text())
 
     def _text(self, tokens: Iterator[int], budget: int, settings: GenerationSettings,
               stop: Callable[[], bool] | None) -> Generator[str, None, str]:

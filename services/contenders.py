@@ -75,7 +75,8 @@ class Baseline:
     answers: Callable[[Context], Contender]
     """How it answers: the base with what it places before each request."""
     missing: Callable[[Context], str]
-    """Why it cannot answer now (what the user has not set up yet), or ""."""
+    """Why it cannot answer now, as a clause that ends without a full stop ("no baseline
+    system prompt is set: ..."), or "" when it can."""
     label: str
     """What the web app calls it."""
     details: str
@@ -90,9 +91,8 @@ def baseline_prompt(ctx: Context) -> str:
 
 def _prompt_missing(ctx: Context) -> str:
     return "" if baseline_prompt(ctx) else (
-        "base+prompt needs a baseline system prompt, the best prompt you would write "
-        "instead of fine-tuning: set it in the Train tab, or with `tunechat eval --system "
-        "TEXT`.")
+        "no baseline system prompt is set: write the best prompt you would use instead of "
+        "fine-tuning in the Train tab, or pass `tunechat eval --system TEXT`")
 
 
 BASELINES: dict[str, Baseline] = {
@@ -140,7 +140,7 @@ def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:
     if name in BASELINES:
         why = BASELINES[name].missing(ctx)
         if why:
-            raise UnknownAdapter(why)
+            raise UnknownAdapter(f"{name} cannot answer yet: {why}.")
         return BASELINES[name].answers(ctx)
     served, with_facts, with_examples = split_name(name)
     if served == BASE or served in adapters:

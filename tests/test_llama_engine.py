@@ -136,7 +136,8 @@ def test_an_adapter_llama_cpp_cannot_take_is_served_by_pytorch(engines, adapters
     lora_adapter(base, adapters / "ranks", spread=0.3, rank_pattern={"q_proj": 8}, **UPPER)
     try:
         assert llama.reply(HELLO, "ranks") == torch_engine.reply(HELLO, "ranks")
-        assert "rank" in llama._torch_only["ranks"]
+        [why] = [why for (name, _), why in llama._torch_only.items() if name == "ranks"]
+        assert "rank" in why
     finally:
         import shutil
 
@@ -151,3 +152,34 @@ def test_replies_take_one_thread_while_a_run_trains(engines):
     finally:
         llama.busy = lambda: False
     assert llama.threads() >= 1
+
+
+def test_what_llama_cpp_cannot_hold_is_answered_by_pytorch(engines, adapters, monkeypatch):
+    """A conversation longer than a llama.cpp context (each reserves its whole cache, so
+    they are capped), and a context llama.cpp cannot make: PyTorch answers, the same."""
+    from assistant import llama_engine
+    from assistant.bases import embedded_gguf_path, load_model
+
+    torch_engine, _ = engines
+    monkeypatch.setattr(llama_engine, "CONTEXT_CAP", 96)
+    small = llama_engine.LlamaChatEngine(load_model(None), adapters_dir=adapters,
+                                         source_gguf=embedded_gguf_path())
+    assert small.wait_for_llama(120)
+    long = ask("Tell me about the sea. " * 12)
+    assert small.reply(long, "north") == torch_engine.reply(long, "north")
+
+    def no_memory(self):
+        raise llama_engine.Refused("llama.cpp could not make a context (out of memory?).")
+
+    monkeypatch.setattr(llama_engine._Llama, "new_context", no_memory)
+    fresh = llama_engine.LlamaChatEngine(load_model(None), adapters_dir=adapters,
+                                         source_gguf=embedded_gguf_path())
+    assert fresh.wait_for_llama(120)
+    assert fresh.reply(HELLO, "south") == torch_engine.reply(HELLO, "south")
+    assert set(fresh._llama.users.values()) == {0}  # nothing held after it
+    assert fresh._route("south")[0] is not None  # no memory is no fault of the adapter
+
+
+def test_a_reply_stopped_before_its_turn_says_nothing(engines):
+    _, llama = engines
+    assert list(llama.stream(HELLO, stop=lambda: True)) == []
