@@ -168,7 +168,9 @@ def test_the_chat_converts_each_adapter_once_and_drops_stale_files(tiny_model_di
     written = first.stat().st_mtime_ns
     assert lora_file(first_adapter, config) == first
     assert first.stat().st_mtime_ns == written  # not converted again
-    os.utime(first_adapter / "adapter_model.safetensors", ns=(1, 1))  # written again
+    weights = first_adapter / "adapter_model.safetensors"
+    later = weights.stat().st_mtime_ns + 10**9
+    os.utime(weights, ns=(later, later))  # written again
     again = lora_file(first_adapter, config)
     assert again != first and again.is_file() and not first.exists()
     second_adapter = lora_adapter(tiny_model_dir, adapters / "run-2", seed=1)
