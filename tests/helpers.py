@@ -84,3 +84,17 @@ def lora_adapter(base_folder: Path, out: Path, spread: float = 0.05, seed: int =
                 weight.normal_(0, spread)
     model.save_pretrained(out)
     return out
+
+
+def assert_requests_get_their_own_adapter(engine, names: list[str], numbers: range) -> None:
+    """Concurrent requests on different models (the same engine) each get the answer
+    their model gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [[{"role": "user", "content": f"Say hello number {i}."}] for i in numbers]
+    reference = {(n, i): engine.reply(p, n) for n in names for i, p in enumerate(prompts)}
+    assert len({reference[(n, 0)] for n in names}) == len(names)  # different answers
+    jobs = [(n, i) for _ in range(3) for n in names for i in range(len(prompts))]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda job: engine.reply(prompts[job[1]], job[0]), jobs))
+    assert answers == [reference[job] for job in jobs]

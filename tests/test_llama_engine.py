@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import lora_adapter
+from helpers import assert_requests_get_their_own_adapter, lora_adapter
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
@@ -66,15 +65,7 @@ def test_it_answers_as_the_pytorch_engine(engines):
 
 
 def test_concurrent_requests_get_their_own_adapter(engines):
-    _, llama = engines
-    names = ["base", "north", "south"]
-    prompts = [ask(f"Say hello number {i}.") for i in range(3, 6)]
-    reference = {(n, i): llama.reply(p, n) for n in names for i, p in enumerate(prompts)}
-    assert len({reference[(n, 0)] for n in names}) == 3  # three different answers
-    jobs = [(n, i) for _ in range(3) for n in names for i in range(len(prompts))]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(lambda job: llama.reply(prompts[job[1]], job[0]), jobs))
-    assert answers == [reference[job] for job in jobs]
+    assert_requests_get_their_own_adapter(engines[1], ["base", "north", "south"], range(3, 6))
 
 
 def test_adapters_beyond_the_budget_are_freed_and_loaded_again(adapters):

@@ -20,7 +20,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.dataset import RunData
 from trainer.sft import run_sft
 
-from helpers import Recorder, fill, voice_examples
+from helpers import Recorder, assert_requests_get_their_own_adapter, fill, voice_examples
 
 
 def test_lora_moves_adapter_weights_not_base_weights(tiny_model_dir, tmp_path):
@@ -309,17 +309,8 @@ def test_swap_keeps_the_base_weights_in_place(make_engine, two_adapters):
 
 
 def test_concurrent_requests_get_their_own_adapter(make_engine, two_adapters):
-    from concurrent.futures import ThreadPoolExecutor
-
-    engine = make_engine(two_adapters)
-    names = ["base", "brewster", "lumen"]
-    prompts = [[{"role": "user", "content": f"Say hello number {i}."}] for i in range(3, 7)]
-    reference = {(n, i): engine.reply(p, n) for n in names for i, p in enumerate(prompts)}
-    assert len({reference[(n, 0)] for n in names}) == 3  # three different answers
-    jobs = [(n, i) for _ in range(3) for n in names for i in range(len(prompts))]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(lambda job: engine.reply(prompts[job[1]], job[0]), jobs))
-    assert answers == [reference[job] for job in jobs]
+    assert_requests_get_their_own_adapter(make_engine(two_adapters),
+                                          ["base", "brewster", "lumen"], range(3, 7))
 
 
 def test_least_used_adapter_is_unloaded_and_reloaded_on_demand(make_engine, two_adapters):
