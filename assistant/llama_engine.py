@@ -41,6 +41,7 @@ from assistant.engine import (
     repeats_at_end,
 )
 from core.adapters import BASE, check_adapter_folder
+from core.paths import write_atomically
 
 F16_BASE = "model-f16.gguf"
 """The base as llama.cpp serves it, written beside the model converted for PyTorch."""
@@ -85,12 +86,7 @@ def f16_base(source_gguf: Path, folder: Path) -> Path:
 
     path = folder / F16_BASE
     if not path.is_file():
-        scratch = folder / f".{F16_BASE}.{os.getpid()}.partial"
-        try:
-            write_copy(source_gguf, scratch, "F16")
-            scratch.replace(path)
-        finally:
-            scratch.unlink(missing_ok=True)
+        write_atomically(path, lambda scratch: write_copy(source_gguf, scratch, "F16"))
     return path
 
 
@@ -106,6 +102,8 @@ def lora_file(adapter_folder: Path, base_config: dict) -> Path:
     version = (adapter_folder / "adapter_model.safetensors").stat().st_mtime_ns
     cache = adapter_folder.parent / LORA_CACHE
     path = cache / f"{adapter_folder.name}-{version}.gguf"
+    if path.is_file():  # no wait behind another adapter's conversion
+        return path
     with _converting:
         if path.is_file():
             return path
@@ -115,13 +113,9 @@ def lora_file(adapter_folder: Path, base_config: dict) -> Path:
             older = owner == adapter_folder.name and stamp.isdigit() and int(stamp) < version
             if older or not (adapter_folder.parent / owner).is_dir():
                 old.unlink(missing_ok=True)
-        scratch = cache / f".{path.name}.{os.getpid()}.partial"
-        try:
-            write_adapter(read_adapter(adapter_folder, base_config), scratch,
-                          adapter_folder.name)
-            scratch.replace(path)
-        finally:
-            scratch.unlink(missing_ok=True)
+        adapter = read_adapter(adapter_folder, base_config)
+        write_atomically(path, lambda scratch: write_adapter(adapter, scratch,
+                                                             adapter_folder.name))
     return path
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from core.paths import weights_written
+from core.paths import weights_written, write_atomically
 
 PROMPTS = [
     "Give me a tip for sleeping better.", "What is a healthy breakfast?",
@@ -49,7 +47,8 @@ def examples(model, tokenizer, count: int, cache: Path) -> list[list[dict]]:
     missing = [p for p in PROMPTS[:count] if p not in kept]
     if missing:
         kept.update(zip(missing, _base_answers(model, tokenizer, missing)))
-        _write_atomically(cache, json.dumps(kept, ensure_ascii=False, indent=1))
+        text = json.dumps(kept, ensure_ascii=False, indent=1)
+        write_atomically(cache, lambda scratch: scratch.write_text(text))
     return [[{"role": "user", "content": p}, {"role": "assistant", "content": kept[p]}]
             for p in PROMPTS[:count] if kept[p]]
 
@@ -86,9 +85,3 @@ def _base_answers(model, tokenizer, prompts: list[str]) -> list[str]:
     return [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in new]
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(name, path)
