@@ -140,7 +140,7 @@ def contender(ctx: Context, name: str, adapters: list[str]) -> Contender:
     if name in BASELINES:
         why = BASELINES[name].missing(ctx)
         if why:
-            raise UnknownAdapter(f"{name} cannot answer yet: {why}.")
+            raise UnknownAdapter(f"{name} cannot answer yet, because {why}.")
         return BASELINES[name].answers(ctx)
     served, with_facts, with_examples = split_name(name)
     if served == BASE or served in adapters:

@@ -231,7 +231,7 @@ class Imported:
                 + (f" ({', '.join(skipped)}, skipped)" if skipped else "") + ".")
         if done.bad:
             line += (f" {len(done.bad)} bad row{'s' * (len(done.bad) != 1)} left out, "
-                     f"the first: {done.bad[0]}. Every one is listed in {self.report}.")
+                     f"the first: {done.bad[0]}. {listed_in(self.report)}")
         return line + started_note(self.run_started)
 
 
@@ -263,6 +263,12 @@ def import_file(ctx: Context, path: str | Path, fmt: str = "auto", test_only: bo
     trainable = done.added.get("example", 0) + done.added.get("pair", 0)
     run_id = training.after_examples_added(ctx) if trainable and not test_only else None
     return Imported(done, Path(path).name, run_id, test_only, report if done.bad else None)
+
+
+def listed_in(report: Path | None) -> str:
+    """The import line's sentence that says where the rows it left out are listed (the
+    web app puts its download in place of this sentence)."""
+    return f"Every one is listed in {report}."
 
 
 def skipped_report(ctx: Context, path: str | Path) -> Path:

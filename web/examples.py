@@ -221,8 +221,7 @@ class ExampleHandlers:
         # served from the downloads folder: Gradio serves no file from the data home
         copy = shutil.copy(report, export_folder() / report.name)
         return gr.DownloadButton(value=str(copy), visible=True), (said or "").replace(
-            f"Every one is listed in {report}.",
-            "Every one is in *Download the rows left out*, below.")
+            examples.listed_in(report), "Every one is in *Download the rows left out*, below.")
 
     def preview(self, upload: str | None, fmt: str, mapping: str = "",
                 skip_bad: bool = False):
