@@ -40,7 +40,7 @@ def watch_log(server: subprocess.Popen, started: float) -> ServerLog:
                 if line.startswith(word):
                     log.ready.setdefault(word, round(time.perf_counter() - started, 2))
             if line.startswith("Replies from"):
-                log.engine = line.split()[2]
+                log.engine = line.split()[2].rstrip(":")
 
     threading.Thread(target=read, daemon=True).start()
     return log

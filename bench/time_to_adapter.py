@@ -12,9 +12,10 @@ answer_s      until the app has answered a chat message with the new adapter (th
 
 Beside the measured training time it prints the run's compute floor: the FLOPs of its
 training steps (counted below, `training_flops`) over this machine's matmul peak
-(bench/common.py's `peak_gflops`, the faster of two probes: before the app starts and
-after it stops, as a machine shared with other tenants reads slower at times), i.e. how
-long the steps would take if every product ran at the peak and nothing else took time.
+(bench/common.py's `peak_gflops`, the fastest probe: before the app starts and after it
+stops, and of every run when there are several, as a probe reads slow while another
+process winds down), i.e. how long the steps would take if every product ran at the peak
+and nothing else took time.
 
 `python -m bench.time_to_adapter [--model M] [--data FILE] [--engine E]` runs it alone
 (`--engine`: what answers the chat, as `tunechat serve --engine`)."""
@@ -157,17 +158,43 @@ def _wait_until_ready(server: subprocess.Popen, limit_s: float = 300) -> ServerL
     return said
 
 
+def _with_the_fastest_peak(found: dict[str, dict]) -> None:
+    """The machine's peak is the fastest probe of all the runs (a probe taken while the
+    last run's processes wind down reads slow): each run's floor against it."""
+    peak = max(probe for run in found.values() for probe in run["peak_probes_gflops"])
+    for run in found.values():
+        run["peak_gflops"] = peak
+        run["compute_floor_s"] = round(run["training_tflops"] * 1e3 / peak, 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.time_to_adapter",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="base model (default: the embedded one)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--engine", default="auto", choices=["auto", "llama.cpp", "pytorch"])
+    parser.add_argument("--engine", default="auto",
+                        help="auto, llama.cpp or pytorch; several, comma-separated, are "
+                             "measured in turn, --repeats times each, alternating")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="tunechat-tta-") as scratch:
-        print(json.dumps(bench_time_to_adapter(args.model, args.data, Path(scratch),
-                                               args.engine), indent=2))
+    engines = args.engine.split(",")
+    found = {}
+    for repeat in range(1, args.repeats + 1):
+        for engine in engines:
+            with tempfile.TemporaryDirectory(prefix="tunechat-tta-") as scratch:
+                found[f"{engine} #{repeat}"] = bench_time_to_adapter(
+                    args.model, args.data, Path(scratch), engine)
+    _with_the_fastest_peak(found)
+    print(json.dumps(found, indent=2))
+    if args.json:
+        from core.hardware import describe_machine
+
+        args.json.write_text(json.dumps(
+            {"machine": describe_machine(),
+             "script": "python -m bench.time_to_adapter " + " ".join(argv or sys.argv[1:]),
+             "runs": found}, indent=2))
 
 
 if __name__ == "__main__":
