@@ -455,11 +455,13 @@ def _swap_into(peft_model, slot: str, folder: Path) -> bool:
     about 40 ms instead of 200). False, with the slot untouched, when the adapter does
     not fit it (other target modules or dropout/DoRA settings); a file that cannot be
     read raises before anything changes."""
-    from peft import PeftConfig
+    from peft import LoraConfig, PeftConfig
     from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
     from peft.utils.save_and_load import _insert_adapter_name_into_state_dict, load_peft_weights
 
-    config = PeftConfig.from_pretrained(str(folder))
+    config = PeftConfig.from_pretrained(str(folder))  # the subclass its peft_type names
+    if not isinstance(config, LoraConfig):
+        return False
     weights = load_peft_weights(str(folder), device="cpu")
     try:
         check_hotswap_configs_compatible(peft_model.peft_config[slot], config)
