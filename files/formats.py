@@ -22,13 +22,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from core.errors import UserError
+from core.paths import write_atomically
 from files.sources import (
     FORMULA_STARTS,
     HISTORY_COLUMN,
@@ -561,16 +561,12 @@ WRITERS = {"jsonl": write_jsonl, "csv": write_csv}
 
 def _write_atomically(path: str | os.PathLike, write: Callable[[TextIO], None],
                       encoding: str = "utf-8", newline: str = "\n") -> None:
-    """A crash leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(handle, "w", encoding=encoding, newline=newline) as out:
+    """`write` the text file at `path`: a crash leaves the old file or the new one."""
+    def write_text(scratch: Path) -> None:
+        with scratch.open("w", encoding=encoding, newline=newline) as out:
             write(out)
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
+
+    write_atomically(Path(path), write_text)
 
 
 @dataclass(frozen=True)
