@@ -86,6 +86,7 @@ def f16_base(source_gguf: Path, folder: Path) -> Path:
 
     path = folder / F16_BASE
     if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda scratch: write_copy(source_gguf, scratch, "F16"))
     return path
 
@@ -448,17 +449,39 @@ class LlamaChatEngine(ChatEngine):
               stop: Callable[[], bool] | None) -> Generator[str, None, str]:
         """The reply's new text as tokens arrive; returns why it was cut ("" if not)."""
         ends = set(self.stop_token_ids)
-        reply: list[int] = []
-        shown = 0
+        reply = Detokenizer(self.tokenizer)
         for token in tokens:
             if token in ends or (stop is not None and stop()):
                 return ""
-            reply.append(token)
-            text = self.tokenizer.decode(reply, skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # a character still missing its bytes
-                if len(text) > shown:
-                    yield text[shown:]
-                shown = len(text)
-            if settings.stop_loops and repeats_at_end(reply[-LOOP_WINDOW:]):
+            if piece := reply.add(token):
+                yield piece
+            if settings.stop_loops and repeats_at_end(reply.tokens[-LOOP_WINDOW:]):
                 return "loop"
-        return "length" if len(reply) >= budget else ""
+        return "length" if len(reply.tokens) >= budget else ""
+
+
+class Detokenizer:
+    """A reply's text as its tokens arrive, decoding only the last few again each time
+    (decoding the whole reply for every token costs its length squared)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.tokens: list[int] = []
+        self._before = 0
+        """Where the text already shown is read from: one piece back, since a tokenizer
+        may write a token differently at the very start of a text."""
+        self._shown = 0
+        """The tokens whose text has been shown."""
+
+    def add(self, token: int) -> str:
+        """The text `token` adds; "" while a character still misses some of its bytes."""
+        self.tokens.append(token)
+        said = self._decode(self.tokens[self._before:self._shown])
+        text = self._decode(self.tokens[self._before:])
+        if len(text) <= len(said) or text.endswith("\ufffd"):
+            return ""
+        self._before, self._shown = self._shown, len(self.tokens)
+        return text[len(said):]
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)

@@ -23,8 +23,8 @@ def weights_written(folder: Path) -> int:
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """`write(scratch)` writes the file beside `path`, then it takes `path`'s place: a
-    crash leaves the old file or the new one (or none), never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    crash leaves the old file or the new one (or none), never half of one. The folder
+    must exist: a mistyped export path is an error, not a new folder."""
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
                                        dir=path.parent)
     os.close(handle)

@@ -190,3 +190,34 @@ def test_a_new_adapter_loads_under_steady_traffic(make_engine, two_adapters):
         finally:
             stop.set()
     assert answer == expected
+
+
+@pytest.mark.parametrize("style", ["byte-level", "sentencepiece"])
+def test_a_reply_read_a_token_at_a_time_is_its_whole_text(style):
+    """The llama.cpp engine shows a reply's text as its tokens arrive, decoding only the
+    last few: the pieces make the whole text, a character split over several tokens
+    included, and a word's leading space too (dropped at a text's start by sentencepiece)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from assistant.llama_engine import Detokenizer
+
+    core = Tokenizer(models.BPE())
+    if style == "byte-level":
+        core.pre_tokenizer, core.decoder = pre_tokenizers.ByteLevel(), decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        core.pre_tokenizer, core.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+        alphabet = []
+    reply = "Café au lait, naïve ☕ 日本語 — thé? Oui, merci!\n  Two spaces."
+    core.train_from_iterator(["the cafe serves tea and coffee"] * 5 + [reply],
+                             trainers.BpeTrainer(vocab_size=60, initial_alphabet=alphabet))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+    tokens = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    whole = tokenizer.decode(tokens)
+    assert len(tokens) > 20
+
+    reader = Detokenizer(tokenizer)
+    pieces = [reader.add(token) for token in tokens]
+    assert "".join(pieces) == whole
+    assert not any("\ufffd" in piece for piece in pieces)

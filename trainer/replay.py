@@ -48,6 +48,7 @@ def examples(model, tokenizer, count: int, cache: Path) -> list[list[dict]]:
     if missing:
         kept.update(zip(missing, _base_answers(model, tokenizer, missing)))
         text = json.dumps(kept, ensure_ascii=False, indent=1)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, lambda scratch: scratch.write_text(text))
     return [[{"role": "user", "content": p}, {"role": "assistant", "content": kept[p]}]
             for p in PROMPTS[:count] if kept[p]]
