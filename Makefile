@@ -40,10 +40,19 @@ llama: $(READY)
 	$(PY) -m pip install -c $(CONSTRAINTS) -e ".[llama]"
 
 # After upgrading packages in .venv and a passing `make test`: record their versions.
-# torch is left out, so a GPU user's CUDA build is kept.
+# torch and what it requires are left out, so a GPU user's CUDA build of any torch is kept.
 lock:
 	{ echo "# Written by make lock: the versions make test last passed with."; \
-	  $(PY) -m pip list --format=freeze --exclude-editable | grep -v -i -E '^(torch|pip|setuptools|wheel)=='; } > $(CONSTRAINTS)
+	  $(PY) -m pip list --format=freeze --exclude-editable | $(PY) -c "$$UNLOCKED"; } > $(CONSTRAINTS)
+
+define UNLOCKED
+import importlib.metadata, re, sys
+name = lambda line: re.sub(r"[-_.]+", "-", re.match(r"[\w.-]+", line)[0]).lower()
+needs = [r for r in importlib.metadata.requires("torch") or [] if "extra ==" not in r]
+free = {"torch", "pip", "setuptools", "wheel"} | {name(r) for r in needs}
+sys.stdout.writelines(line for line in sys.stdin if name(line) not in free)
+endef
+export UNLOCKED
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not
 # reachable here). Installed when missing and we may; otherwise those tests skip.
