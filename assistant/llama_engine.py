@@ -41,7 +41,7 @@ from assistant.engine import (
     repeats_at_end,
 )
 from core.adapters import BASE, check_adapter_folder
-from core.paths import write_atomically
+from core.paths import weights_written, write_atomically
 
 F16_BASE = "model-f16.gguf"
 """The base as llama.cpp serves it, written beside the model converted for PyTorch."""
@@ -100,7 +100,7 @@ def lora_file(adapter_folder: Path, base_config: dict) -> Path:
     versions' files, and those of adapters that are gone, are removed on the way."""
     from core.gguf import read_adapter, write_adapter
 
-    version = (adapter_folder / "adapter_model.safetensors").stat().st_mtime_ns
+    version = weights_written(adapter_folder)
     cache = adapter_folder.parent / LORA_CACHE
     path = cache / f"{adapter_folder.name}-{version}.gguf"
     if path.is_file():  # no wait behind another adapter's conversion
@@ -427,12 +427,11 @@ class LlamaChatEngine(ChatEngine):
             return (BASE, 0), None
         assert self.adapters_dir is not None
         folder = self.adapters_dir / adapter
-        weights = folder / "adapter_model.safetensors"
-        if not weights.is_file() or (adapter, weights.stat().st_mtime_ns) not in self._checked:
+        version = (adapter, weights_written(folder))  # 0: no weights, which the check refuses
+        if version not in self._checked:
             with self._gate:  # the PyTorch engine changes its layers holding it
                 check_adapter_folder(folder, self.model, self.name)
-        version = (adapter, weights.stat().st_mtime_ns)
-        self._checked.add(version)
+            self._checked.add(version)
         if version in self._torch_only:
             return None, None
         try:
