@@ -32,7 +32,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import DEFAULT_DATA, READY_LINES, ServerLog, free_port, watch_log
+from bench.common import (
+    DEFAULT_DATA,
+    READY_LINES,
+    ServerLog,
+    free_port,
+    peak_gflops,
+    watch_log,
+)
 from core.hardware import bf16_ok
 from storage import runs
 from storage.db import Store
@@ -43,8 +50,6 @@ QUESTION = "Do you have oat milk?"
 def bench_time_to_adapter(spec: str | None, data: Path, work: Path,
                           engine: str = "auto") -> dict:
     import torch
-
-    from bench.common import peak_gflops
 
     home = work / "time-to-adapter"
     _tunechat("import", str(data), "--home", str(home), "--threshold", "0")
